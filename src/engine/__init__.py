@@ -1,0 +1,2 @@
+"""The training engine shared by every model: schedules, optimizers, train
+steps, checkpoints, callbacks and the training loop."""

@@ -1,0 +1,78 @@
+"""Cell-based train steps (GRAPH_MODE): gradients, clipping, loss scaling.
+
+A plain ``@ms.jit`` function step measured about 8x slower on CPU than a
+Cell, so both steps are Cells compiled once.
+"""
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+_grad_scale = ops.MultitypeFuncGraph("grad_scale")
+
+
+@_grad_scale.register("Tensor", "Tensor")
+def _unscale(scale, grad):
+    return grad * ops.cast(ops.Reciprocal()(scale), ops.dtype(grad))
+
+
+class TrainStep(nn.TrainOneStepCell):
+    """Forward, backward, optional global-norm clipping, update; returns the loss."""
+
+    def __init__(self, net_with_loss, optimizer, clip_norm=0.0):
+        super().__init__(net_with_loss, optimizer)
+        self.clip = clip_norm > 0
+        self.clip_norm = float(clip_norm) if clip_norm > 0 else 1.0
+
+    def construct(self, *inputs):
+        loss = self.network(*inputs)
+        sens = ops.fill(loss.dtype, loss.shape, 1.0)
+        grads = self.grad(self.network, self.weights)(*inputs, sens)
+        grads = self.grad_reducer(grads)
+        if self.clip:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        return ops.depend(loss, self.optimizer(grads))
+
+
+class LossScaleTrainStep(nn.TrainOneStepWithLossScaleCell):
+    """Train step for float16 on Ascend/GPU: the loss is scaled before the
+    backward pass, gradients are unscaled, checked for overflow (the update is
+    skipped and a dynamic scale lowered when they overflow) and clipped."""
+
+    def __init__(self, net_with_loss, optimizer, scale_sense, clip_norm=0.0):
+        super().__init__(net_with_loss, optimizer, scale_sense)
+        self.clip = clip_norm > 0
+        self.clip_norm = float(clip_norm) if clip_norm > 0 else 1.0
+
+    def construct(self, *inputs):
+        loss = self.network(*inputs)
+        scaling_sens = self.scale_sense
+        status = Tensor([0] * 8, ms.int32)
+        sens = ops.ones_like(loss) * ops.cast(scaling_sens, ops.dtype(loss))
+        grads = self.grad(self.network, self.weights)(*inputs, sens)
+        grads = self.hyper_map(ops.partial(_grad_scale, scaling_sens), grads)
+        grads = self.grad_reducer(grads)
+        overflow = self.process_loss_scale(self.get_overflow_status(status, grads))
+        if self.clip:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        if not overflow:
+            loss = ops.depend(loss, self.optimizer(grads))
+        return loss
+
+
+def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scale=1.0,
+                     scale_window=1000, clip_norm=0.0):
+    """``loss_scale_mode``: ``none`` (float32 on CPU), ``static`` (a fixed
+    scale) or ``dynamic`` (start at ``loss_scale``, halve on overflow, double
+    after ``scale_window`` clean steps)."""
+    if loss_scale_mode == "none":
+        step = TrainStep(net_with_loss, optimizer, clip_norm)
+    elif loss_scale_mode == "static":
+        step = LossScaleTrainStep(net_with_loss, optimizer, Tensor(float(loss_scale), ms.float32),
+                                  clip_norm)
+    elif loss_scale_mode == "dynamic":
+        manager = nn.DynamicLossScaleUpdateCell(loss_scale_value=float(loss_scale), scale_factor=2,
+                                                scale_window=int(scale_window))
+        step = LossScaleTrainStep(net_with_loss, optimizer, manager, clip_norm)
+    else:
+        raise ValueError(f"unknown loss_scale_mode {loss_scale_mode!r}; choose none, static or dynamic")
+    step.set_train(True)
+    return step

@@ -1,0 +1,53 @@
+"""Per-task towers evaluated for all tasks at once."""
+import mindspore as ms
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+
+import numpy as np
+
+from src.layers.initializers import init_stack
+
+
+class TaskTowers(nn.Cell):
+    """One MLP per task, all tasks computed by batched matrix products.
+
+    Shapes: input ``(B, T, D)`` (one D-vector per task, e.g. the per-task
+    mixture of experts), output ``(B, T, out_dim)``. Layer ``l`` holds a
+    weight ``(T, d_l, d_{l+1})`` and a bias ``(T, 1, d_{l+1})``; hidden layers
+    use ReLU and dropout (active only in training), the last layer is linear.
+    Writing the towers as stacked weights instead of a Python list of Dense
+    cells keeps the graph free of lists and Stack ops, so it exports to ONNX
+    and MindIR as one BatchMatMul per layer.
+
+    >>> towers = TaskTowers(num_tasks=2, in_dim=4, hidden_units=[8], out_dim=1)
+    >>> towers(ops.ones((32, 2, 4), ms.float32)).shape
+    (32, 2, 1)
+    """
+
+    def __init__(self, num_tasks, in_dim, hidden_units, out_dim, weight_init, dropout=0.0):
+        super().__init__()
+        if num_tasks < 1 or in_dim < 1 or out_dim < 1:
+            raise ValueError(f"num_tasks, in_dim and out_dim must be positive, got "
+                             f"{num_tasks}, {in_dim}, {out_dim}")
+        if any(int(u) < 1 for u in hidden_units):
+            raise ValueError(f"tower hidden units must be positive, got {list(hidden_units)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        dims = [in_dim] + [int(u) for u in hidden_units] + [out_dim]
+        self.num_layers = len(dims) - 1
+        self.weights = ParameterTuple([
+            Parameter(Tensor(init_stack(weight_init, num_tasks, dims[i], dims[i + 1])), name=f"weight{i}")
+            for i in range(self.num_layers)])
+        self.biases = ParameterTuple([
+            Parameter(Tensor(np.zeros((num_tasks, 1, dims[i + 1]), np.float32)), name=f"bias{i}")
+            for i in range(self.num_layers)])
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.relu = nn.ReLU()
+        self.matmul = ops.BatchMatMul()
+
+    def construct(self, x):
+        h = ops.transpose(x, (1, 0, 2))                      # (T, B, D)
+        for i in range(self.num_layers):
+            h = self.matmul(h, self.weights[i]) + self.biases[i]
+            if i < self.num_layers - 1:
+                h = self.dropout(self.relu(h))
+        return ops.transpose(h, (1, 0, 2))                   # (B, T, out)

@@ -1,0 +1,92 @@
+"""Per-task metrics, the one implementation used by the training callback,
+eval.py and postprocess.py.
+
+Binary tasks (MMoE's income/marital, DeepFM's and DLRM's click) are scored
+on the positive-class probability of each task separately: AUC, log loss and
+accuracy at 0.5. Upstream MMoE flattened a (N, 2) softmax and its one-hot
+label into one pooled AUC, which inflates the figure (a model with a true
+income AUC of 0.946 reads about 0.991); nothing here does that.
+
+Multi-class tasks (DSelect-k's digits) are scored by accuracy and
+cross-entropy over the class probabilities.
+"""
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+_EPS = 1e-7
+
+
+def binary_task_metrics(prob, label):
+    """AUC, log loss and accuracy of one binary task.
+
+    ``prob`` holds the positive-class probabilities, ``label`` 0/1 values, both
+    shape ``(N,)``. The AUC is NaN when the labels hold a single class (it is
+    undefined then), never a made-up 0.5 or 1.0.
+    """
+    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
+    label = np.asarray(label, dtype=np.float64).reshape(-1)
+    if prob.shape != label.shape:
+        raise ValueError(f"{prob.shape[0]} predictions for {label.shape[0]} labels")
+    if prob.size == 0:
+        raise ValueError("no samples to score")
+    if not np.all(np.isfinite(prob)):
+        raise ValueError("predictions contain NaN or infinity")
+    if np.any((label != 0) & (label != 1)):
+        raise ValueError("binary labels must be 0 or 1")
+    p = np.clip(prob, _EPS, 1.0 - _EPS)
+    logloss = float(-np.mean(label * np.log(p) + (1.0 - label) * np.log(1.0 - p)))
+    accuracy = float(np.mean((prob >= 0.5) == (label == 1)))
+    auc = float(roc_auc_score(label, prob)) if 0 < label.sum() < label.size else math.nan
+    return {"auc": auc, "logloss": logloss, "accuracy": accuracy}
+
+
+def multiclass_task_metrics(prob, label):
+    """Accuracy and cross-entropy of one multi-class task.
+
+    ``prob`` has shape ``(N, C)`` (rows sum to one), ``label`` integer classes ``(N,)``.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+    label = np.asarray(label).reshape(-1).astype(np.int64)
+    if prob.ndim != 2 or prob.shape[0] != label.shape[0]:
+        raise ValueError(f"expected ({label.shape[0]}, C) probabilities, got {prob.shape}")
+    if label.size and (label.min() < 0 or label.max() >= prob.shape[1]):
+        raise ValueError(f"labels must lie in [0, {prob.shape[1]})")
+    picked = np.clip(prob[np.arange(label.size), label], _EPS, 1.0)
+    return {"accuracy": float(np.mean(prob.argmax(axis=1) == label)),
+            "logloss": float(-np.mean(np.log(picked)))}
+
+
+def task_metrics(probs, labels, task_names, task_type="binary"):
+    """Metrics of every task, keyed ``<task>_<metric>``, plus averages.
+
+    Binary: ``probs`` and ``labels`` have shape ``(N, T)``, one column per task
+    (a 1-D array is one task). Multi-class: ``probs`` has shape ``(N, T, C)``
+    and ``labels`` ``(N, T)``. The averages over tasks are ``avg_auc`` (binary)
+    and ``avg_accuracy`` (both).
+    """
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
+    if task_type == "binary":
+        probs = probs.reshape(len(probs), -1)
+        labels = labels.reshape(len(labels), -1)
+    n_tasks = len(task_names)
+    if probs.shape[1] != n_tasks or labels.shape[1] != n_tasks:
+        raise ValueError(f"{n_tasks} tasks {list(task_names)} but predictions have shape "
+                         f"{probs.shape} and labels {labels.shape}")
+    scorer = binary_task_metrics if task_type == "binary" else multiclass_task_metrics
+    result = {}
+    for t, name in enumerate(task_names):
+        for metric, value in scorer(probs[:, t], labels[:, t]).items():
+            result[f"{name}_{metric}"] = value
+    for metric in ("auc", "accuracy"):
+        values = [result[f"{name}_{metric}"] for name in task_names if f"{name}_{metric}" in result]
+        if values and n_tasks > 1:
+            result[f"avg_{metric}"] = float(np.mean(values))
+    return result
+
+
+def format_metrics(metrics):
+    """One line ``income_auc=0.9461 marital_auc=0.9912 ...`` for logs."""
+    return " ".join(f"{k}={v:.6f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -1,0 +1,57 @@
+"""The MMoE network: shared experts, one softmax gate and one tower per task."""
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from src.layers.initializers import init_stack, make_initializer
+from src.layers.towers import TaskTowers
+
+
+class MMoE(nn.Cell):
+    """Multi-gate Mixture-of-Experts.
+
+    Shapes: input ``x`` is ``(B, F)`` (F = ``input_dim``, read from the data
+    set's feature map); output is ``(B, T)``: one logit per task (apply a
+    sigmoid for probabilities, see :meth:`predict`).
+
+    - experts: ``E`` single-layer ReLU experts of ``expert_units`` (U) units,
+      computed as one ``(F, E*U)`` matrix product;
+    - gates: one softmax gate per task over the E experts, computed as one
+      ``(F, T*E)`` product;
+    - mixture: per task, the gate-weighted sum of expert outputs ``(B, T, U)``;
+    - towers: per task an MLP ``U -> tower_units... -> 1``
+      (:class:`src.layers.TaskTowers`).
+    """
+
+    def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
+                 init="truncated_normal", init_scale=0.01, tower_dropout=0.0):
+        super().__init__()
+        for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
+                            ("num_experts", num_experts), ("expert_units", expert_units)):
+            if int(value) < 1:
+                raise ValueError(f"MMoE: {name} must be a positive integer, got {value}")
+        self.num_tasks, self.num_experts, self.expert_units = num_tasks, num_experts, expert_units
+        weight_init = make_initializer(init, init_scale)
+        experts = init_stack(weight_init, num_experts, input_dim, expert_units)   # (E, F, U)
+        self.expert_kernel = Parameter(Tensor(np.ascontiguousarray(
+            experts.transpose(1, 0, 2).reshape(input_dim, num_experts * expert_units))),
+            name="expert_kernel")
+        self.expert_bias = Parameter(Tensor(np.zeros(num_experts * expert_units, np.float32)),
+                                     name="expert_bias")
+        gates = init_stack(weight_init, num_tasks, input_dim, num_experts)          # (T, F, E)
+        self.gate_kernel = Parameter(Tensor(np.ascontiguousarray(
+            gates.transpose(1, 0, 2).reshape(input_dim, num_tasks * num_experts))), name="gate_kernel")
+        self.gate_bias = Parameter(Tensor(np.zeros(num_tasks * num_experts, np.float32)), name="gate_bias")
+        self.towers = TaskTowers(num_tasks, expert_units, list(tower_units), 1, weight_init,
+                                 dropout=tower_dropout)
+        self.matmul = ops.MatMul()
+        self.batch_matmul = ops.BatchMatMul()
+        self.relu = nn.ReLU()
+        self.softmax = nn.Softmax(axis=-1)
+
+    def construct(self, x):
+        experts = self.relu(self.matmul(x, self.expert_kernel) + self.expert_bias)
+        experts = experts.reshape((-1, self.num_experts, self.expert_units))          # (B, E, U)
+        gates = self.matmul(x, self.gate_kernel) + self.gate_bias
+        gates = self.softmax(gates.reshape((-1, self.num_tasks, self.num_experts)))   # (B, T, E)
+        mixed = self.batch_matmul(gates, experts)                                     # (B, T, U)
+        return self.towers(mixed).reshape((-1, self.num_tasks))                      # (B, T)

@@ -1,0 +1,24 @@
+"""Test set-up: import the project from the repository root, run MindSpore
+on CPU in graph mode, and keep its by-products out of the checkout."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("GLOG_v", "3")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mindspore_cpu(tmp_path_factory):
+    """Graph mode on CPU; failed compiles write rank_*/ into the cwd, so the
+    session runs from a temporary folder."""
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)

@@ -1,0 +1,101 @@
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.engine import checkpoint
+from src.engine.lr import learning_rates
+from src.engine.optim import build_optimizer
+from src.engine.train_step import build_train_step
+from src.mmoe import MMoE
+from src.models import MultiTaskBCELoss, NetWithLoss
+
+
+def test_noam_schedule_matches_upstream_formula():
+    lr = learning_rates("noam", 0.001, steps_per_epoch=10, epochs=20, warmup_epochs=5)
+    a = 50
+    s = np.arange(200)
+    expected = 0.001 * np.sqrt(a) * np.minimum((s + 1) * a ** -1.5, (s + 1) ** -0.5)
+    np.testing.assert_allclose(lr, expected, rtol=1e-6)
+    assert lr.argmax() == a - 1 and lr.max() == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("name", ["constant", "warmup", "exponential", "cosine"])
+def test_schedules_shape_and_warmup(name):
+    lr = learning_rates(name, 0.1, steps_per_epoch=4, epochs=5, warmup_epochs=1, decay_rate=0.1,
+                        min_lr=0.01)
+    assert lr.shape == (20,) and lr.dtype == np.float32 and np.all(lr > 0)
+    if name != "constant":
+        np.testing.assert_allclose(lr[:4], [0.025, 0.05, 0.075, 0.1], rtol=1e-6)
+    if name == "cosine":
+        assert lr[-1] == pytest.approx(0.01, rel=0.1)
+    if name == "exponential":
+        assert lr[-1] == pytest.approx(0.1 * 0.1 ** (15 / 16), rel=1e-4)
+
+
+def test_schedule_errors():
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        learning_rates("bogus", 0.1, 1, 1)
+    with pytest.raises(ValueError, match="no training steps"):
+        learning_rates("constant", 0.1, 0, 3)
+
+
+def _step(clip_norm=0.0, lr=0.1, optimizer="sgd"):
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
+    opt = build_optimizer(optimizer, net.trainable_params(), np.full(100, lr, np.float32))
+    return net, build_train_step(nwl, opt, clip_norm=clip_norm)
+
+
+def test_clipping_bounds_the_update():
+    """With SGD at lr 1 the update equals the gradient, so its global norm is
+    at most clip_norm."""
+    x = Tensor(np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32) * 100)
+    y = Tensor(np.ones((8, 2), np.float32))
+    net, step = _step(clip_norm=0.01, lr=1.0)
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    step(x, y)
+    delta = np.sqrt(sum(((p.asnumpy() - b) ** 2).sum() for p, b in zip(net.trainable_params(), before)))
+    assert 0 < delta <= 0.01 + 1e-6
+
+
+def test_checkpoint_roundtrip_and_checks(tmp_path):
+    net, step = _step(optimizer="adam")
+    x = Tensor(np.ones((4, 6), np.float32))
+    step(x, Tensor(np.ones((4, 2), np.float32)))
+    path = str(tmp_path / "mmoe-1_5.ckpt")
+    checkpoint.save_checkpoint(step, path, "mmoe", epoch=1, global_step=5)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+    fresh, fresh_step = _step(optimizer="adam")
+    meta = checkpoint.load_into(fresh_step, path, "mmoe")
+    assert meta == {"model": "mmoe", "epoch": 1, "global_step": 5}
+    for a, b in zip(net.get_parameters(), fresh.get_parameters()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    assert fresh_step.optimizer.global_step.asnumpy().item() == 1   # optimizer state restored
+    # a bare network loads the weights out of the full training state
+    bare = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    checkpoint.load_into(bare, path, "mmoe")
+    np.testing.assert_array_equal(bare(x).asnumpy(), net(x).asnumpy())
+
+    with pytest.raises(checkpoint.CheckpointError, match="written by model 'mmoe'.*selects 'dlrm'"):
+        checkpoint.load_into(bare, path, "dlrm")
+    wider = MMoE(input_dim=7, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    with pytest.raises(checkpoint.CheckpointError, match=r"expert_kernel: checkpoint \(6, 6\) vs network \(7, 6\)"):
+        checkpoint.load_into(wider, path, "mmoe")
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load_into(bare, str(tmp_path / "none.ckpt"), "mmoe")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable"):
+        checkpoint.load_into(bare, str(tmp_path / "junk.ckpt"), "mmoe")
+
+
+def test_rotation_keeps_newest(tmp_path):
+    for epoch in range(1, 13):
+        (tmp_path / f"mmoe-{epoch}_10.ckpt").write_bytes(b"x")
+    (tmp_path / "best_avg_auc.ckpt").write_bytes(b"x")
+    checkpoint.rotate(str(tmp_path), "mmoe", keep=3)
+    assert sorted(os.listdir(tmp_path)) == ["best_avg_auc.ckpt", "mmoe-10_10.ckpt",
+                                            "mmoe-11_10.ckpt", "mmoe-12_10.ckpt"]
+    assert checkpoint.periodic_checkpoints(str(tmp_path), "mmoe")[-1].endswith("mmoe-12_10.ckpt")

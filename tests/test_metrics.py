@@ -1,0 +1,72 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from src.metrics import binary_task_metrics, format_metrics, multiclass_task_metrics, task_metrics
+
+
+def test_per_task_auc_differs_from_flattened_auc():
+    """The upstream pooled AUC over a flattened (N, 2) one-hot is inflated by
+    the trivially separable negative column; the per-task AUC is not."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    label = (rng.random(n) < 0.06).astype(np.float64)          # rare positives, like income
+    prob = np.clip(0.06 + 0.08 * label + 0.08 * rng.standard_normal(n), 0.001, 0.999)
+    metrics = task_metrics(np.c_[prob, prob], np.c_[label, label], ["income", "other"])
+    true_auc = roc_auc_score(label, prob)
+    assert metrics["income_auc"] == pytest.approx(true_auc)
+    pooled = roc_auc_score(np.c_[1 - label, label].ravel(), np.c_[1 - prob, prob].ravel())
+    assert pooled - true_auc > 0.05                             # upstream's number is inflated
+    assert abs(metrics["income_auc"] - pooled) > 0.05
+
+
+def test_tasks_are_scored_separately():
+    labels = np.array([[0, 1], [1, 0], [0, 1], [1, 0]], np.float32)
+    probs = np.array([[0.1, 0.2], [0.9, 0.8], [0.2, 0.3], [0.8, 0.7]], np.float32)
+    m = task_metrics(probs, labels, ["a", "b"])
+    assert m["a_auc"] == 1.0 and m["b_auc"] == 0.0
+    assert m["avg_auc"] == 0.5
+    assert m["a_accuracy"] == 1.0 and m["b_accuracy"] == 0.0
+
+
+def test_logloss_and_accuracy_values():
+    m = binary_task_metrics([0.8, 0.4], [1, 0])
+    assert m["logloss"] == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
+    assert m["accuracy"] == 1.0
+
+
+def test_single_class_auc_is_nan_not_made_up():
+    assert math.isnan(binary_task_metrics([0.2, 0.7], [1, 1])["auc"])
+
+
+@pytest.mark.parametrize("probs,labels,match", [
+    ([0.1, 0.2], [0, 1, 1], "predictions for"),
+    ([0.1, float("nan")], [0, 1], "NaN"),
+    ([0.1, 0.2], [0, 2], "0 or 1"),
+    ([], [], "no samples"),
+])
+def test_bad_inputs_are_rejected(probs, labels, match):
+    with pytest.raises(ValueError, match=match):
+        binary_task_metrics(probs, labels)
+
+
+def test_task_count_mismatch():
+    with pytest.raises(ValueError, match="2 tasks"):
+        task_metrics(np.zeros((3, 3)), np.zeros((3, 3)), ["a", "b"])
+
+
+def test_multiclass():
+    probs = np.array([[[0.7, 0.3], [0.2, 0.8]], [[0.4, 0.6], [0.9, 0.1]]])
+    labels = np.array([[0, 1], [0, 0]])
+    m = task_metrics(probs, labels, ["left", "right"], task_type="multiclass")
+    assert m["left_accuracy"] == 0.5 and m["right_accuracy"] == 1.0
+    assert m["avg_accuracy"] == 0.75
+    assert multiclass_task_metrics([[0.5, 0.5]], [0])["logloss"] == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match="labels must lie"):
+        multiclass_task_metrics([[0.5, 0.5]], [2])
+
+
+def test_format():
+    assert format_metrics({"a_auc": 0.5, "n": 3}) == "a_auc=0.500000 n=3"

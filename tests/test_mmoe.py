@@ -1,0 +1,90 @@
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.layers.towers import TaskTowers
+from src.layers.initializers import make_initializer
+from src.mmoe import MMoE
+
+
+def _x(b, f, seed=0):
+    return Tensor(np.random.default_rng(seed).standard_normal((b, f)).astype(np.float32))
+
+
+@pytest.mark.parametrize("batch,tasks,experts,units,towers", [(32, 2, 8, 4, [8]), (5, 3, 3, 6, [16, 4]),
+                                                               (1, 1, 1, 1, [])])
+def test_output_shape(batch, tasks, experts, units, towers):
+    net = MMoE(input_dim=20, num_tasks=tasks, num_experts=experts, expert_units=units,
+               tower_units=towers)
+    assert net(_x(batch, 20)).shape == (batch, tasks)
+
+
+def test_parameter_shapes_follow_config():
+    net = MMoE(input_dim=30, num_tasks=2, num_experts=8, expert_units=4, tower_units=[8])
+    shapes = {p.name: p.shape for p in net.get_parameters()}
+    assert shapes["expert_kernel"] == (30, 32)
+    assert shapes["gate_kernel"] == (30, 16)
+    assert shapes["towers.weight0"] == (2, 4, 8)
+    assert shapes["towers.weight1"] == (2, 8, 1)
+
+
+def test_matches_a_numpy_reference():
+    """Experts, softmax gates, mixture and towers compute what MMoE defines."""
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=3, expert_units=2, tower_units=[4],
+               init="normal", init_scale=0.5)
+    p = {q.name: q.asnumpy() for q in net.get_parameters()}
+    x = np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)
+    experts = np.maximum(x @ p["expert_kernel"] + p["expert_bias"], 0).reshape(7, 3, 2)
+    logits = (x @ p["gate_kernel"] + p["gate_bias"]).reshape(7, 2, 3)
+    gates = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    out = np.zeros((7, 2))
+    for t in range(2):
+        mixed = np.einsum("be,beu->bu", gates[:, t], experts)
+        h = np.maximum(mixed @ p["towers.weight0"][t] + p["towers.bias0"][t, 0], 0)
+        out[:, t] = (h @ p["towers.weight1"][t] + p["towers.bias1"][t, 0])[:, 0]
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), out, rtol=1e-4, atol=1e-5)
+
+
+def test_tasks_have_their_own_gates():
+    """With per-task gates the two tasks differ even when their towers are equal."""
+    net = MMoE(input_dim=8, num_tasks=2, num_experts=4, expert_units=3, tower_units=[5],
+               init="normal", init_scale=0.5)
+    for name in ("weight0", "weight1", "bias0", "bias1"):
+        param = getattr(net.towers, "weights" if name.startswith("w") else "biases")[int(name[-1])]
+        value = param.asnumpy()
+        value[1] = value[0]
+        param.set_data(Tensor(value))
+    out = net(_x(16, 8)).asnumpy()
+    assert not np.allclose(out[:, 0], out[:, 1])
+
+
+@pytest.mark.parametrize("kwargs,match", [({"num_experts": 0}, "num_experts"),
+                                          ({"input_dim": 0}, "input_dim"),
+                                          ({"tower_units": [4, 0]}, "tower hidden units"),
+                                          ({"tower_dropout": 1.0}, "dropout"),
+                                          ({"init": "bogus"}, "unknown initializer")])
+def test_bad_sizes_are_rejected(kwargs, match):
+    args = dict(input_dim=10, num_tasks=2, num_experts=2, expert_units=2, tower_units=[4])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        MMoE(**args)
+
+
+def test_tower_dropout_is_active_only_in_training():
+    net = MMoE(input_dim=10, num_tasks=2, num_experts=4, expert_units=8, tower_units=[64],
+               init="normal", init_scale=0.5, tower_dropout=0.5)
+    x = _x(64, 10)
+    net.set_train(True)
+    a, b = net(x).asnumpy(), net(x).asnumpy()
+    assert not np.allclose(a, b)
+    net.set_train(False)
+    np.testing.assert_array_equal(net(x).asnumpy(), net(x).asnumpy())
+
+
+def test_towers_xavier_uses_true_fans():
+    towers = TaskTowers(3, 400, [], 2, make_initializer("xavier_uniform"))
+    w = towers.weights[0].asnumpy()
+    bound = np.sqrt(6.0 / (400 + 2))
+    assert w.shape == (3, 400, 2) and np.abs(w).max() <= bound
+    assert np.abs(w).max() > 0.8 * bound
