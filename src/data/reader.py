@@ -1,0 +1,132 @@
+"""Batches from block MindRecord splits, shuffled row by row.
+
+Each record of a split holds a block of rows (see :mod:`src.data.mindrecord_io`).
+:class:`BlockDataset` reads the blocks of its shard with ``MindDataset``,
+and every epoch permutes the *rows* (not only the block order), so shuffling
+mixes individual samples across the whole epoch. Batches are dicts of numpy
+arrays, passed through a ``transform`` (e.g. one-hot expansion) and prepared
+one step ahead on a background thread.
+"""
+import os
+import queue
+import threading
+
+import numpy as np
+
+from src.data.mindrecord_io import split_file
+
+
+class BlockDataset:
+    """Iterate a split as batches.
+
+    Args:
+        data_dir: folder holding ``<split>.mindrecord``.
+        split: ``train``, ``val`` or ``test``.
+        columns: ``{name: width}`` of the columns to read.
+        batch_size: rows per batch.
+        shuffle: permute rows every epoch (seeded by ``seed`` and the epoch).
+        drop_remainder: drop the last partial batch (keeps one graph shape).
+        num_shards, shard_id: distributed reading; shard ``k`` takes blocks
+            ``k, k + num_shards, ...`` so ranks see disjoint rows.
+        transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
+    """
+
+    def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
+                 drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2):
+        path = split_file(data_dir, split)
+        if not os.path.isfile(path) or not os.path.isfile(path + ".db"):
+            raise FileNotFoundError(f"{path} (and its .db index) not found: convert the data first")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= shard_id < num_shards:
+            raise ValueError(f"shard_id {shard_id} outside [0, {num_shards})")
+        self.path, self.split = path, split
+        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
+        self.drop_remainder, self.transform, self.prefetch = drop_remainder, transform, prefetch
+        self.columns = dict(columns)
+        self.arrays = self._load(num_shards, shard_id)
+        self.num_rows = len(next(iter(self.arrays.values())))
+        if self.num_rows == 0:
+            raise ValueError(f"{path}: shard {shard_id}/{num_shards} holds no rows")
+        if drop_remainder and self.num_rows < self.batch_size:
+            raise ValueError(f"{path}: {self.num_rows} rows are fewer than one batch of "
+                             f"{self.batch_size}; lower batch_size")
+
+    def _load(self, num_shards, shard_id):
+        import mindspore.dataset as ds  # deferred: importing it starts MindSpore
+        names = list(self.columns)
+        data = ds.MindDataset(self.path, columns_list=names + ["rows"], shuffle=False,
+                              num_parallel_workers=1)
+        parts = {name: [] for name in names}
+        for i, rec in enumerate(data.create_dict_iterator(output_numpy=True, num_epochs=1)):
+            if i % num_shards != shard_id:
+                continue
+            rows = int(rec["rows"])
+            for name, width in self.columns.items():
+                values = rec[name]
+                if values.size != rows * width:
+                    raise ValueError(f"{self.path}: block {i} column {name!r} holds {values.size} "
+                                     f"values, expected {rows} rows x {width}")
+                parts[name].append(values.reshape(rows, width))
+        return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
+                for name, p in parts.items()}
+
+    def __len__(self):
+        """Batches per epoch."""
+        if self.drop_remainder:
+            return self.num_rows // self.batch_size
+        return -(-self.num_rows // self.batch_size)
+
+    def _order(self, epoch):
+        if not self.shuffle:
+            return None
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows)
+
+    def _batches(self, epoch):
+        order = self._order(epoch)
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.num_rows)
+            if order is None:
+                batch = {name: arr[lo:hi] for name, arr in self.arrays.items()}
+            else:
+                idx = order[lo:hi]
+                batch = {name: arr[idx] for name, arr in self.arrays.items()}
+            yield self.transform(batch) if self.transform else batch
+
+    def epoch(self, epoch=0):
+        """The batches of one epoch (the epoch number seeds the shuffle)."""
+        if self.prefetch <= 0:
+            yield from self._batches(epoch)
+            return
+        q = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def produce():
+            try:
+                for item in self._batches(epoch):
+                    if stop.is_set():
+                        return
+                    q.put(item)
+            except BaseException as exc:  # surfaced in the consumer
+                q.put(exc)
+                return
+            q.put(done)
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    worker.join(timeout=0.01)
