@@ -1,0 +1,88 @@
+import os
+
+import numpy as np
+import pytest
+
+from src.data.mindrecord_io import BlockWriter, split_file
+from src.data.reader import BlockDataset
+
+
+def _write(directory, n=103, block_rows=10, split="train"):
+    ids = np.arange(n)
+    with BlockWriter(split_file(directory, split), {"id": (np.int32, 1), "x": (np.float32, 3)},
+                     block_rows=block_rows) as writer:
+        for lo in range(0, n, 7):                   # chunks unrelated to the block size
+            chunk = ids[lo:lo + 7]
+            writer.write({"id": chunk[:, None], "x": np.repeat(chunk[:, None], 3, 1) * 0.5})
+    return ids
+
+
+def test_blocks_roundtrip_in_order(tmp_path):
+    ids = _write(str(tmp_path))
+    data = BlockDataset(str(tmp_path), "train", {"id": 1, "x": 3}, batch_size=16)
+    assert data.num_rows == 103 and len(data) == 7
+    batches = list(data.epoch(0))
+    got = np.concatenate([b["id"] for b in batches]).ravel()
+    np.testing.assert_array_equal(got, ids)
+    np.testing.assert_array_equal(batches[0]["x"][:, 0], ids[:16] * 0.5)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]   # scratch folder removed
+
+
+def test_shuffle_mixes_rows_across_blocks(tmp_path):
+    _write(str(tmp_path), n=200, block_rows=20)
+    data = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=20, shuffle=True, seed=3)
+    first = next(iter(data.epoch(1)))["id"].ravel()
+    assert len(set(first // 20)) > 3            # rows of one batch come from many blocks
+    epoch1 = np.concatenate([b["id"] for b in data.epoch(1)]).ravel()
+    epoch2 = np.concatenate([b["id"] for b in data.epoch(2)]).ravel()
+    assert sorted(epoch1) == list(range(200)) and not np.array_equal(epoch1, epoch2)
+    again = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=20, shuffle=True, seed=3)
+    np.testing.assert_array_equal(epoch1, np.concatenate([b["id"] for b in again.epoch(1)]).ravel())
+
+
+def test_drop_remainder_and_transform(tmp_path):
+    _write(str(tmp_path))
+    data = BlockDataset(str(tmp_path), "train", {"id": 1, "x": 3}, batch_size=16,
+                        drop_remainder=True, transform=lambda b: (b["x"].sum(1), b["id"]))
+    batches = list(data.epoch(0))
+    assert len(batches) == len(data) == 6 and all(len(b[0]) == 16 for b in batches)
+
+
+def test_shards_are_disjoint_and_complete(tmp_path):
+    _write(str(tmp_path))
+    seen = []
+    for shard in range(3):
+        data = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=8, num_shards=3,
+                            shard_id=shard)
+        seen.append(set(np.concatenate([b["id"] for b in data.epoch(0)]).ravel()))
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    assert set.union(*seen) == set(range(103))
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="convert the data first"):
+        BlockDataset(str(tmp_path), "val", {"id": 1}, batch_size=4)
+    _write(str(tmp_path), n=5)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=8, drop_remainder=True)
+    with pytest.raises(ValueError, match="expected 5 rows x 2"):
+        BlockDataset(str(tmp_path), "train", {"id": 2}, batch_size=8)
+
+
+def test_failed_write_leaves_no_split(tmp_path):
+    path = split_file(str(tmp_path), "train")
+    with pytest.raises(RuntimeError):
+        with BlockWriter(path, {"id": (np.int32, 1)}, block_rows=4) as writer:
+            writer.write({"id": np.arange(10)[:, None]})
+            raise RuntimeError("crash while converting")
+    assert os.listdir(tmp_path) == []
+
+
+def test_transform_errors_surface(tmp_path):
+    _write(str(tmp_path))
+
+    def boom(batch):
+        raise KeyError("bad column")
+    data = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=8, transform=boom)
+    with pytest.raises(KeyError, match="bad column"):
+        list(data.epoch(0))
