@@ -1,0 +1,238 @@
+"""Training callbacks: progress, validation, best and periodic checkpoints,
+early stopping and the per-epoch metrics log.
+
+The trainer calls, in order, ``on_train_begin(trainer)``,
+``on_step_end(trainer, state)`` after every step and
+``on_epoch_end(trainer, state)`` after every epoch, then
+``on_train_end(trainer, state)``. ``state`` is a :class:`TrainState`; callbacks
+communicate through it (``state.val_metrics``, ``state.stop``). Writers act on
+the main process only (rank 0 in distributed runs).
+"""
+import json
+import math
+import os
+import time
+
+from src.engine import checkpoint
+from src.metrics import format_metrics
+
+
+class TrainState:
+    """What the loop knows: position, losses, validation metrics, stop flag."""
+
+    def __init__(self, epochs, steps_per_epoch, batch_size, start_epoch=0):
+        self.epochs, self.steps_per_epoch, self.batch_size = epochs, steps_per_epoch, batch_size
+        self.epoch = start_epoch
+        self.step_in_epoch = 0
+        self.global_step = start_epoch * steps_per_epoch
+        self.loss = math.nan
+        self.epoch_loss_sum = 0.0
+        self.epoch_start = time.time()
+        self.val_metrics = None
+        self.stop = False
+        self.stop_reason = None
+        self.lr = None
+
+    @property
+    def epoch_loss(self):
+        return self.epoch_loss_sum / max(self.step_in_epoch, 1)
+
+
+class Callback:
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_step_end(self, trainer, state):
+        pass
+
+    def on_epoch_end(self, trainer, state):
+        pass
+
+    def on_train_end(self, trainer, state):
+        pass
+
+
+def _fmt_seconds(seconds):
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressLogger(Callback):
+    """Loss, step time, throughput and ETA every ``every_steps`` steps, and an
+    epoch summary (the loss and time monitors)."""
+
+    def __init__(self, every_steps=100, printer=print):
+        self.every = max(int(every_steps), 1)
+        self.print = printer
+        self._t0 = None
+
+    def on_train_begin(self, trainer):
+        self._t0 = time.time()
+        self._steps_done = 0
+
+    def on_step_end(self, trainer, state):
+        self._steps_done += 1
+        if state.step_in_epoch % self.every and state.step_in_epoch != state.steps_per_epoch:
+            return
+        elapsed = time.time() - state.epoch_start
+        per_step = elapsed / state.step_in_epoch
+        left = (state.steps_per_epoch - state.step_in_epoch) + \
+            (state.epochs - state.epoch) * state.steps_per_epoch
+        rate = (time.time() - self._t0) / self._steps_done
+        self.print(f"epoch {state.epoch}/{state.epochs} step {state.step_in_epoch}/"
+                   f"{state.steps_per_epoch} loss {state.loss:.6f} | {per_step * 1000:.3f} ms/step, "
+                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {_fmt_seconds(left * rate)}",
+                   flush=True)
+
+    def on_epoch_end(self, trainer, state):
+        took = time.time() - state.epoch_start
+        self.print(f"epoch {state.epoch} done: mean loss {state.epoch_loss:.6f}, epoch time "
+                   f"{took:.1f} s, per step time {took / state.steps_per_epoch * 1000:.3f} ms",
+                   flush=True)
+
+
+class Evaluator(Callback):
+    """Evaluate on the validation split every ``every_epochs`` epochs (and
+    after the last one); puts the metrics in ``state.val_metrics``."""
+
+    def __init__(self, dataset, every_epochs=1, printer=print):
+        self.dataset, self.every, self.print = dataset, max(int(every_epochs), 1), printer
+
+    def on_epoch_end(self, trainer, state):
+        state.val_metrics = None
+        if state.epoch % self.every and state.epoch != state.epochs:
+            return
+        start = time.time()
+        state.val_metrics = trainer.evaluate(self.dataset)
+        self.print(f"validation epoch {state.epoch}: {format_metrics(state.val_metrics)} "
+                   f"({time.time() - start:.1f} s)", flush=True)
+
+
+class MetricsLog(Callback):
+    """One JSON line per epoch in ``path``; on resume, lines after the
+    resumed epoch are dropped so the log matches the checkpoint."""
+
+    def __init__(self, path, active=True):
+        self.path, self.active = path, active
+
+    def on_train_begin(self, trainer):
+        if not self.active:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        kept = [r for r in read_metrics_log(self.path) if r["epoch"] <= trainer.start_epoch]
+        with open(self.path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in kept)
+
+    def on_epoch_end(self, trainer, state):
+        if not self.active:
+            return
+        record = {"epoch": state.epoch, "global_step": state.global_step,
+                  "train_loss": state.epoch_loss, "lr": state.lr,
+                  "epoch_time_s": round(time.time() - state.epoch_start, 3),
+                  "val": state.val_metrics}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def read_metrics_log(path):
+    """The records of a metrics log (empty if absent)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _better(value, best, mode):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+class BestCheckpoint(Callback):
+    """Keep ``best_<metric>.ckpt`` (network weights) for every monitored
+    validation metric, e.g. best_income_auc / best_marital_auc / best_avg_auc."""
+
+    def __init__(self, directory, metrics, mode="max", log_path=None, active=True, printer=print):
+        self.directory, self.metrics, self.mode = directory, list(metrics), mode
+        self.log_path, self.active, self.print = log_path, active, printer
+        self.best = {}
+
+    def on_train_begin(self, trainer):
+        self.best = {m: None for m in self.metrics}
+        for record in read_metrics_log(self.log_path) if self.log_path else []:
+            if record["epoch"] <= trainer.start_epoch and record.get("val"):
+                for m in self.metrics:
+                    if _better(record["val"].get(m), self.best[m], self.mode):
+                        self.best[m] = record["val"][m]
+
+    def on_epoch_end(self, trainer, state):
+        if not state.val_metrics:
+            return
+        for m in self.metrics:
+            if m not in state.val_metrics:
+                raise KeyError(f"best checkpoint metric {m!r} is not among the validation metrics "
+                               f"{sorted(state.val_metrics)}")
+            value = state.val_metrics[m]
+            if _better(value, self.best[m], self.mode):
+                self.best[m] = value
+                if self.active:
+                    checkpoint.save_checkpoint(trainer.network, os.path.join(
+                        self.directory, f"best_{m}.ckpt"), trainer.spec.name, state.epoch,
+                        state.global_step)
+        self.print("best so far: " + ", ".join(f"{m}={v:.6f}" for m, v in self.best.items()
+                                               if v is not None), flush=True)
+
+
+class PeriodicCheckpoint(Callback):
+    """Save the whole training state (weights, optimizer moments, step
+    counter) every ``every_epochs`` epochs as ``<prefix>-<epoch>_<steps>.ckpt``,
+    keeping the newest ``keep_max``; these are what ``--resume`` continues from."""
+
+    def __init__(self, directory, prefix, every_epochs=1, keep_max=10, active=True):
+        self.directory, self.prefix = directory, prefix
+        self.every, self.keep_max, self.active = max(int(every_epochs), 1), int(keep_max), active
+        self.last_path = None
+
+    def on_epoch_end(self, trainer, state):
+        if not self.active or (state.epoch % self.every and state.epoch != state.epochs):
+            return
+        path = os.path.join(self.directory,
+                            f"{self.prefix}-{state.epoch}_{state.steps_per_epoch}.ckpt")
+        checkpoint.save_checkpoint(trainer.train_step, path, trainer.spec.name, state.epoch,
+                                   state.global_step)
+        checkpoint.rotate(self.directory, self.prefix, self.keep_max)
+        self.last_path = path
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` evaluations
+    (0 disables)."""
+
+    def __init__(self, monitor, patience, mode="max", log_path=None, printer=print):
+        self.monitor, self.patience, self.mode = monitor, int(patience), mode
+        self.log_path, self.print = log_path, printer
+        self.best, self.bad = None, 0
+
+    def on_train_begin(self, trainer):
+        self.best, self.bad = None, 0
+        for record in read_metrics_log(self.log_path) if self.log_path else []:
+            if record["epoch"] <= trainer.start_epoch and record.get("val"):
+                self._update(record["val"].get(self.monitor))
+
+    def _update(self, value):
+        if _better(value, self.best, self.mode):
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+
+    def on_epoch_end(self, trainer, state):
+        if self.patience <= 0 or not state.val_metrics:
+            return
+        self._update(state.val_metrics.get(self.monitor))
+        if self.bad >= self.patience:
+            state.stop = True
+            state.stop_reason = (f"early stopping: {self.monitor} has not improved for "
+                                 f"{self.bad} evaluations (best {self.best:.6f})")
+            self.print(state.stop_reason, flush=True)

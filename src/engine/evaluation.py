@@ -1,0 +1,27 @@
+"""Prediction and evaluation over a split: one code path for the training
+callback and eval.py."""
+import numpy as np
+from mindspore import Tensor
+
+from src.metrics import task_metrics
+
+
+def predict(spec, network, dataset, predictor=None):
+    """``(probabilities, labels)`` of ``network`` over a whole split, in order."""
+    predictor = predictor or spec.predictor(network)
+    was_training = network.training
+    network.set_train(False)
+    probs, labels = [], []
+    try:
+        for batch in dataset.epoch(0):
+            probs.append(predictor(*[Tensor(a) for a in batch[:-1]]).asnumpy())
+            labels.append(batch[-1])
+    finally:
+        network.set_train(was_training)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def evaluate(spec, feature_map, network, dataset, predictor=None):
+    """Per-task metrics (see :func:`src.metrics.task_metrics`) of ``network`` on a split."""
+    probs, labels = predict(spec, network, dataset, predictor)
+    return task_metrics(probs, labels, spec.task_names(feature_map), spec.task_type)
