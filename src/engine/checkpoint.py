@@ -50,21 +50,26 @@ def read_checkpoint(path):
     return params, meta
 
 
-def load_into(cell, path, model, allow_missing=()):
+def load_into(cell, path, model, allow_missing=(), skip=()):
     """Load ``path`` into ``cell`` after checking model name, names and shapes.
 
     Every parameter of ``cell`` must be in the checkpoint with the same shape,
     except names starting with a prefix in ``allow_missing``. Extra entries in
     the checkpoint (e.g. optimizer state when loading into a bare network) are
-    ignored. Returns the checkpoint's metadata.
+    ignored, and so are the names in ``skip`` (they keep the cell's values).
+    Returns the checkpoint's metadata.
     """
     params, meta = read_checkpoint(path)
+    for name in skip:
+        params.pop(name, None)
     written_by = meta.get("model")
     if written_by is not None and written_by != model:
         raise CheckpointError(f"{path} was written by model '{written_by}', but the config selects "
                               f"'{model}' (set --model {written_by} or pick another checkpoint)")
     missing, mismatched = [], []
     for p in cell.get_parameters():
+        if p.name in skip:
+            continue
         if p.name not in params:
             if not p.name.startswith(tuple(allow_missing)):
                 missing.append(p.name)

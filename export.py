@@ -1,0 +1,76 @@
+"""Export a checkpoint to MINDIR, AIR or ONNX at a chosen batch size, and
+check that the exported MindIR gives the checkpoint's outputs.
+
+    python export.py --config_path default_config_cpu.yaml --data_path DIR \
+        --ckpt_file FILE --file_format MINDIR --export_batch_size 1
+"""
+import os
+import sys
+
+import mindspore as ms
+import numpy as np
+
+from src.config import load_config, require_path
+from src.engine import checkpoint
+from src.engine.cli import run_main
+from src.engine.runtime import setup_runtime
+from src.engine.setup import build_network, model_and_data
+
+_SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
+
+
+def example_inputs(signature, batch_size, seed=0):
+    """Random inputs of the exported shapes (ints in [0, 2), floats normal)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for _, dtype, shape in signature:
+        full = (batch_size,) + tuple(shape)
+        if np.issubdtype(dtype, np.integer):
+            arrays.append(rng.integers(0, 2, full).astype(dtype))
+        else:
+            arrays.append(rng.standard_normal(full).astype(dtype))
+    return arrays
+
+
+def check_mindir(path, predictor, arrays):
+    """Max abs difference between the loaded MindIR and the network."""
+    graph = ms.nn.GraphCell(ms.load(path))
+    tensors = [ms.Tensor(a) for a in arrays]
+    exported = graph(*tensors).asnumpy()
+    expected = predictor(*tensors).asnumpy()
+    return float(np.max(np.abs(exported - expected)))
+
+
+def main(argv=None):
+    cfg = load_config(description=__doc__, argv=argv)
+    require_path(cfg, "ckpt_file", kind="file")
+    bs = int(cfg.export_batch_size)
+    if bs < 1:
+        raise ValueError(f"export_batch_size must be positive, got {bs}")
+    setup_runtime(cfg)
+    spec, fmap = model_and_data(cfg)
+    network = build_network(spec, cfg, fmap)
+    checkpoint.load_into(network, cfg.ckpt_file, spec.name)
+    network.set_train(False)
+    predictor = spec.predictor(network)
+    signature = spec.input_signature(fmap)
+    arrays = example_inputs(signature, bs)
+    base = cfg.file_name or spec.name
+    ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=base,
+              file_format=cfg.file_format)
+    path = base + _SUFFIX[cfg.file_format]
+    if not os.path.isfile(path):
+        raise RuntimeError(f"export reported success but {path} was not written")
+    shapes = ", ".join(f"{n} {np.dtype(d).name}[{bs}, {', '.join(map(str, s))}]"
+                       for n, d, s in signature)
+    print(f"exported {path}: inputs {shapes}", flush=True)
+    if cfg.file_format == "MINDIR":
+        diff = check_mindir(path, predictor, arrays)
+        print(f"parity check: max |exported - network| = {diff:.3g}", flush=True)
+        if diff > 1e-4:
+            raise RuntimeError(f"the exported model disagrees with the network (max diff {diff})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,42 @@
+"""Score an inference program's result files with the same metric code as
+eval.py, and write them to acc.log.
+
+    python postprocess.py --infer_data_path ./preprocess_Result --result_path ./result_Files
+"""
+import json
+import sys
+
+import numpy as np
+
+from src.config import load_config
+from src.engine.cli import run_main
+from src.infer_io import batch_file, read_bin, read_manifest, result_file
+from src.metrics import format_metrics, task_metrics
+
+
+def collect(infer_data_path, result_path):
+    """``(probabilities, labels, manifest)`` gathered from the .bin files."""
+    manifest = read_manifest(infer_data_path)
+    model, probs, labels = manifest["model"], [], []
+    for i in range(manifest["num_batches"]):
+        probs.append(read_bin(result_file(result_path, model, i), manifest["output"]["dtype"],
+                              manifest["output"]["shape"]))
+        labels.append(read_bin(batch_file(infer_data_path, "labels", model, i),
+                               manifest["labels"]["dtype"], manifest["labels"]["shape"]))
+    rows = manifest["rows"]
+    return np.concatenate(probs)[:rows], np.concatenate(labels)[:rows], manifest
+
+
+def main(argv=None):
+    cfg = load_config(description=__doc__, argv=argv)
+    probs, labels, manifest = collect(cfg.infer_data_path, cfg.result_path)
+    metrics = task_metrics(probs, labels, manifest["tasks"], manifest["task_type"])
+    line = f"result ({manifest['split']} split, {manifest['rows']} rows): {format_metrics(metrics)}"
+    print(line, flush=True)
+    with open("acc.log", "w", encoding="utf-8") as fh:
+        fh.write(line + "\n" + json.dumps(metrics) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Shared by the launch scripts: repository root, the project's Python,
+# argument checks. Source it; do not run it.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export GLOG_v="${GLOG_v:-3}"
+
+# The project's environment (made by scripts/setup_env.sh), else python3 on PATH.
+if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
+  PYTHON="$REPO_ROOT/.venv/bin/python"
+  export PATH="$REPO_ROOT/.venv/bin:$PATH"
+else
+  PYTHON="$(command -v python3)"
+fi
+
+die() { echo "error: $*" >&2; exit 2; }
+
+# abs_path PATH: absolute form of PATH (which need not exist yet).
+abs_path() {
+  case "$1" in
+    /*) echo "$1" ;;
+    *) echo "$PWD/$1" ;;
+  esac
+}
+
+need_dir() { [[ -d "$1" ]] || die "$2: directory '$1' does not exist"; }
+need_file() { [[ -f "$1" ]] || die "$2: file '$1' does not exist"; }
+need_int() { [[ "$1" =~ ^[0-9]+$ ]] || die "$2 must be a non-negative integer, got '$1'"; }
+
+# standalone_train DEVICE DEFAULT_CONFIG DATA_PATH DEVICE_ID CKPT_PATH [CONFIG_FILE]
+standalone_train() {
+  local device="$1" default_cfg="$2"; shift 2
+  if [[ $# -lt 3 || $# -gt 4 ]]; then
+    echo "Usage: bash $(basename "$0") [DATA_PATH] [DEVICE_ID] [CKPT_PATH] [CONFIG_FILE]" >&2
+    echo "  DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)" >&2
+    echo "  DEVICE_ID    device number (ignored on CPU)" >&2
+    echo "  CKPT_PATH    folder for checkpoints, metrics.jsonl and train.log" >&2
+    echo "  CONFIG_FILE  config file (default: $default_cfg)" >&2
+    exit 2
+  fi
+  local data; data="$(abs_path "$1")"
+  local ckpt; ckpt="$(abs_path "$3")"
+  local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
+  need_dir "$data" DATA_PATH
+  need_int "$2" DEVICE_ID
+  need_file "$cfg" CONFIG_FILE
+  mkdir -p "$ckpt"
+  echo "training on $device: data $data, checkpoints $ckpt, config $cfg (log: $ckpt/train.log)"
+  cd "$REPO_ROOT"
+  "$PYTHON" train.py --config_path "$cfg" --device_target "$device" --device_id "$2" \
+    --data_path "$data" --output_path "$ckpt" "${EXTRA_ARGS[@]}" 2>&1 | tee "$ckpt/train.log"
+}
+
+# standalone_eval DEVICE DEFAULT_CONFIG DATA_PATH CKPT_FILE DEVICE_ID [CONFIG_FILE]
+standalone_eval() {
+  local device="$1" default_cfg="$2"; shift 2
+  if [[ $# -lt 3 || $# -gt 4 ]]; then
+    echo "Usage: bash $(basename "$0") [DATA_PATH] [CKPT_PATH] [DEVICE_ID] [CONFIG_FILE]" >&2
+    echo "  DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)" >&2
+    echo "  CKPT_PATH    checkpoint file to evaluate, e.g. best_avg_auc.ckpt" >&2
+    echo "  DEVICE_ID    device number (ignored on CPU)" >&2
+    echo "  CONFIG_FILE  config file (default: $default_cfg)" >&2
+    exit 2
+  fi
+  local data; data="$(abs_path "$1")"
+  local ckpt; ckpt="$(abs_path "$2")"
+  local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
+  need_dir "$data" DATA_PATH
+  need_file "$ckpt" CKPT_PATH
+  need_int "$3" DEVICE_ID
+  need_file "$cfg" CONFIG_FILE
+  local out; out="$(dirname "$ckpt")"
+  cd "$REPO_ROOT"
+  "$PYTHON" eval.py --config_path "$cfg" --device_target "$device" --device_id "$3" \
+    --data_path "$data" --ckpt_file "$ckpt" --output_path "$out" "${EXTRA_ARGS[@]}" \
+    2>&1 | tee "$out/eval.log"
+}
+
+EXTRA_ARGS=()
+
+# run_standalone train|eval DEVICE DEFAULT_CONFIG ARGS... [-- EXTRA PYTHON OPTIONS]
+run_standalone() {
+  local what="$1" device="$2" default_cfg="$3"; shift 3
+  local args=()
+  while [[ $# -gt 0 ]]; do
+    if [[ "$1" == "--" ]]; then shift; EXTRA_ARGS=("$@"); break; fi
+    args+=("$1"); shift
+  done
+  "standalone_$what" "$device" "$default_cfg" "${args[@]}"
+}

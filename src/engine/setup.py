@@ -1,0 +1,31 @@
+"""Building the pieces an entry point needs from the config."""
+import mindspore as ms
+
+from src.config import require_path
+from src.data.reader import BlockDataset
+from src.models import get_model_spec
+
+
+def model_and_data(cfg):
+    """``(spec, feature_map)`` for the configured model and data_path."""
+    require_path(cfg, "data_path", kind="dir")
+    spec = get_model_spec(cfg.model)
+    return spec, spec.load_feature_map(cfg.data_path)
+
+
+def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, shard_id=0):
+    """A :class:`BlockDataset` over ``split`` with the model's batch transform."""
+    return BlockDataset(cfg.data_path, split, spec.columns(feature_map),
+                        cfg.batch_size if training else cfg.eval_batch_size,
+                        shuffle=training, seed=cfg.seed,
+                        drop_remainder=training and cfg.drop_remainder,
+                        num_shards=num_shards, shard_id=shard_id,
+                        transform=spec.transform(feature_map))
+
+
+def build_network(spec, cfg, feature_map):
+    """The model's network, cast for mixed precision when amp_level asks."""
+    network = spec.build_network(cfg, feature_map)
+    if cfg.amp_level != "O0":
+        network = ms.amp.auto_mixed_precision(network, cfg.amp_level)
+    return network

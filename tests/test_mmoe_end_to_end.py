@@ -1,0 +1,137 @@
+"""MMoE from generated raw Census-Income files to evaluated checkpoints,
+through the real entry points (train.py, eval.py, export.py, preprocess.py,
+postprocess.py) on CPU."""
+import json
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+import eval as eval_entry
+import export as export_entry
+import postprocess as postprocess_entry
+import prepare_data
+import preprocess as preprocess_entry
+import train as train_entry
+from src.data import census_synth
+from src.engine import checkpoint
+from src.engine.callbacks import read_metrics_log
+from src.infer_io import batch_file, read_bin, read_manifest, result_file
+from src.models import get_model_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
+FAST = ["--batch_size", "128", "--learning_rate", "0.01", "--warmup_epochs", "0.5",
+        "--log_every_steps", "1000", "--eval_batch_size", "1024"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("census")
+    census_synth.generate_dataset(str(base / "raw"), train_rows=6000, test_rows=3000, seed=5)
+    assert prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(base / "raw"),
+                              "--data_path", str(base / "mr")]) == 0
+    return str(base / "mr")
+
+
+def _train(data_dir, out, *extra):
+    argv = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--output_path", str(out)]
+    return train_entry.main(argv + FAST + list(extra))
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert _train(data_dir, out, "--epoch_size", "3", "--keep_checkpoint_max", "2") == 0
+    return out
+
+
+def test_training_learns_and_keeps_best_checkpoints(trained):
+    log = read_metrics_log(str(trained / "metrics.jsonl"))
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    val = log[-1]["val"]
+    assert val["income_auc"] > 0.8 and val["marital_auc"] > 0.8, val
+    files = set(os.listdir(trained))
+    assert {"best_income_auc.ckpt", "best_marital_auc.ckpt", "best_avg_auc.ckpt",
+            "config.yaml"} <= files
+    assert sorted(f for f in files if f.startswith("mmoe-")) == ["mmoe-2_46.ckpt", "mmoe-3_46.ckpt"]
+    # the best checkpoint holds the epoch with the best validation avg_auc
+    best_epoch = max(log, key=lambda r: r["val"]["avg_auc"])["epoch"]
+    _, meta = checkpoint.read_checkpoint(str(trained / "best_avg_auc.ckpt"))
+    assert meta["epoch"] == best_epoch and meta["model"] == "mmoe"
+
+
+def test_eval_reports_per_task_metrics_on_test(trained, data_dir, capsys):
+    ckpt = str(trained / "best_avg_auc.ckpt")
+    assert eval_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                            "--ckpt_file", ckpt, "--output_path", str(trained)]) == 0
+    assert "income_auc=" in capsys.readouterr().out
+    with open(trained / "eval_best_avg_auc_test.json") as fh:
+        result = json.load(fh)
+    assert result["split"] == "test" and result["rows"] == 1500
+    assert result["metrics"]["income_auc"] > 0.8 and result["metrics"]["marital_auc"] > 0.8
+
+
+def test_same_seed_same_result_and_resume_continues_exactly(data_dir, tmp_path):
+    """Two epochs, then --resume to three, equals three epochs in one go."""
+    assert _train(data_dir, tmp_path / "a", "--epoch_size", "3") == 0
+    assert _train(data_dir, tmp_path / "b", "--epoch_size", "2") == 0
+    assert _train(data_dir, tmp_path / "b", "--epoch_size", "3", "--resume", "True") == 0
+    full, _ = checkpoint.read_checkpoint(str(tmp_path / "a" / "mmoe-3_46.ckpt"))
+    resumed, meta = checkpoint.read_checkpoint(str(tmp_path / "b" / "mmoe-3_46.ckpt"))
+    assert meta["epoch"] == 3 and meta["global_step"] == 138
+    for name in ("expert_kernel", "gate_kernel", "towers.weight1", "moment1.expert_kernel"):
+        np.testing.assert_allclose(resumed[name].asnumpy(), full[name].asnumpy(), rtol=1e-5,
+                                   atol=1e-7)
+    assert [r["epoch"] for r in read_metrics_log(str(tmp_path / "b" / "metrics.jsonl"))] == [1, 2, 3]
+
+
+def test_fresh_run_refuses_a_used_output_path(trained, data_dir, capsys):
+    with pytest.raises(ValueError, match="--resume True"):
+        _train(data_dir, trained, "--epoch_size", "1")
+
+
+def test_divergence_stops_with_a_clear_message(data_dir, tmp_path):
+    from src.engine.trainer import TrainingDiverged
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        _train(data_dir, tmp_path, "--epoch_size", "1", "--optimizer", "sgd",
+               "--learning_rate", "1e30", "--clip_norm", "0", "--lr_schedule", "constant")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".ckpt")]
+
+
+def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monkeypatch):
+    """export.py's MindIR gives the network's outputs; preprocess.py -> an
+    inference run over the .bin files -> postprocess.py gives eval.py's metrics."""
+    monkeypatch.chdir(tmp_path)
+    ckpt = str(trained / "best_avg_auc.ckpt")
+    common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "64"]
+    assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs64"]) == 0
+    assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
+    manifest = read_manifest("pre")
+    assert manifest["rows"] == 1500 and manifest["num_batches"] == 24
+    assert manifest["inputs"][0]["shape"][0] == 64
+    # the inference program: run the exported MindIR on every batch
+    graph = ms.nn.GraphCell(ms.load("mmoe_bs64.mindir"))
+    os.makedirs("results")
+    spec = manifest["inputs"][0]
+    for i in range(manifest["num_batches"]):
+        x = read_bin(batch_file("pre", spec["name"], "mmoe", i), spec["dtype"], spec["shape"])
+        graph(ms.Tensor(x)).asnumpy().tofile(result_file("results", "mmoe", i))
+    assert postprocess_entry.main(["--infer_data_path", "pre", "--result_path", "results"]) == 0
+    with open("acc.log") as fh:
+        post = json.loads(fh.read().splitlines()[1])
+    assert eval_entry.main(common + ["--ckpt_file", ckpt, "--output_path", "."]) == 0
+    with open("eval_best_avg_auc_test.json") as fh:
+        evaluated = json.load(fh)["metrics"]
+    assert post.keys() == evaluated.keys()
+    for key, value in evaluated.items():
+        assert post[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_input_width_comes_from_the_feature_map(data_dir):
+    spec = get_model_spec("mmoe")
+    fmap = spec.load_feature_map(data_dir)
+    assert spec.input_signature(fmap) == [("x", np.float32, (fmap["input_dim"],))]
+    assert fmap["input_dim"] != 499

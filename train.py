@@ -1,0 +1,74 @@
+"""Train the configured model (``python train.py --help`` lists every option).
+
+    python train.py --config_path default_config_cpu.yaml --data_path DIR --output_path DIR
+"""
+import os
+import sys
+
+from src.config import load_config
+from src.engine import checkpoint
+from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
+                                  PeriodicCheckpoint, ProgressLogger)
+from src.engine.cli import run_main
+from src.engine.runtime import setup_runtime
+from src.engine.setup import build_network, model_and_data, split_reader
+from src.engine.trainer import Trainer
+
+
+def _resume_checkpoint(cfg, prefix):
+    existing = checkpoint.periodic_checkpoints(cfg.output_path, prefix)
+    if cfg.resume:
+        if not existing:
+            print(f"resume: no checkpoint {prefix}-*.ckpt in {cfg.output_path}; starting from scratch")
+            return None
+        return existing[-1]
+    if existing:
+        raise ValueError(f"output_path {cfg.output_path} already holds checkpoints of a run "
+                         f"({os.path.basename(existing[-1])}): pass --resume True to continue it, "
+                         "or choose another --output_path")
+    return None
+
+
+def main(argv=None):
+    cfg = load_config(description=__doc__, argv=argv)
+    setup_runtime(cfg)
+    spec, fmap = model_and_data(cfg)
+    train_data = split_reader(spec, fmap, cfg, "train", training=True)
+    val_data = split_reader(spec, fmap, cfg, "val")
+    print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows, "
+          f"{val_data.num_rows} validation rows, {len(train_data)} steps/epoch, "
+          f"device {cfg.device_target}", flush=True)
+
+    prefix = spec.name
+    resume_path = _resume_checkpoint(cfg, prefix)
+    network = build_network(spec, cfg, fmap)
+    trainer = Trainer(spec, cfg, fmap, network, len(train_data))
+    if resume_path:
+        trainer.resume_from(resume_path)
+    os.makedirs(cfg.output_path, exist_ok=True)
+    cfg.dump(os.path.join(cfg.output_path, "config.yaml"))
+
+    log_path = os.path.join(cfg.output_path, "metrics.jsonl")
+    saving = bool(cfg.save_checkpoint)
+    callbacks = [
+        ProgressLogger(cfg.log_every_steps),
+        Evaluator(val_data, cfg.eval_interval),
+        BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path, active=saving),
+        EarlyStopping(cfg.monitor, cfg.early_stopping_patience, log_path=log_path),
+        MetricsLog(log_path),
+        PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
+                           cfg.keep_checkpoint_max, active=saving),
+    ]
+    state = trainer.fit(train_data, callbacks)
+    best = callbacks[2].best
+    print("training finished after epoch {}{}; best validation: {}".format(
+        state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
+        ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)
+    if saving:
+        print(f"checkpoints in {cfg.output_path}: " + ", ".join(
+            f"best_{m}.ckpt" for m in cfg.best_ckpt_metrics), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
