@@ -99,3 +99,45 @@ def test_rotation_keeps_newest(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["best_avg_auc.ckpt", "mmoe-10_10.ckpt",
                                             "mmoe-11_10.ckpt", "mmoe-12_10.ckpt"]
     assert checkpoint.periodic_checkpoints(str(tmp_path), "mmoe")[-1].endswith("mmoe-12_10.ckpt")
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_loss_scaling_gives_the_unscaled_update(mode):
+    """The float16 train step scales the loss, unscales the gradients and
+    checks for overflow: in float32 its update equals the plain step's."""
+    x = Tensor(np.random.default_rng(1).standard_normal((8, 6)).astype(np.float32))
+    y = Tensor(np.ones((8, 2), np.float32))
+    ms.set_seed(3)
+    plain_net, plain = _step(clip_norm=1.0)
+    ms.set_seed(3)
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
+    opt = build_optimizer("sgd", net.trainable_params(), np.full(100, 0.1, np.float32))
+    scaled = build_train_step(nwl, opt, loss_scale_mode=mode, loss_scale=1024.0, clip_norm=1.0)
+    for a, b in zip(plain_net.get_parameters(), net.get_parameters()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    for _ in range(3):
+        np.testing.assert_allclose(scaled(x, y).asnumpy(), plain(x, y).asnumpy(), rtol=1e-5)
+    for a, b in zip(plain_net.get_parameters(), net.get_parameters()):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_unknown_loss_scale_mode():
+    net, _ = _step()
+    opt = build_optimizer("sgd", net.trainable_params(), np.full(10, 0.1, np.float32))
+    with pytest.raises(ValueError, match="loss_scale_mode"):
+        build_train_step(NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0])), opt, loss_scale_mode="auto")
+
+
+def test_overflow_skips_the_update_and_lowers_the_dynamic_scale():
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    opt = build_optimizer("sgd", net.trainable_params(), np.full(10, 0.1, np.float32))
+    step = build_train_step(NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0])), opt,
+                            loss_scale_mode="dynamic", loss_scale=1024.0)
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    x = np.ones((4, 6), np.float32)
+    x[0, 0] = np.inf
+    step(Tensor(x), Tensor(np.ones((4, 2), np.float32)))
+    for p, b in zip(net.trainable_params(), before):
+        np.testing.assert_array_equal(p.asnumpy(), b)
+    assert step.scale_sense.asnumpy().item() == 512.0

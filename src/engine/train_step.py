@@ -14,6 +14,14 @@ def _unscale(scale, grad):
     return grad * ops.cast(ops.Reciprocal()(scale), ops.dtype(grad))
 
 
+_all_finite = ops.MultitypeFuncGraph("all_finite")
+
+
+@_all_finite.register("Tensor")
+def _finite(grad):
+    return ops.isfinite(grad).all()
+
+
 class TrainStep(nn.TrainOneStepCell):
     """Forward, backward, optional global-norm clipping, update; returns the loss."""
 
@@ -45,12 +53,14 @@ class LossScaleTrainStep(nn.TrainOneStepWithLossScaleCell):
     def construct(self, *inputs):
         loss = self.network(*inputs)
         scaling_sens = self.scale_sense
-        status = Tensor([0] * 8, ms.int32)
         sens = ops.ones_like(loss) * ops.cast(scaling_sens, ops.dtype(loss))
         grads = self.grad(self.network, self.weights)(*inputs, sens)
         grads = self.hyper_map(ops.partial(_grad_scale, scaling_sens), grads)
         grads = self.grad_reducer(grads)
-        overflow = self.process_loss_scale(self.get_overflow_status(status, grads))
+        overflow = ops.logical_not(ops.stack(self.hyper_map(_all_finite, grads)).all())
+        if self.is_distributed:
+            overflow = self.allreduce(ops.cast(overflow, ms.float32)) > 0
+        overflow = self.process_loss_scale(overflow)
         if self.clip:
             grads = ops.clip_by_global_norm(grads, self.clip_norm)
         if not overflow:
