@@ -3,7 +3,7 @@ import os
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 from src.engine import checkpoint
 from src.engine.lr import learning_rates

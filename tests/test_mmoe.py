@@ -1,7 +1,6 @@
-import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 from src.layers.towers import TaskTowers
 from src.layers.initializers import make_initializer

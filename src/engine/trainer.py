@@ -1,9 +1,7 @@
 """The training loop shared by every model."""
 import math
-import os
 import time
 
-import mindspore as ms
 from mindspore import Tensor
 
 from src.engine import checkpoint

@@ -1,5 +1,4 @@
 """Per-task towers evaluated for all tasks at once."""
-import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 import numpy as np
