@@ -28,17 +28,23 @@ need_dir() { [[ -d "$1" ]] || die "$2: directory '$1' does not exist"; }
 need_file() { [[ -f "$1" ]] || die "$2: file '$1' does not exist"; }
 need_int() { [[ "$1" =~ ^[0-9]+$ ]] || die "$2 must be a non-negative integer, got '$1'"; }
 
+# usage "ARGUMENTS" "LINE"...: print the usage to stderr and exit 2.
+usage() {
+  echo "Usage: bash $(basename "$0") $1" >&2
+  shift
+  printf '  %s\n' "$@" >&2
+  exit 2
+}
+
+DATA_HELP="DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)"
+DEVICE_HELP="DEVICE_ID    device number (ignored on CPU)"
+
 # standalone_train DEVICE DEFAULT_CONFIG DATA_PATH DEVICE_ID CKPT_PATH [CONFIG_FILE]
 standalone_train() {
   local device="$1" default_cfg="$2"; shift 2
-  if [[ $# -lt 3 || $# -gt 4 ]]; then
-    echo "Usage: bash $(basename "$0") [DATA_PATH] [DEVICE_ID] [CKPT_PATH] [CONFIG_FILE]" >&2
-    echo "  DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)" >&2
-    echo "  DEVICE_ID    device number (ignored on CPU)" >&2
-    echo "  CKPT_PATH    folder for checkpoints, metrics.jsonl and train.log" >&2
-    echo "  CONFIG_FILE  config file (default: $default_cfg)" >&2
-    exit 2
-  fi
+  [[ $# -ge 3 && $# -le 4 ]] || usage "[DATA_PATH] [DEVICE_ID] [CKPT_PATH] [CONFIG_FILE]" \
+    "$DATA_HELP" "$DEVICE_HELP" "CKPT_PATH    folder for checkpoints, metrics.jsonl and train.log" \
+    "CONFIG_FILE  config file (default: $default_cfg)"
   local data; data="$(abs_path "$1")"
   local ckpt; ckpt="$(abs_path "$3")"
   local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
@@ -55,14 +61,9 @@ standalone_train() {
 # standalone_eval DEVICE DEFAULT_CONFIG DATA_PATH CKPT_FILE DEVICE_ID [CONFIG_FILE]
 standalone_eval() {
   local device="$1" default_cfg="$2"; shift 2
-  if [[ $# -lt 3 || $# -gt 4 ]]; then
-    echo "Usage: bash $(basename "$0") [DATA_PATH] [CKPT_PATH] [DEVICE_ID] [CONFIG_FILE]" >&2
-    echo "  DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)" >&2
-    echo "  CKPT_PATH    checkpoint file to evaluate, e.g. best_avg_auc.ckpt" >&2
-    echo "  DEVICE_ID    device number (ignored on CPU)" >&2
-    echo "  CONFIG_FILE  config file (default: $default_cfg)" >&2
-    exit 2
-  fi
+  [[ $# -ge 3 && $# -le 4 ]] || usage "[DATA_PATH] [CKPT_PATH] [DEVICE_ID] [CONFIG_FILE]" \
+    "$DATA_HELP" "CKPT_PATH    checkpoint file to evaluate, e.g. best_avg_auc.ckpt" "$DEVICE_HELP" \
+    "CONFIG_FILE  config file (default: $default_cfg)"
   local data; data="$(abs_path "$1")"
   local ckpt; ckpt="$(abs_path "$2")"
   local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
