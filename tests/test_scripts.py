@@ -1,0 +1,47 @@
+"""The standalone launch scripts: argument checks and a real CPU run."""
+import json
+import os
+import subprocess
+
+import pytest
+
+import prepare_data
+from src.data import census_synth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name, *args):
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", name), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", ["run_standalone_train_cpu.sh", "run_standalone_eval_gpu.sh",
+                                  "run_standalone_train_ascend.sh"])
+def test_usage_on_wrong_argument_count(name):
+    result = _script(name, "only-one")
+    assert result.returncode == 2 and "Usage: bash " + name in result.stderr
+
+
+def test_bad_arguments_are_named(tmp_path):
+    result = _script("run_standalone_train_cpu.sh", tmp_path / "missing", 0, tmp_path / "ckpt")
+    assert result.returncode == 2 and "DATA_PATH: directory" in result.stderr
+    result = _script("run_standalone_train_cpu.sh", tmp_path, "x", tmp_path / "ckpt")
+    assert result.returncode == 2 and "DEVICE_ID must be a non-negative integer" in result.stderr
+
+
+def test_train_then_eval_on_cpu(tmp_path):
+    census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=3000, test_rows=1000, seed=2)
+    prepare_data.main(["--config_path", os.path.join(ROOT, "default_config_cpu.yaml"),
+                       "--raw_data_path", str(tmp_path / "raw"), "--data_path", str(tmp_path / "mr")])
+    ckpt = tmp_path / "ckpt"
+    train = _script("run_standalone_train_cpu.sh", tmp_path / "mr", 0, ckpt, "--",
+                    "--epoch_size", 1, "--batch_size", 256)
+    assert train.returncode == 0, train.stderr
+    assert "training finished after epoch 1" in (ckpt / "train.log").read_text()
+    evaluated = _script("run_standalone_eval_cpu.sh", tmp_path / "mr", ckpt / "best_avg_auc.ckpt", 0)
+    assert evaluated.returncode == 0, evaluated.stderr
+    with open(ckpt / "eval_best_avg_auc_test.json") as fh:
+        assert set(json.load(fh)["metrics"]) >= {"income_auc", "marital_auc"}
+    failed = _script("run_standalone_eval_cpu.sh", tmp_path / "mr", ckpt / "config.yaml", 0)
+    assert failed.returncode != 0 and "not a readable MindSpore checkpoint" in failed.stdout
