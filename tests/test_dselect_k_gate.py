@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from mindspore import Tensor, ops
+
+from src.dselect_k import DSelectKGate, smooth_step
+from src.dselect_k.gate import binary_codes
+
+
+def _set(param, value):
+    param.set_data(Tensor(np.asarray(value, np.float32).reshape(param.shape)))
+
+
+def _logits_for(expert, bits, big=10.0):
+    return [big if (expert >> b) & 1 else -big for b in range(bits)]
+
+
+def test_smooth_step_pieces():
+    gamma = 2.0
+    t = Tensor(np.array([-5, -1, -0.5, 0, 0.5, 1, 5], np.float32))
+    s = smooth_step(t, gamma).asnumpy()
+    cubic = lambda v: -2 / gamma ** 3 * v ** 3 + 3 / (2 * gamma) * v + 0.5
+    np.testing.assert_allclose(s, [0, 0, cubic(-0.5), 0.5, cubic(0.5), 1, 1], atol=1e-6)
+    assert cubic(-1) == pytest.approx(0) and cubic(1) == pytest.approx(1)   # continuous at the edges
+
+
+def test_codes():
+    np.testing.assert_array_equal(binary_codes(5), [[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0],
+                                                    [0, 0, 1]])
+    assert binary_codes(2).shape == (2, 1)
+
+
+def test_weights_sum_to_one_for_power_of_two():
+    gate = DSelectKGate(num_experts=8, k=3, gamma=1.0, seed=0)
+    _set(gate.z, np.random.default_rng(1).uniform(-0.4, 0.4, (1, 3, 3)))
+    weights, reg = gate(Tensor(np.zeros((4, 1), np.float32)))
+    w = weights.asnumpy()
+    assert w.shape == (4, 8) and np.all(w >= 0)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.isfinite(reg.asnumpy())
+
+
+def test_saturated_selectors_pick_exactly_k_experts():
+    gate = DSelectKGate(num_experts=8, k=2, gamma=1.0)
+    _set(gate.z, [_logits_for(5, 3), _logits_for(2, 3)])
+    _set(gate.w, [0.3, -0.2])
+    weights, reg = gate(Tensor(np.zeros((2, 1), np.float32)))
+    w = weights.asnumpy()[0]
+    softmax = np.exp([0.3, -0.2]) / np.exp([0.3, -0.2]).sum()
+    expected = np.zeros(8)
+    expected[5], expected[2] = softmax
+    np.testing.assert_allclose(w, expected, atol=1e-6)               # exact binary selection
+    assert (w > 0).sum() == 2
+    assert reg.asnumpy() == pytest.approx(0.0, abs=1e-4)            # one-hot selectors: no entropy
+
+
+def test_gradients_flow_only_in_the_smooth_region():
+    gate = DSelectKGate(num_experts=4, k=1, gamma=1.0)
+    x = Tensor(np.zeros((1, 1), np.float32))
+
+    def grad_of_z(z):
+        _set(gate.z, z)
+        fn = lambda inp: gate(inp)[0][0, 1]
+        return ops.GradOperation(get_by_list=True)(fn, gate.trainable_params())(x)[0].asnumpy()
+
+    assert np.abs(grad_of_z([0.1, -0.2])).sum() > 0
+    assert np.abs(grad_of_z([5.0, -5.0])).sum() == 0
+
+
+def test_non_power_of_two_penalises_codes_without_expert():
+    gate = DSelectKGate(num_experts=5, k=1, gamma=1.0)
+    x = Tensor(np.zeros((1, 1), np.float32))
+    _set(gate.z, _logits_for(3, 3))
+    weights, valid_reg = gate(x)
+    np.testing.assert_allclose(weights.asnumpy().sum(), 1.0, rtol=1e-6)
+    _set(gate.z, _logits_for(7, 3))                                   # code 111: no expert 7
+    weights, invalid_reg = gate(x)
+    assert weights.asnumpy().sum() == pytest.approx(0.0, abs=1e-6)
+    assert invalid_reg.asnumpy() > 1000 * valid_reg.asnumpy() + 1
+
+
+def test_per_example_mode_depends_on_the_input():
+    gate = DSelectKGate(num_experts=6, k=2, gamma=2.0, mode="per_example", input_dim=5)
+    x = Tensor(np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32) * 3)
+    weights, _ = gate(x)
+    w = weights.asnumpy()
+    assert w.shape == (7, 6) and not np.allclose(w[0], w[1])
+
+
+@pytest.mark.parametrize("kwargs,match", [({"num_experts": 1}, "at least 2"),
+                                          ({"k": 9}, "k must lie"),
+                                          ({"gamma": 0}, "gamma"),
+                                          ({"mode": "dynamic"}, "mode"),
+                                          ({"mode": "per_example"}, "input_dim")])
+def test_bad_arguments(kwargs, match):
+    args = dict(num_experts=8, k=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        DSelectKGate(**args)
