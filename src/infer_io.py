@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from src.fileio import write_json_atomic
+
 MANIFEST = "manifest.json"
 
 
@@ -31,12 +33,7 @@ def result_file(result_path, model, index, output=0):
 
 
 def write_manifest(directory, manifest):
-    path = os.path.join(directory, MANIFEST)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2)
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(os.path.join(directory, MANIFEST), manifest)
 
 
 def read_manifest(directory):

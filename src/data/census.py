@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.data.mindrecord_io import BlockWriter, split_file
+from src.fileio import write_json_atomic
 
 COLUMNS = (
     "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour",
@@ -317,14 +318,6 @@ def _find_file(raw_dir, wanted, explicit, kind):
         f"(any letter case); the folder holds {present or 'nothing'}")
 
 
-def _write_json_atomic(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
 def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, seed=1,
             block_rows=1024, train_name=None, test_name=None):
     """Convert the raw train and test files in ``raw_dir`` to
@@ -374,7 +367,7 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
         "raw_rows": {"train": len(train), "test": n_test},
         "blank_lines_skipped": {"train": train.blank_lines, "test": test_all.blank_lines},
     })
-    _write_json_atomic(os.path.join(output_dir, FEATURE_MAP_FILE), fmap)
+    write_json_atomic(os.path.join(output_dir, FEATURE_MAP_FILE), fmap)
     return fmap
 
 
