@@ -6,23 +6,17 @@ import json
 import os
 import sys
 
-from src.config import load_config, require_path
-from src.engine import checkpoint
+from src.config import load_config
 from src.engine.cli import run_main
 from src.engine.evaluation import evaluate
-from src.engine.runtime import setup_runtime
-from src.engine.setup import build_network, model_and_data, split_reader
+from src.engine.setup import split_reader, trained_network
 from src.metrics import format_metrics
 
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
-    require_path(cfg, "ckpt_file", kind="file")
-    setup_runtime(cfg)
-    spec, fmap = model_and_data(cfg)
+    spec, fmap, network, meta = trained_network(cfg)
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
-    network = build_network(spec, cfg, fmap)
-    meta = checkpoint.load_into(network, cfg.ckpt_file, spec.name)
     metrics = evaluate(spec, fmap, network, data)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)

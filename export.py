@@ -10,11 +10,9 @@ import sys
 import mindspore as ms
 import numpy as np
 
-from src.config import load_config, require_path
-from src.engine import checkpoint
+from src.config import load_config
 from src.engine.cli import run_main
-from src.engine.runtime import setup_runtime
-from src.engine.setup import build_network, model_and_data
+from src.engine.setup import trained_network
 
 _SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -43,14 +41,10 @@ def check_mindir(path, predictor, arrays):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
-    require_path(cfg, "ckpt_file", kind="file")
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")
-    setup_runtime(cfg)
-    spec, fmap = model_and_data(cfg)
-    network = build_network(spec, cfg, fmap)
-    checkpoint.load_into(network, cfg.ckpt_file, spec.name)
+    spec, fmap, network, _ = trained_network(cfg)
     network.set_train(False)
     predictor = spec.predictor(network)
     signature = spec.input_signature(fmap)

@@ -50,17 +50,19 @@ def main(argv=None):
 
     log_path = os.path.join(cfg.output_path, "metrics.jsonl")
     saving = bool(cfg.save_checkpoint)
+    best_ckpt = BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path,
+                               active=saving)
     callbacks = [
         ProgressLogger(cfg.log_every_steps),
         Evaluator(val_data, cfg.eval_interval),
-        BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path, active=saving),
+        best_ckpt,
         EarlyStopping(cfg.monitor, cfg.early_stopping_patience, log_path=log_path),
         MetricsLog(log_path),
         PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
                            cfg.keep_checkpoint_max, active=saving),
     ]
     state = trainer.fit(train_data, callbacks)
-    best = callbacks[2].best
+    best = best_ckpt.best
     print("training finished after epoch {}{}; best validation: {}".format(
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
         ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)

@@ -2,6 +2,8 @@
 import mindspore as ms
 
 from src.config import require_path
+from src.engine import checkpoint
+from src.engine.runtime import setup_runtime
 from src.data.reader import BlockDataset
 from src.models import get_model_spec
 
@@ -29,3 +31,14 @@ def build_network(spec, cfg, feature_map):
     if cfg.amp_level != "O0":
         network = ms.amp.auto_mixed_precision(network, cfg.amp_level)
     return network
+
+
+def trained_network(cfg):
+    """``(spec, feature_map, network, checkpoint metadata)`` for ``cfg.ckpt_file``:
+    the runtime set up, the network built and the checked checkpoint loaded."""
+    require_path(cfg, "ckpt_file", kind="file")
+    setup_runtime(cfg)
+    spec, feature_map = model_and_data(cfg)
+    network = build_network(spec, cfg, feature_map)
+    meta = checkpoint.load_into(network, cfg.ckpt_file, spec.name)
+    return spec, feature_map, network, meta
