@@ -39,23 +39,29 @@ usage() {
 DATA_HELP="DATA_PATH    folder with the converted MindRecord splits (prepare_data.py)"
 DEVICE_HELP="DEVICE_ID    device number (ignored on CPU)"
 
+# resolve_inputs DATA_PATH CONFIG_FILE_OR_EMPTY DEFAULT_CONFIG: sets DATA and CFG to
+# checked absolute paths (before the cd into the repository).
+resolve_inputs() {
+  DATA="$(abs_path "$1")"
+  CFG="$(abs_path "${2:-$REPO_ROOT/$3}")"
+  need_dir "$DATA" DATA_PATH
+  need_file "$CFG" CONFIG_FILE
+}
+
 # standalone_train DEVICE DEFAULT_CONFIG DATA_PATH DEVICE_ID CKPT_PATH [CONFIG_FILE]
 standalone_train() {
   local device="$1" default_cfg="$2"; shift 2
   [[ $# -ge 3 && $# -le 4 ]] || usage "[DATA_PATH] [DEVICE_ID] [CKPT_PATH] [CONFIG_FILE]" \
     "$DATA_HELP" "$DEVICE_HELP" "CKPT_PATH    folder for checkpoints, metrics.jsonl and train.log" \
     "CONFIG_FILE  config file (default: $default_cfg)"
-  local data; data="$(abs_path "$1")"
-  local ckpt; ckpt="$(abs_path "$3")"
-  local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
-  need_dir "$data" DATA_PATH
+  resolve_inputs "$1" "${4:-}" "$default_cfg"
   need_int "$2" DEVICE_ID
-  need_file "$cfg" CONFIG_FILE
+  local ckpt; ckpt="$(abs_path "$3")"
   mkdir -p "$ckpt"
-  echo "training on $device: data $data, checkpoints $ckpt, config $cfg (log: $ckpt/train.log)"
+  echo "training on $device: data $DATA, checkpoints $ckpt, config $CFG (log: $ckpt/train.log)"
   cd "$REPO_ROOT"
-  "$PYTHON" train.py --config_path "$cfg" --device_target "$device" --device_id "$2" \
-    --data_path "$data" --output_path "$ckpt" "${EXTRA_ARGS[@]}" 2>&1 | tee "$ckpt/train.log"
+  "$PYTHON" train.py --config_path "$CFG" --device_target "$device" --device_id "$2" \
+    --data_path "$DATA" --output_path "$ckpt" "${EXTRA_ARGS[@]}" 2>&1 | tee "$ckpt/train.log"
 }
 
 # standalone_eval DEVICE DEFAULT_CONFIG DATA_PATH CKPT_FILE DEVICE_ID [CONFIG_FILE]
@@ -64,17 +70,14 @@ standalone_eval() {
   [[ $# -ge 3 && $# -le 4 ]] || usage "[DATA_PATH] [CKPT_PATH] [DEVICE_ID] [CONFIG_FILE]" \
     "$DATA_HELP" "CKPT_PATH    checkpoint file to evaluate, e.g. best_avg_auc.ckpt" "$DEVICE_HELP" \
     "CONFIG_FILE  config file (default: $default_cfg)"
-  local data; data="$(abs_path "$1")"
+  resolve_inputs "$1" "${4:-}" "$default_cfg"
   local ckpt; ckpt="$(abs_path "$2")"
-  local cfg; cfg="$(abs_path "${4:-$REPO_ROOT/$default_cfg}")"
-  need_dir "$data" DATA_PATH
   need_file "$ckpt" CKPT_PATH
   need_int "$3" DEVICE_ID
-  need_file "$cfg" CONFIG_FILE
   local out; out="$(dirname "$ckpt")"
   cd "$REPO_ROOT"
-  "$PYTHON" eval.py --config_path "$cfg" --device_target "$device" --device_id "$3" \
-    --data_path "$data" --ckpt_file "$ckpt" --output_path "$out" "${EXTRA_ARGS[@]}" \
+  "$PYTHON" eval.py --config_path "$CFG" --device_target "$device" --device_id "$3" \
+    --data_path "$DATA" --ckpt_file "$ckpt" --output_path "$out" "${EXTRA_ARGS[@]}" \
     2>&1 | tee "$out/eval.log"
 }
 
