@@ -44,7 +44,7 @@ def main(argv=None):
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")
-    spec, fmap, network, _ = trained_network(cfg)
+    spec, fmap, network, _ = trained_network(cfg, overrides_for="export")
     network.set_train(False)
     predictor = spec.predictor(network)
     signature = spec.input_signature(fmap)

@@ -7,6 +7,13 @@
 MMoE (Census-Income): reads census-income.data(.gz) and census-income.test(.gz);
 vocabularies and scaling are fitted on the training file only; half of the
 test file (seeded) becomes the validation split, the other half the test split.
+
+DSelect-k (MultiMNIST): builds 36x36 two-digit images from MNIST or
+Fashion-MNIST IDX files (--source idx), or reads the Pareto-MTL / PaddleRec
+pickles (--source pickle); see src/data/multimnist.py.
+
+    python prepare_data.py --config_path default_config_cpu.yaml --model dselect_k \
+        --raw_data_path ./data/mnist --data_path ./data/multimnist/mindrecord
 """
 import sys
 
@@ -19,8 +26,8 @@ def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
     require_path(cfg, "raw_data_path", kind="dir")
     fmap = get_model_spec(cfg.model).prepare_data(cfg)
-    print(f"feature map: input width {fmap.get('input_dim')}, splits {fmap.get('splits')}; "
-          f"written to {cfg.data_path}", flush=True)
+    print(f"splits {fmap.get('splits')} and feature_map.json written to {cfg.data_path}",
+          flush=True)
     return 0
 
 

@@ -53,7 +53,7 @@ def main(argv=None):
         "inputs": [{"name": n, "dtype": np.dtype(d).name, "shape": [bs] + list(s)}
                    for n, d, s in signature],
         "labels": {"dtype": "float32", "shape": label_shape},
-        "output": {"dtype": "float32", "shape": [bs, len(tasks)]}})
+        "output": {"dtype": "float32", "shape": [bs] + list(spec.output_dims(fmap))}})
     print(f"{data.num_rows} {cfg.eval_split} rows in {count} batches of {bs} written to {out} "
           f"({path})", flush=True)
     return 0

@@ -11,7 +11,7 @@ from typing import Callable
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn, ops
+from mindspore import Parameter, Tensor, nn, ops
 
 
 class MultiTaskBCELoss(nn.Cell):
@@ -28,6 +28,38 @@ class MultiTaskBCELoss(nn.Cell):
         return (per_task * self.weights).sum()
 
 
+class MultiTaskSoftmaxCELoss(nn.Cell):
+    """Softmax cross-entropy per task on ``(B, T, C)`` logits and ``(B, T)``
+    integer labels, averaged over the batch and summed over tasks with
+    optional task weights. The one softmax is applied here, on logits."""
+
+    def __init__(self, task_weights):
+        super().__init__()
+        self.ce = nn.CrossEntropyLoss(reduction="none")
+        self.weights = ops.stop_gradient(ops.Tensor(np.asarray(task_weights, np.float32)))
+        self.num_tasks = len(task_weights)
+
+    def construct(self, logits, labels):
+        classes = logits.shape[-1]
+        per_row = self.ce(logits.reshape((-1, classes)), ops.cast(labels, ms.int32).reshape((-1,)))
+        per_task = per_row.reshape((-1, self.num_tasks)).mean(axis=0)
+        return (per_task * self.weights).sum()
+
+
+def scheduled_weight(weight, warmup_epochs):
+    """``epoch -> weight``: constant, or ramped linearly over the first
+    ``warmup_epochs`` epochs (epoch 1 gets ``weight / warmup_epochs``)."""
+    if weight < 0 or warmup_epochs < 0:
+        raise ValueError(f"regulariser weight and warm-up must not be negative, got {weight}, "
+                         f"{warmup_epochs}")
+
+    def at(epoch):
+        if warmup_epochs <= 0:
+            return float(weight)
+        return float(weight) * min(1.0, epoch / float(warmup_epochs))
+    return at
+
+
 class NetWithLoss(nn.Cell):
     """``(inputs..., labels) -> loss`` for the train step."""
 
@@ -39,6 +71,30 @@ class NetWithLoss(nn.Cell):
     def construct(self, *args):
         logits = ops.cast(self.network(*args[:-1]), ms.float32)  # float16 under amp
         return self.loss_fn(logits, args[-1])
+
+
+class NetWithRegLoss(NetWithLoss):
+    """``(inputs..., labels) -> loss + w * regulariser`` for networks whose
+    ``forward_with_reg`` returns ``(logits, regulariser)`` (DSelect-k's gates).
+
+    ``w`` follows a schedule over epochs (``epoch -> weight``); the trainer calls
+    :meth:`set_epoch` before every epoch, and the weight lives in a
+    non-trainable parameter so the compiled step does not change.
+    """
+
+    def __init__(self, network, loss_fn, schedule):
+        super().__init__(network, loss_fn)
+        self.schedule = schedule
+        self.reg_weight = Parameter(Tensor(schedule(1), ms.float32), name="reg_weight",
+                                    requires_grad=False)
+
+    def set_epoch(self, epoch):
+        self.reg_weight.set_data(Tensor(self.schedule(epoch), ms.float32))
+
+    def construct(self, *args):
+        logits, reg = self.network.forward_with_reg(*args[:-1])
+        loss = self.loss_fn(ops.cast(logits, ms.float32), args[-1])
+        return loss + self.reg_weight * ops.cast(reg, ms.float32)
 
 
 class Predictor(nn.Cell):
@@ -68,12 +124,27 @@ class ModelSpec:
     input_signature: Callable       # feature_map -> [(name, numpy dtype, shape without batch)]
     prepare_data: Callable          # cfg -> feature map: raw files to MindRecord (prepare_data.py)
     task_type: str = "binary"
+    # feature_map -> per-sample shape of the predictor's output; default (tasks,)
+    output_shape: Callable = None
+    # cfg -> (epoch -> weight) of the network's regulariser (forward_with_reg), if it has one
+    reg_schedule: Callable = None
+    # config values export.py uses instead of the training ones (e.g. an exportable op choice)
+    export_overrides: dict = None
 
     def predictor(self, network):
         return Predictor(network, self.activation())
 
     def net_with_loss(self, network, cfg, feature_map):
-        return NetWithLoss(network, self.build_loss(cfg, feature_map))
+        loss = self.build_loss(cfg, feature_map)
+        if self.reg_schedule is not None:
+            return NetWithRegLoss(network, loss, self.reg_schedule(cfg))
+        return NetWithLoss(network, loss)
+
+    def output_dims(self, feature_map):
+        """Per-sample output shape of the predictor."""
+        if self.output_shape is not None:
+            return tuple(self.output_shape(feature_map))
+        return (len(self.task_names(feature_map)),)
 
     def transform(self, feature_map):
         """The reader's per-batch transform for this model."""
@@ -118,7 +189,46 @@ def _mmoe_spec():
     )
 
 
-_BUILDERS = {"mmoe": _mmoe_spec}
+def _dselect_k_spec():
+    from src.data import multimnist
+    from src.dselect_k import MultiTaskMoE
+
+    def columns(fmap):
+        return {name: col["width"] for name, col in fmap["columns"].items()}
+
+    def make_batch(batch, fmap):
+        images = batch["image"].astype(np.float32) * np.float32(1.0 / 255.0)
+        return images.reshape((-1,) + tuple(fmap["image_shape"])), batch["label"].astype(np.int32)
+
+    def build_network(cfg, fmap):
+        return MultiTaskMoE(
+            image_shape=fmap["image_shape"], num_tasks=len(fmap["tasks"]),
+            num_classes=fmap["num_classes"], num_experts=cfg.num_experts,
+            conv_channels=cfg.conv_channels, kernel_size=cfg.kernel_size,
+            expert_units=cfg.expert_units, tower_units=cfg.tower_units, gate=cfg.gate, k=cfg.k,
+            gamma=cfg.gamma, gate_mode=cfg.gate_mode, conv_impl=cfg.conv_impl, init=cfg.init,
+            init_scale=cfg.init_scale, tower_dropout=cfg.tower_dropout, seed=cfg.seed)
+
+    return ModelSpec(
+        name="dselect_k", dataset="multimnist",
+        load_feature_map=multimnist.load_feature_map,
+        columns=columns, make_batch=make_batch, build_network=build_network,
+        build_loss=lambda cfg, fmap: MultiTaskSoftmaxCELoss(_task_weights(cfg, fmap["tasks"])),
+        activation=lambda: nn.Softmax(axis=-1),
+        task_names=lambda fmap: list(fmap["tasks"]),
+        input_signature=lambda fmap: [("image", np.float32, tuple(fmap["image_shape"]))],
+        prepare_data=lambda cfg: multimnist.convert(
+            cfg.raw_data_path, cfg.data_path, source=cfg.source, val_fraction=cfg.val_fraction,
+            pairs_per_image=cfg.pairs_per_image, max_shift=cfg.max_shift, seed=cfg.seed,
+            block_rows=cfg.block_rows),
+        task_type="multiclass",
+        output_shape=lambda fmap: (len(fmap["tasks"]), fmap["num_classes"]),
+        reg_schedule=lambda cfg: scheduled_weight(cfg.gate_reg_weight, cfg.gate_reg_warmup_epochs),
+        export_overrides={"conv_impl": "native"},
+    )
+
+
+_BUILDERS = {"mmoe": _mmoe_spec, "dselect_k": _dselect_k_spec}
 
 
 def get_model_spec(name):

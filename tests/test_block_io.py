@@ -86,3 +86,17 @@ def test_transform_errors_surface(tmp_path):
     data = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=8, transform=boom)
     with pytest.raises(KeyError, match="bad column"):
         list(data.epoch(0))
+
+
+def test_uint8_columns_roundtrip_with_trailing_zero_bytes(tmp_path):
+    # uint8 columns are stored as MindRecord bytes; a block ending in zero
+    # pixels must come back at full length (numpy's S dtype strips trailing NULs).
+    images = np.zeros((25, 6), np.uint8)
+    images[:, 0] = np.arange(25)
+    with BlockWriter(split_file(str(tmp_path), "train"), {"image": (np.uint8, 6), "y": (np.int32, 1)},
+                     block_rows=10) as writer:
+        writer.write({"image": images, "y": np.arange(25)[:, None]})
+    data = BlockDataset(str(tmp_path), "train", {"image": 6, "y": 1}, batch_size=25)
+    batch = next(iter(data.epoch(0)))
+    assert batch["image"].dtype == np.uint8
+    np.testing.assert_array_equal(batch["image"], images)

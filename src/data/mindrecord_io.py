@@ -17,12 +17,28 @@ import numpy as np
 from mindspore.mindrecord import FileWriter
 
 _MS_TYPES = {np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
-             np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+             np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
+             np.dtype(np.uint8): "bytes"}  # MindRecord has no uint8 array: stored as raw bytes
 
 
 def split_file(directory, split):
     """Path of the MindRecord file that holds ``split`` (train/val/test)."""
     return os.path.join(directory, f"{split}.mindrecord")
+
+
+def _encode(values):
+    return values.tobytes() if values.dtype == np.uint8 else values
+
+
+def decode_column(values):
+    """A column of one record as a flat array (uint8 columns come back as bytes).
+
+    MindDataset returns a bytes column as a one-element ``S`` array; its
+    ``tobytes()`` keeps trailing zero bytes, which ``item()`` would strip.
+    """
+    if values.dtype.kind == "S":
+        return np.frombuffer(values.tobytes(), np.uint8)
+    return values
 
 
 class BlockWriter:
@@ -55,7 +71,9 @@ class BlockWriter:
         for name, (dtype, _) in self.columns.items():
             if dtype not in _MS_TYPES:
                 raise ValueError(f"column {name}: unsupported dtype {dtype}")
-            schema[name] = {"type": _MS_TYPES[dtype], "shape": [-1]}
+            schema[name] = {"type": _MS_TYPES[dtype]}
+            if _MS_TYPES[dtype] != "bytes":
+                schema[name]["shape"] = [-1]
         self._writer = FileWriter(self._tmp, shard_num=1, overwrite=True)
         # The default 16 MB header and 32 MB page make even a tiny split weigh
         # 50 MB; a page only has to hold one block.
@@ -89,7 +107,8 @@ class BlockWriter:
         records = []
         for start in range(0, cut, self.block_rows):
             stop = min(start + self.block_rows, cut)
-            rec = {name: np.ascontiguousarray(arr[start:stop]).ravel() for name, arr in merged.items()}
+            rec = {name: _encode(np.ascontiguousarray(arr[start:stop]).ravel())
+                   for name, arr in merged.items()}
             rec["rows"] = stop - start
             records.append(rec)
         if records:

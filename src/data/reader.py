@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from src.data.mindrecord_io import split_file
+from src.data.mindrecord_io import decode_column, split_file
 
 
 class BlockDataset:
@@ -63,7 +63,7 @@ class BlockDataset:
                 continue
             rows = int(rec["rows"])
             for name, width in self.columns.items():
-                values = rec[name]
+                values = decode_column(rec[name])
                 if values.size != rows * width:
                     raise ValueError(f"{self.path}: block {i} column {name!r} holds {values.size} "
                                      f"values, expected {rows} rows x {width}")

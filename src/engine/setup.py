@@ -33,12 +33,19 @@ def build_network(spec, cfg, feature_map):
     return network
 
 
-def trained_network(cfg):
+def trained_network(cfg, overrides_for=None):
     """``(spec, feature_map, network, checkpoint metadata)`` for ``cfg.ckpt_file``:
-    the runtime set up, the network built and the checked checkpoint loaded."""
+    the runtime set up, the network built and the checked checkpoint loaded.
+    ``overrides_for="export"`` applies the model's export_overrides to ``cfg``
+    first (e.g. the exportable convolution; the weights are the same)."""
     require_path(cfg, "ckpt_file", kind="file")
     setup_runtime(cfg)
     spec, feature_map = model_and_data(cfg)
+    if overrides_for == "export":
+        for key, value in (spec.export_overrides or {}).items():
+            if cfg.get(key) != value:
+                print(f"export: using {key}={value} (training used {cfg.get(key)})", flush=True)
+                setattr(cfg, key, value)
     network = build_network(spec, cfg, feature_map)
     meta = checkpoint.load_into(network, cfg.ckpt_file, spec.name)
     return spec, feature_map, network, meta

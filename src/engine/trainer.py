@@ -69,8 +69,11 @@ class Trainer:
                              f"was built for {self.steps_per_epoch}")
         for cb in callbacks:
             cb.on_train_begin(self)
+        set_epoch = getattr(self.net_with_loss, "set_epoch", None)   # epoch-scheduled loss terms
         for epoch in range(self.start_epoch + 1, self.epochs + 1):
             self.network.set_train(True)
+            if set_epoch is not None:
+                set_epoch(epoch)
             state.epoch, state.step_in_epoch, state.epoch_loss_sum = epoch, 0, 0.0
             state.epoch_start = time.time()
             for batch in train_data.epoch(epoch):
