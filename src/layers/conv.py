@@ -59,7 +59,7 @@ class ExpertConv2d(nn.Cell):
         self.shared_input, self.impl = shared_input, impl
         self.weight = Parameter(Tensor(np.asarray(weight, np.float32)), name="weight")
         if impl == "native":
-            self.conv = ops.Conv2D(out_channel=expected[0], kernel_size=k, pad_mode="valid",
+            self.conv = ops.Conv2D(out_channel=expected[0], kernel_size=(k, k), pad_mode="valid",
                                    group=1 if shared_input else num_experts)
         elif not shared_input:
             self.band_index = Tensor(self._band_index())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Download the MNIST or Fashion-MNIST IDX files (the raw data of DSelect-k's
+# MultiMNIST / Multi-Fashion, built by prepare_data.py --model dselect_k).
+# Usage: bash scripts/download_mnist.sh [RAW_DIR] [mnist|fashion]
+#   RAW_DIR defaults to ./data/mnist (./data/fashion for fashion).
+#   MNIST_URL overrides the download location (default: the PyTorch mirror
+#   of MNIST, or the Fashion-MNIST S3 bucket).
+set -euo pipefail
+KIND="${2:-mnist}"
+case "$KIND" in
+  mnist)   DEST="${1:-data/mnist}";   BASE="${MNIST_URL:-https://ossci-datasets.s3.amazonaws.com/mnist}" ;;
+  fashion) DEST="${1:-data/fashion}"; BASE="${MNIST_URL:-http://fashion-mnist.s3-website.eu-central-1.amazonaws.com}" ;;
+  *) echo "error: the second argument must be mnist or fashion, got '$KIND'" >&2; exit 2 ;;
+esac
+mkdir -p "$DEST"
+for name in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
+            t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+  if [[ -s "$DEST/$name" ]]; then
+    echo "$DEST/$name already present"; continue
+  fi
+  echo "downloading $BASE/$name"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fL --retry 3 -o "$DEST/$name.part" "$BASE/$name"
+  else
+    wget -q -O "$DEST/$name.part" "$BASE/$name"
+  fi
+  gzip -t "$DEST/$name.part" || { echo "error: $name is not a valid gzip file" >&2; exit 1; }
+  mv "$DEST/$name.part" "$DEST/$name"
+done
+echo "IDX files in $DEST; next: python prepare_data.py --config_path default_config_cpu.yaml" \
+     "--model dselect_k --raw_data_path $DEST --data_path data/multimnist/mindrecord"

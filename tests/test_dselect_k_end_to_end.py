@@ -1,0 +1,102 @@
+"""DSelect-k from generated MNIST IDX files to evaluated and exported
+checkpoints, through the real entry points on CPU."""
+import json
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+import eval as eval_entry
+import export as export_entry
+import postprocess as postprocess_entry
+import prepare_data
+import preprocess as preprocess_entry
+import train as train_entry
+from src.data.mnist_synth import generate_idx
+from src.engine import checkpoint
+from src.engine.callbacks import read_metrics_log
+from src.infer_io import batch_file, read_bin, read_manifest, result_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
+SMALL = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+         "--expert_units", "16,16", "--tower_units", "16", "--batch_size", "50",
+         "--eval_batch_size", "128", "--log_every_steps", "1000", "--learning_rate", "0.003"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("multimnist")
+    generate_idx(str(base / "raw"), train=600, test=200, seed=4)
+    assert prepare_data.main(["--config_path", CPU_CONFIG, "--model", "dselect_k",
+                              "--raw_data_path", str(base / "raw"),
+                              "--data_path", str(base / "mr")]) == 0
+    return str(base / "mr")
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert train_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                             "--output_path", str(out), "--epoch_size", "3"] + SMALL) == 0
+    return out
+
+
+def test_training_learns_both_digits(trained):
+    log = read_metrics_log(str(trained / "metrics.jsonl"))
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    val = log[-1]["val"]
+    assert val["left_accuracy"] > 0.6 and val["right_accuracy"] > 0.6, val   # chance is 0.1
+    assert {"best_left_accuracy.ckpt", "best_avg_accuracy.ckpt"} <= set(os.listdir(trained))
+    _, meta = checkpoint.read_checkpoint(str(trained / "best_avg_accuracy.ckpt"))
+    assert meta["model"] == "dselect_k"
+
+
+def test_export_preprocess_postprocess_match_eval(trained, data_dir, tmp_path, monkeypatch):
+    """The CPU run trained with matmul convolutions; export.py switches to the
+    native ones (same weights), and the exported MindIR run over preprocess.py's
+    batches scores exactly what eval.py reports."""
+    monkeypatch.chdir(tmp_path)
+    ckpt = str(trained / "best_avg_accuracy.ckpt")
+    common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "32"] + SMALL
+    assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "dsk"]) == 0
+    assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
+    manifest = read_manifest("pre")
+    assert manifest["rows"] == 400 and manifest["num_batches"] == 13
+    assert manifest["inputs"][0]["shape"] == [32, 1, 36, 36]
+    assert manifest["output"]["shape"] == [32, 2, 10] and manifest["task_type"] == "multiclass"
+    graph = ms.nn.GraphCell(ms.load("dsk.mindir"))
+    os.makedirs("results")
+    spec = manifest["inputs"][0]
+    for i in range(manifest["num_batches"]):
+        x = read_bin(batch_file("pre", spec["name"], "dselect_k", i), spec["dtype"], spec["shape"])
+        graph(ms.Tensor(x)).asnumpy().tofile(result_file("results", "dselect_k", i))
+    assert postprocess_entry.main(["--infer_data_path", "pre", "--result_path", "results"]) == 0
+    with open("acc.log") as fh:
+        post = json.loads(fh.read().splitlines()[1])
+    assert eval_entry.main(common + ["--ckpt_file", ckpt, "--output_path", "."]) == 0
+    with open("eval_best_avg_accuracy_test.json") as fh:
+        evaluated = json.load(fh)["metrics"]
+    assert set(post) == set(evaluated) >= {"left_accuracy", "right_accuracy", "avg_accuracy"}
+    for key, value in evaluated.items():
+        assert post[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_onnx_export_for_the_inference_route(trained, data_dir, tmp_path, monkeypatch):
+    """ONNX is the route to MindSpore Lite (issue 6): every op must export."""
+    monkeypatch.chdir(tmp_path)
+    assert export_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                              "--ckpt_file", str(trained / "best_avg_accuracy.ckpt"),
+                              "--file_format", "ONNX", "--file_name", "dsk"] + SMALL) == 0
+    assert os.path.getsize("dsk.onnx") > 10000
+
+
+@pytest.mark.parametrize("gate", ["softmax", "topk"])
+def test_baseline_gates_train_through_the_same_entry_point(data_dir, tmp_path, gate):
+    assert train_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                             "--output_path", str(tmp_path), "--epoch_size", "1",
+                             "--gate", gate, "--save_checkpoint", "false"] + SMALL) == 0
+    val = read_metrics_log(str(tmp_path / "metrics.jsonl"))[-1]["val"]
+    assert np.isfinite(val["avg_accuracy"]) and val["avg_accuracy"] > 0.1

@@ -1,0 +1,153 @@
+"""The multi-task MoE network of DSelect-k: expert convolutions, baseline
+gates, shapes, per-task gates, the regularised loss and its schedule."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.dselect_k import MultiTaskMoE
+from src.layers.conv import ExpertConv2d
+from src.layers.gates import SoftmaxGate, TopKGate
+from src.models import MultiTaskSoftmaxCELoss, NetWithRegLoss, scheduled_weight
+
+
+class _SquaredSum(nn.Cell):
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def construct(self, x):
+        return (self.cell(x) ** 2).sum()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_matmul_convolution_equals_native_with_gradients(shared):
+    rng = np.random.default_rng(0)
+    experts, cin, cout, k, h, w = 3, 2, 4, 3, 9, 7                     # non-square on purpose
+    weight = rng.normal(size=(experts * cout, cin, k, k)).astype(np.float32)
+    x = Tensor(rng.normal(size=(5, cin if shared else experts * cin, h, w)).astype(np.float32))
+    outputs, grads = [], []
+    for impl in ("native", "matmul"):
+        conv = ExpertConv2d(experts, cin, cout, k, (h, w), shared, impl, weight)
+        outputs.append(conv(x).asnumpy())
+        grads.append(ms.grad(_SquaredSum(conv), grad_position=None,
+                             weights=conv.trainable_params())(x)[0].asnumpy())
+    assert outputs[0].shape == (5, experts * cout, h - k + 1, w - k + 1)
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-3)
+
+
+def test_grouped_convolution_keeps_experts_apart():
+    """Expert e's output depends on its own input channels only."""
+    rng = np.random.default_rng(1)
+    weight = rng.normal(size=(2 * 3, 2, 3, 3)).astype(np.float32)
+    conv = ExpertConv2d(2, 2, 3, 3, (6, 6), False, "matmul", weight)
+    x = rng.normal(size=(1, 4, 6, 6)).astype(np.float32)
+    base = conv(Tensor(x)).asnumpy()
+    x[:, 2:] += 1.0                                                  # change expert 1's input
+    changed = conv(Tensor(x)).asnumpy()
+    np.testing.assert_array_equal(changed[:, :3], base[:, :3])
+    assert not np.allclose(changed[:, 3:], base[:, 3:])
+
+
+def test_expert_conv_errors():
+    w = np.zeros((6, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="impl"):
+        ExpertConv2d(2, 1, 3, 3, (5, 5), True, "fft", w)
+    with pytest.raises(ValueError, match="expected"):
+        ExpertConv2d(2, 1, 4, 3, (5, 5), True, "native", w)
+    with pytest.raises(ValueError, match="larger"):
+        ExpertConv2d(2, 1, 3, 3, (2, 5), True, "native", w)
+
+
+def test_softmax_and_top_k_gates():
+    rng = np.random.default_rng(2)
+    weight = rng.normal(size=(6, 5)).astype(np.float32)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    soft, reg = SoftmaxGate(6, 5, weight)(Tensor(x))
+    logits = x @ weight
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(soft.asnumpy(), expected, rtol=1e-5)
+    assert float(reg.asnumpy()) == 0.0
+    top, _ = TopKGate(6, 5, 2, weight)(Tensor(x))
+    top = top.asnumpy()
+    assert np.all((top > 0).sum(1) == 2)
+    np.testing.assert_allclose(top.sum(1), 1.0, rtol=1e-6)
+    for row, lg in zip(top, logits):
+        best = np.argsort(lg)[-2:]
+        e = np.exp(lg[best] - lg[best].max())
+        np.testing.assert_allclose(row[best], e / e.sum(), rtol=1e-5)
+    with pytest.raises(ValueError, match="k must lie"):
+        TopKGate(6, 5, 6, weight)
+
+
+def _images(n=4, seed=3):
+    return Tensor(np.random.default_rng(seed).random((n, 1, 36, 36)).astype(np.float32))
+
+
+@pytest.mark.parametrize("gate", ["dselect_k", "softmax", "topk"])
+def test_network_shapes_and_one_gate_per_task(gate):
+    net = MultiTaskMoE((1, 36, 36), num_tasks=2, num_classes=10, num_experts=5, gate=gate, k=2,
+                       conv_impl="matmul")
+    net.set_train(False)
+    x = _images()
+    logits, reg = net.forward_with_reg(x)
+    assert logits.shape == (4, 2, 10)
+    assert len(net.gates) == 2 and net.gates[0] is not net.gates[1]
+    weights = net.gate_weights(x).asnumpy()
+    assert weights.shape == (4, 2, 5) and np.all(weights >= 0)
+    if gate == "dselect_k":   # 5 experts use 5 of 8 codes: the rest of the weight is on unused
+        assert np.all(weights.sum(-1) <= 1.0 + 1e-6)     # codes until the regulariser removes it
+    else:
+        np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    if gate == "topk":
+        assert np.all((weights > 0).sum(-1) == 2)
+    # DSelect-k with 5 experts (not a power of two) carries the regulariser
+    assert (float(reg.asnumpy()) > 0) == (gate == "dselect_k")
+
+
+def test_conv_impl_does_not_change_the_network():
+    ms.set_seed(4)
+    native = MultiTaskMoE((1, 36, 36), conv_impl="native", num_experts=3)
+    matmul = MultiTaskMoE((1, 36, 36), conv_impl="matmul", num_experts=3)
+    ms.load_param_into_net(matmul, {p.name: p for p in native.get_parameters()}, strict_load=True)
+    for net in (native, matmul):
+        net.set_train(False)
+    x = _images(3)
+    np.testing.assert_allclose(matmul(x).asnumpy(), native(x).asnumpy(), atol=1e-4)
+
+
+def test_network_errors_name_the_problem():
+    with pytest.raises(ValueError, match="gate must be"):
+        MultiTaskMoE((1, 36, 36), gate="noisy")
+    with pytest.raises(ValueError, match="does not fit"):
+        MultiTaskMoE((1, 12, 12), conv_channels=(4, 4, 4), kernel_size=5)
+
+
+def test_softmax_cross_entropy_per_task():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(6, 2, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, (6, 2)).astype(np.int32)
+    loss = MultiTaskSoftmaxCELoss([1.0, 0.5])(Tensor(logits), Tensor(labels)).asnumpy()
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_task = -np.take_along_axis(logp, labels[..., None], -1)[..., 0].mean(0)
+    assert float(loss) == pytest.approx(per_task[0] + 0.5 * per_task[1], rel=1e-5)
+
+
+def test_regularised_loss_follows_its_schedule():
+    schedule = scheduled_weight(0.2, warmup_epochs=4)
+    assert [schedule(e) for e in (1, 2, 4, 9)] == pytest.approx([0.05, 0.1, 0.2, 0.2])
+    assert scheduled_weight(0.3, 0)(1) == 0.3
+    with pytest.raises(ValueError):
+        scheduled_weight(-1.0, 0)
+    net = MultiTaskMoE((1, 36, 36), num_experts=3, conv_impl="matmul")
+    net.set_train(False)
+    loss_fn = MultiTaskSoftmaxCELoss([1.0, 1.0])
+    with_reg = NetWithRegLoss(net, loss_fn, schedule)
+    x, y = _images(4), Tensor(np.zeros((4, 2), np.int32))
+    logits, reg = net.forward_with_reg(x)
+    base = float(loss_fn(logits, y).asnumpy())
+    for epoch, w in ((1, 0.05), (4, 0.2)):
+        with_reg.set_epoch(epoch)
+        total = float(with_reg(x, y).asnumpy())
+        assert total == pytest.approx(base + w * float(reg.asnumpy()), rel=1e-5)
