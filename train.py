@@ -33,15 +33,15 @@ def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
     setup_runtime(cfg)
     spec, fmap = model_and_data(cfg)
-    train_data = split_reader(spec, fmap, cfg, "train", training=True)
+    prefix = spec.name
+    resume_path = _resume_checkpoint(cfg, prefix)
+    network = build_network(spec, cfg, fmap)
+    train_data = split_reader(spec, fmap, cfg, "train", training=True,
+                              transform=spec.train_transform(fmap, network))
     val_data = split_reader(spec, fmap, cfg, "val")
     print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows, "
           f"{val_data.num_rows} validation rows, {len(train_data)} steps/epoch, "
           f"device {cfg.device_target}", flush=True)
-
-    prefix = spec.name
-    resume_path = _resume_checkpoint(cfg, prefix)
-    network = build_network(spec, cfg, fmap)
     trainer = Trainer(spec, cfg, fmap, network, len(train_data))
     if resume_path:
         trainer.resume_from(resume_path)

@@ -130,12 +130,18 @@ class ModelSpec:
     reg_schedule: Callable = None
     # config values export.py uses instead of the training ones (e.g. an exportable op choice)
     export_overrides: dict = None
+    # the network has one embedding table trained row-wise (src/engine/sparse.py); its first
+    # input holds the table ids and it has forward_rows(rows, inverse, *other inputs)
+    sparse: bool = False
 
     def predictor(self, network):
         return Predictor(network, self.activation())
 
     def net_with_loss(self, network, cfg, feature_map):
         loss = self.build_loss(cfg, feature_map)
+        if self.sparse:
+            from src.engine.sparse import NetWithRowsLoss
+            return NetWithRowsLoss(network, loss, cfg.embedding_l2)
         if self.reg_schedule is not None:
             return NetWithRegLoss(network, loss, self.reg_schedule(cfg))
         return NetWithLoss(network, loss)
@@ -147,8 +153,17 @@ class ModelSpec:
         return (len(self.task_names(feature_map)),)
 
     def transform(self, feature_map):
-        """The reader's per-batch transform for this model."""
+        """The reader's per-batch transform for this model (evaluation, inference)."""
         return lambda batch: self.make_batch(batch, feature_map)
+
+    def train_transform(self, feature_map, network):
+        """The training reader's transform: for sparse models the table ids
+        become the batch's unique rows and their positions."""
+        if not self.sparse:
+            return self.transform(feature_map)
+        from src.engine.sparse import rows_transform
+        return rows_transform(self.transform(feature_map), network.table_ids,
+                              network.embedding.scratch_row)
 
 
 def _task_weights(cfg, tasks):

@@ -15,20 +15,27 @@ def model_and_data(cfg):
     return spec, spec.load_feature_map(cfg.data_path)
 
 
-def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, shard_id=0):
-    """A :class:`BlockDataset` over ``split`` with the model's batch transform."""
+def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, shard_id=0,
+                 transform=None):
+    """A :class:`BlockDataset` over ``split`` with the model's batch transform
+    (or ``transform``, e.g. :meth:`ModelSpec.train_transform`)."""
     return BlockDataset(cfg.data_path, split, spec.columns(feature_map),
                         cfg.batch_size if training else cfg.eval_batch_size,
                         shuffle=training, seed=cfg.seed,
                         drop_remainder=training and cfg.drop_remainder,
                         num_shards=num_shards, shard_id=shard_id,
-                        transform=spec.transform(feature_map))
+                        transform=transform or spec.transform(feature_map))
 
 
 def build_network(spec, cfg, feature_map):
     """The model's network, cast for mixed precision when amp_level asks."""
     network = spec.build_network(cfg, feature_map)
-    if cfg.amp_level != "O0":
+    if cfg.amp_level in ("O2", "O3"):
+        # casts the cells in place; the wrapper it returns (which only casts the
+        # output to float32) would hide forward_rows / forward_with_reg / table_ids,
+        # and NetWithLoss and Predictor cast the output themselves
+        ms.amp.auto_mixed_precision(network, cfg.amp_level)
+    elif cfg.amp_level != "O0":
         network = ms.amp.auto_mixed_precision(network, cfg.amp_level)
     return network
 

@@ -8,6 +8,7 @@ from src.engine import checkpoint
 from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
+from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import build_train_step
 from src.engine.evaluation import evaluate
 
@@ -37,10 +38,15 @@ class Trainer:
                                          weight_decay=cfg.weight_decay, adam_beta1=cfg.adam_beta1,
                                          adam_beta2=cfg.adam_beta2, adam_eps=cfg.adam_eps,
                                          momentum=cfg.momentum)
-        self.train_step = build_train_step(self.net_with_loss, self.optimizer,
-                                           loss_scale_mode=cfg.loss_scale_mode,
-                                           loss_scale=cfg.loss_scale,
-                                           scale_window=cfg.scale_window, clip_norm=cfg.clip_norm)
+        if spec.sparse:
+            self.train_step = build_sparse_train_step(network, self.net_with_loss, self.optimizer,
+                                                      self.lr, cfg)
+        else:
+            self.train_step = build_train_step(self.net_with_loss, self.optimizer,
+                                               loss_scale_mode=cfg.loss_scale_mode,
+                                               loss_scale=cfg.loss_scale,
+                                               scale_window=cfg.scale_window,
+                                               clip_norm=cfg.clip_norm)
         self.predictor = spec.predictor(network)
         self.start_epoch = 0
 
@@ -49,7 +55,8 @@ class Trainer:
         periodic checkpoint; training continues with the next epoch."""
         # The per-step learning rates are rebuilt from the config (a longer
         # --epoch_size makes the table longer); everything else is restored.
-        meta = checkpoint.load_into(self.train_step, path, self.spec.name, skip=("learning_rate",))
+        meta = checkpoint.load_into(self.train_step, path, self.spec.name,
+                                    skip=("learning_rate", "row_learning_rate"))
         self.start_epoch = int(meta.get("epoch", 0))
         expected = self.start_epoch * self.steps_per_epoch
         if int(meta.get("global_step", expected)) != expected:

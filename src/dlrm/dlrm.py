@@ -1,0 +1,94 @@
+"""DLRM (Naumov et al., 2019): bottom MLP, embeddings, interaction, top MLP."""
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from src.layers.embedding import EmbeddingTable, uniform_rows
+from src.layers.mlp import MLP
+
+INTERACTIONS = ("dot", "cat")
+
+
+def interaction_width(num_sparse, dim, interaction, self_interaction):
+    """Width of the top MLP's input: the bottom output ``dim`` plus, for ``dot``,
+    ``C(F+1, 2)`` pairwise dot products of the ``F+1`` vectors (``+ F+1`` with
+    self-interaction), or for ``cat`` the ``F`` embeddings concatenated."""
+    vectors = num_sparse + 1
+    if interaction == "dot":
+        pairs = vectors * (vectors - 1) // 2 + (vectors if self_interaction else 0)
+        return dim + pairs
+    return dim * vectors
+
+
+class DLRM(nn.Cell):
+    """Deep Learning Recommendation Model.
+
+    Shapes: ``cat`` ``(B, F)`` int32 global table ids (field offsets from the
+    feature map already added), ``dense`` ``(B, 13)`` float32; output logits
+    ``(B, 1)``. Embedding dimension ``D``; the ``F`` embeddings and the bottom
+    MLP's output (``D`` wide) interact by pairwise dot products (strict lower
+    triangle, optionally with the diagonal) concatenated with the bottom output,
+    or by concatenation; the top MLP maps that to one logit.
+
+    Args:
+        cardinalities: rows of each field's table (from the feature map).
+        num_dense: dense features.
+        embedding_dim: D.
+        bottom_units: bottom MLP widths after the input; the last must be D.
+        top_units: top MLP hidden widths (a final layer of 1 is added).
+        interaction: ``dot`` or ``cat``.
+        self_interaction: include each vector's dot product with itself.
+        seed: seed of the reference initialisation (tables U(+-sqrt(1/n)),
+            MLP weights N(0, sqrt(2/(in+out))), biases N(0, sqrt(1/out))).
+
+    The train step calls :meth:`forward_rows` with the batch's unique rows
+    (see :mod:`src.engine.sparse`); inference and export call ``construct``.
+    """
+
+    def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
+                 top_units=(512, 256), interaction="dot", self_interaction=False, seed=0):
+        super().__init__()
+        cardinalities = [int(c) for c in cardinalities]
+        if not cardinalities or min(cardinalities) < 1:
+            raise ValueError(f"DLRM needs at least one categorical field with rows, got {cardinalities}")
+        if interaction not in INTERACTIONS:
+            raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
+        bottom_units = [int(u) for u in bottom_units]
+        if not bottom_units or bottom_units[-1] != embedding_dim:
+            raise ValueError(f"the bottom MLP's last width ({bottom_units[-1] if bottom_units else None}) "
+                             f"must equal embedding_dim ({embedding_dim}): its output joins the "
+                             "embeddings in the interaction")
+        rng = np.random.default_rng(seed)
+        self.num_sparse, self.dim = len(cardinalities), int(embedding_dim)
+        self.embedding = EmbeddingTable(uniform_rows(cardinalities, self.dim, rng))
+        self.bottom = MLP([num_dense] + bottom_units, "reference_dlrm", last_activation=True,
+                          seed=int(rng.integers(1 << 31)))
+        width = interaction_width(self.num_sparse, self.dim, interaction, self_interaction)
+        self.top = MLP([width] + [int(u) for u in top_units] + [1], "reference_dlrm",
+                       seed=int(rng.integers(1 << 31)))
+        self.dot = interaction == "dot"
+        vectors = self.num_sparse + 1
+        li, lj = np.tril_indices(vectors, 0 if self_interaction else -1)
+        self.pairs = Tensor((li * vectors + lj).astype(np.int32))
+        self.vectors = vectors
+
+    def interact(self, x, emb):
+        """``x`` (B, D) bottom output, ``emb`` (B, F, D) -> (B, width)."""
+        t = ops.concat((x.expand_dims(1), emb), axis=1)                     # (B, F+1, D)
+        if not self.dot:
+            return t.reshape((-1, self.vectors * self.dim))
+        z = ops.bmm(t, t.transpose((0, 2, 1))).reshape((-1, self.vectors * self.vectors))
+        return ops.concat((x, ops.gather(z, self.pairs, 1)), axis=1)
+
+    def head(self, emb, dense):
+        x = self.bottom(dense)
+        return self.top(self.interact(x, emb))
+
+    def forward_rows(self, rows, inverse, dense):
+        return self.head(ops.gather(rows, inverse, 0), dense)
+
+    def construct(self, cat, dense):
+        return self.head(self.embedding(cat), dense)
+
+    def table_ids(self, cat):
+        """Host side: the table ids a batch's ``cat`` (numpy) looks up."""
+        return cat

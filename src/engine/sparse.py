@@ -1,0 +1,173 @@
+"""Sparse (row-wise) training of a model's embedding table.
+
+A CTR batch touches a few thousand of the table's millions of rows; updating
+the whole table every step (what a dense gradient does) makes a step cost
+grow with the table. Here a step costs what the batch touches:
+
+1. on the host, with the batch (:func:`unique_rows`): the unique table ids of
+   the batch, padded to a fixed length with the scratch row, and for every id
+   its position in that list;
+2. in the step (:class:`SparseTrainStep`): gather those rows, run the network
+   on them (``forward_rows``), differentiate the loss with respect to the
+   gathered rows and the dense weights;
+3. update the rows with a row-wise optimizer (:class:`RowOptimizer`: SGD,
+   Adagrad or lazy Adam, whose moments change only for the rows in the
+   batch) and write them back with a scatter; the dense weights go through the
+   ordinary optimizer.
+
+The L2 penalty of the embeddings (``l2``) is applied to the rows used in the
+batch (upstream DeepFM penalised the whole tables every step).
+"""
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+ROW_OPTIMIZERS = ("sgd", "adagrad", "adam")
+
+_unscale = ops.MultitypeFuncGraph("unscale")
+
+
+@_unscale.register("Tensor", "Tensor")
+def _unscale_grad(inverse_scale, grad):
+    return grad * ops.cast(inverse_scale, ops.dtype(grad))
+
+
+def unique_rows(ids, scratch_row):
+    """``(uniq (ids.size,) int32, inverse ids.shape int32)`` with
+    ``uniq[inverse] == ids``; ``uniq`` is padded with ``scratch_row``."""
+    ids = np.asarray(ids)
+    values, inverse = np.unique(ids.reshape(-1), return_inverse=True)
+    uniq = np.full(ids.size, scratch_row, np.int32)
+    uniq[:len(values)] = values
+    return uniq, inverse.reshape(ids.shape).astype(np.int32)
+
+
+class NetWithRowsLoss(nn.Cell):
+    """``(rows, inverse, other inputs..., labels) -> loss + l2/2 * sum(rows^2)``
+    for a network with ``forward_rows(rows, inverse, *others)``."""
+
+    def __init__(self, network, loss_fn, l2=0.0):
+        super().__init__(auto_prefix=False)
+        self.network, self.loss_fn = network, loss_fn
+        self.l2 = float(l2)
+
+    def construct(self, rows, inverse, *args):
+        logits = ops.cast(self.network.forward_rows(rows, inverse, *args[:-1]), ms.float32)
+        loss = self.loss_fn(logits, args[-1])
+        if self.l2 > 0:
+            loss = loss + 0.5 * self.l2 * (rows * rows).sum()
+        return loss
+
+
+class RowOptimizer(nn.Cell):
+    """Updates the rows ``uniq`` of ``table`` from their gradients.
+
+    ``kind``: ``sgd``; ``adagrad`` (accumulator starts at
+    ``initial_accumulator``); ``adam`` (lazy: moments of untouched rows are
+    not decayed; bias correction by the global step). ``learning_rates`` is
+    the per-step table the dense optimizer uses too.
+    """
+
+    def __init__(self, table, kind, learning_rates, beta1=0.9, beta2=0.999, eps=1e-8,
+                 initial_accumulator=0.0):
+        super().__init__()
+        if kind not in ROW_OPTIMIZERS:
+            raise ValueError(f"sparse embedding training supports {', '.join(ROW_OPTIMIZERS)}; "
+                             f"got optimizer {kind!r}")
+        self.table, self.kind = table, kind
+        self.learning_rate = Parameter(Tensor(np.asarray(learning_rates, np.float32)),
+                                       name="row_learning_rate", requires_grad=False)
+        self.step = Parameter(Tensor(0, ms.int32), name="row_step", requires_grad=False)
+        self.last = len(learning_rates) - 1
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        shape = table.shape
+        if kind == "adagrad":
+            self.accum = Parameter(Tensor(np.full(shape, initial_accumulator, np.float32)),
+                                   name="row_accum", requires_grad=False)
+        if kind == "adam":
+            self.moment1 = Parameter(Tensor(np.zeros(shape, np.float32)), name="row_moment1",
+                                     requires_grad=False)
+            self.moment2 = Parameter(Tensor(np.zeros(shape, np.float32)), name="row_moment2",
+                                     requires_grad=False)
+
+    def construct(self, uniq, rows, grad):
+        lr = self.learning_rate[ops.minimum(self.step, self.last)]
+        step = ops.assign_add(self.step, ops.ones_like(self.step))
+        if self.kind == "sgd":
+            new_rows = rows - lr * grad
+        elif self.kind == "adagrad":
+            acc = ops.gather(self.accum, uniq, 0) + grad * grad
+            ops.scatter_update(self.accum, uniq, acc)
+            new_rows = rows - lr * grad / (ops.sqrt(acc) + self.eps)
+        else:
+            t = ops.cast(step, ms.float32)
+            m = self.beta1 * ops.gather(self.moment1, uniq, 0) + (1.0 - self.beta1) * grad
+            v = self.beta2 * ops.gather(self.moment2, uniq, 0) + (1.0 - self.beta2) * grad * grad
+            ops.scatter_update(self.moment1, uniq, m)
+            ops.scatter_update(self.moment2, uniq, v)
+            corrected = lr * ops.sqrt(1.0 - ops.pow(self.beta2, t)) / (1.0 - ops.pow(self.beta1, t))
+            new_rows = rows - corrected * m / (ops.sqrt(v) + self.eps)
+        return ops.scatter_update(self.table, uniq, new_rows)
+
+
+class SparseTrainStep(nn.Cell):
+    """``(uniq, inverse, other inputs..., labels) -> loss``: one step with the
+    table updated row-wise and the dense weights by ``optimizer``.
+
+    ``loss_scale`` (static) scales the loss before the backward pass and
+    unscales the gradients (float16 on Ascend/GPU). ``clip_norm`` clips the
+    dense and row gradients together by their global norm.
+    """
+
+    def __init__(self, net_with_loss, table, optimizer, row_optimizer, clip_norm=0.0,
+                 loss_scale=1.0):
+        super().__init__(auto_prefix=False)
+        self.network, self.table = net_with_loss, table
+        self.optimizer, self.row_optimizer = optimizer, row_optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+        self.clip = clip_norm > 0
+        self.clip_norm = float(clip_norm) if clip_norm > 0 else 1.0
+        self.scale = float(loss_scale)
+        self.inverse_scale = Tensor(1.0 / self.scale, ms.float32)
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, uniq, inverse, *inputs):
+        rows = ops.gather(self.table, uniq, 0)
+        loss = self.network(rows, inverse, *inputs)
+        sens = ops.fill(loss.dtype, loss.shape, self.scale)
+        input_grads, grads = self.grad(self.network, self.weights)(rows, inverse, *inputs, sens)
+        row_grad = input_grads[0] / self.scale
+        if self.scale != 1.0:
+            grads = self.hyper_map(ops.partial(_unscale, self.inverse_scale), grads)
+        if self.clip:
+            clipped = ops.clip_by_global_norm(grads + (row_grad,), self.clip_norm)
+            grads, row_grad = clipped[:-1], clipped[-1]
+        loss = ops.depend(loss, self.optimizer(grads))
+        return ops.depend(loss, self.row_optimizer(uniq, rows, row_grad))
+
+
+def rows_transform(transform, table_ids, scratch_row):
+    """Wrap a batch transform ``batch -> (cat, *rest)`` into the sparse step's
+    ``batch -> (uniq, inverse, *rest)`` (``table_ids(cat)`` gives the table
+    rows the batch looks up)."""
+    def apply(batch):
+        cat, *rest = transform(batch)
+        uniq, inverse = unique_rows(table_ids(cat), scratch_row)
+        return (uniq, inverse, *rest)
+    return apply
+
+
+def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, cfg):
+    """The :class:`SparseTrainStep` of ``network`` (which has an ``embedding``
+    table) from the config's optimizer, loss scaling and clipping keys."""
+    if cfg.loss_scale_mode == "dynamic":
+        raise ValueError("models with a sparse embedding table support loss_scale_mode none or "
+                         "static, not dynamic")
+    row_optimizer = RowOptimizer(network.embedding.weight, cfg.optimizer, learning_rates,
+                                 beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps)
+    scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
+    step = SparseTrainStep(net_with_loss, network.embedding.weight, optimizer, row_optimizer,
+                           clip_norm=cfg.clip_norm, loss_scale=scale)
+    step.set_train(True)
+    return step

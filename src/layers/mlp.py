@@ -1,0 +1,74 @@
+"""Multi-layer perceptrons shared by the CTR models."""
+import math
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from src.layers.initializers import init_matrix
+
+
+def reference_dense(fan_in, fan_out, rng):
+    """The reference DLRM's Linear initialisation: ``W ~ N(0, sqrt(2/(in+out)))``,
+    ``b ~ N(0, sqrt(1/out))``; returns ``(W (in, out), b (out,))`` float32."""
+    weight = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out))
+    bias = rng.normal(0.0, math.sqrt(1.0 / fan_out), fan_out)
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+class Dense(nn.Cell):
+    """``x @ W + b`` with ``W`` stored ``(in, out)`` (as the towers and experts are)."""
+
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.weight = Parameter(Tensor(weight), name="weight")
+        self.bias = Parameter(Tensor(bias), name="bias")
+
+    def construct(self, x):
+        return x @ self.weight + self.bias
+
+
+class MLP(nn.Cell):
+    """``dims[0] -> dims[1] -> ... -> dims[-1]`` with ReLU after every layer but
+    (unless ``last_activation``) the last.
+
+    Args:
+        dims: layer widths, input first.
+        init: ``"reference_dlrm"`` (see :func:`reference_dense`) or a MindSpore
+            initializer object (biases start at zero).
+        dropout: dropout rate after each hidden activation, active only in training.
+        batch_norm: batch norm before each hidden activation.
+        last_activation: ReLU after the last layer too (DLRM's bottom MLP).
+        seed: seed of the reference initialisation.
+
+    >>> MLP([13, 64, 16], "reference_dlrm")(ops.ones((4, 13), ms.float32)).shape
+    (4, 16)
+    """
+
+    def __init__(self, dims, init, dropout=0.0, batch_norm=False, last_activation=False, seed=0):
+        super().__init__()
+        dims = [int(d) for d in dims]
+        if len(dims) < 2 or min(dims) < 1:
+            raise ValueError(f"an MLP needs an input width and at least one positive layer width, "
+                             f"got {dims}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        rng = np.random.default_rng(seed)
+        layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            if init == "reference_dlrm":
+                weight, bias = reference_dense(fan_in, fan_out, rng)
+            else:
+                weight, bias = init_matrix(init, fan_in, fan_out), np.zeros(fan_out, np.float32)
+            layers.append(Dense(weight, bias))
+            hidden = i < len(dims) - 2
+            if hidden and batch_norm:
+                layers.append(nn.BatchNorm1d(fan_out))
+            if hidden or last_activation:
+                layers.append(nn.ReLU())
+            if hidden and dropout > 0:
+                layers.append(nn.Dropout(p=dropout))
+        self.layers = nn.SequentialCell(layers)
+        self.out_dim = dims[-1]
+
+    def construct(self, x):
+        return self.layers(x)

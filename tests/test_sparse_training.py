@@ -1,0 +1,135 @@
+"""Row-wise embedding training: the sparse step equals the dense update where
+the two must agree (SGD, Adagrad), lazy Adam leaves untouched rows alone, and
+only the batch's rows change."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.dlrm import DLRM
+from src.engine.sparse import (NetWithRowsLoss, RowOptimizer, SparseTrainStep, rows_transform,
+                               unique_rows)
+from src.models import MultiTaskBCELoss
+
+CARD = [40, 6, 90]
+OFFSETS = np.cumsum([0] + CARD[:-1])
+
+
+def test_unique_rows_pads_with_the_scratch_row():
+    ids = np.array([[5, 3, 5], [9, 3, 0]])
+    uniq, inverse = unique_rows(ids, scratch_row=99)
+    assert uniq.dtype == np.int32 and uniq.shape == (6,) and inverse.shape == (2, 3)
+    np.testing.assert_array_equal(uniq[inverse], ids)
+    np.testing.assert_array_equal(uniq, [0, 3, 5, 9, 99, 99])
+
+
+def _net(seed=0):
+    return DLRM(CARD, num_dense=5, embedding_dim=4, bottom_units=(8, 4), top_units=(8,), seed=seed)
+
+
+def _batch(seed=1, n=12):
+    rng = np.random.default_rng(seed)
+    cat = (rng.integers(0, 6, (n, 3)) + OFFSETS).astype(np.int32)
+    dense = rng.random((n, 5)).astype(np.float32)
+    label = rng.integers(0, 2, (n, 1)).astype(np.float32)
+    return cat, dense, label
+
+
+def _dense_table_grad(net, cat, dense, label, l2):
+    """Gradient of the loss with respect to the whole table (what a dense step uses)."""
+    loss = NetWithRowsLoss(net, MultiTaskBCELoss([1.0]), l2)
+    table = Tensor(net.embedding.weight.asnumpy())
+    grad = ms.grad(loss, grad_position=0)(table, Tensor(cat), Tensor(dense), Tensor(label))
+    return table.asnumpy(), grad.asnumpy()
+
+
+def _sparse_step(net, kind, lr, l2=0.0, steps=1, batch=None):
+    cat, dense, label = batch or _batch()
+    loss = NetWithRowsLoss(net, MultiTaskBCELoss([1.0]), l2)
+    opt = nn.SGD(net.trainable_params(), lr)
+    rows = RowOptimizer(net.embedding.weight, kind, np.full(10, lr, np.float32), eps=1e-8)
+    step = SparseTrainStep(loss, net.embedding.weight, opt, rows)
+    step.set_train()
+    uniq, inverse = unique_rows(cat, net.embedding.scratch_row)
+    for _ in range(steps):
+        step(Tensor(uniq), Tensor(inverse), Tensor(dense), Tensor(label))
+    return rows
+
+
+def test_sparse_sgd_equals_the_dense_update():
+    """Only the batch's rows have a gradient, so a row-wise SGD step must give
+    exactly the table a dense SGD step gives; l2 covers the used rows only."""
+    net = _net()
+    cat, dense, label = _batch()
+    table, grad = _dense_table_grad(net, cat, dense, label, l2=0.0)
+    _sparse_step(net, "sgd", lr=0.5)
+    np.testing.assert_allclose(net.embedding.weight.asnumpy(), table - 0.5 * grad, atol=1e-6)
+    untouched = np.setdiff1d(np.arange(len(table)), np.unique(cat))
+    np.testing.assert_array_equal(net.embedding.weight.asnumpy()[untouched], table[untouched])
+
+
+def test_l2_applies_to_the_rows_in_the_batch():
+    net = _net()
+    cat, dense, label = _batch()
+    table, grad = _dense_table_grad(net, cat, dense, label, l2=0.0)
+    _sparse_step(net, "sgd", lr=0.5, l2=0.1)
+    after = net.embedding.weight.asnumpy()
+    used = np.unique(cat)
+    np.testing.assert_allclose(after[used], table[used] - 0.5 * (grad[used] + 0.1 * table[used]),
+                               atol=1e-6)
+    unused = np.setdiff1d(np.arange(len(table)), used)
+    np.testing.assert_array_equal(after[unused], table[unused])    # no decay of unused rows
+
+
+def test_sparse_adagrad_matches_its_formula_over_two_steps():
+    net = _net()
+    cat, dense, label = _batch()
+    table, g1 = _dense_table_grad(net, cat, dense, label, 0.0)
+    _sparse_step(net, "adagrad", lr=0.1, steps=1)
+    acc = g1 * g1
+    expected = table - 0.1 * g1 / (np.sqrt(acc) + 1e-8)
+    used = np.unique(cat)
+    np.testing.assert_allclose(net.embedding.weight.asnumpy()[used], expected[used], rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_lazy_adam_moves_only_the_batch_rows_and_their_moments():
+    net = _net()
+    cat, dense, label = _batch()
+    table, grad = _dense_table_grad(net, cat, dense, label, 0.0)
+    rows = _sparse_step(net, "adam", lr=0.01)
+    used = np.unique(cat)
+    untouched = np.setdiff1d(np.arange(len(table) - 1), used)
+    after = net.embedding.weight.asnumpy()
+    np.testing.assert_array_equal(after[untouched], table[untouched])
+    assert np.all(rows.moment1.asnumpy()[untouched] == 0)
+    # first Adam step: m = 0.1 g, v = 0.001 g^2, bias-corrected update = lr * g / (|g| + eps')
+    m, v = 0.1 * grad[used], 0.001 * grad[used] ** 2
+    step = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9) * m / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(after[used], table[used] - step, rtol=1e-3, atol=1e-6)
+    assert int(rows.step.asnumpy()) == 1
+
+
+def test_unknown_row_optimizer_is_refused():
+    with pytest.raises(ValueError, match="sparse embedding training supports"):
+        RowOptimizer(_net().embedding.weight, "momentum", [0.1])
+
+
+def test_rows_transform_and_learning():
+    """Through the transform the trainer uses, the sparse step learns a
+    label that depends on one categorical field."""
+    net = _net(seed=3)
+    rng = np.random.default_rng(4)
+    cat = (rng.integers(0, 6, (64, 3)) + OFFSETS).astype(np.int32)
+    label = (cat[:, 0] % 2).astype(np.float32)[:, None]
+    dense = np.zeros((64, 5), np.float32)
+    transform = rows_transform(lambda b: (b["cat"], b["dense"], b["label"]), net.table_ids,
+                               net.embedding.scratch_row)
+    uniq, inverse, d, y = transform({"cat": cat, "dense": dense, "label": label})
+    loss = NetWithRowsLoss(net, MultiTaskBCELoss([1.0]))
+    step = SparseTrainStep(loss, net.embedding.weight, nn.Adam(net.trainable_params(), 0.01),
+                           RowOptimizer(net.embedding.weight, "adam", np.full(300, 0.05, np.float32)))
+    step.set_train()
+    losses = [float(step(Tensor(uniq), Tensor(inverse), Tensor(d), Tensor(y)).asnumpy())
+              for _ in range(150)]
+    assert losses[-1] < 0.2 < losses[0]
