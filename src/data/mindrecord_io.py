@@ -7,10 +7,13 @@ training consumes, so every converter writes *blocks*: each record carries
 to ``(rows, width)`` and shuffle individual rows across blocks.
 
 A split ``name`` lives at ``<dir>/<name>.mindrecord`` (plus MindSpore's
-``.db`` index file); its column layout is recorded in the feature map JSON
-written beside it by the converter.
+``.db`` index file), or, for splits too large for one file, in shard files
+``<dir>/<name>_000.mindrecord``, ``<name>_001.mindrecord``, ... read in that
+order (:func:`split_files`). Its column layout is recorded in the feature map
+JSON written beside it by the converter.
 """
 import os
+import re
 import shutil
 
 import numpy as np
@@ -24,6 +27,35 @@ _MS_TYPES = {np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
 def split_file(directory, split):
     """Path of the MindRecord file that holds ``split`` (train/val/test)."""
     return os.path.join(directory, f"{split}.mindrecord")
+
+
+def shard_file(directory, split, index):
+    """Path of shard ``index`` of a multi-file split: ``<split>_<index:03d>.mindrecord``."""
+    return os.path.join(directory, f"{split}_{int(index):03d}.mindrecord")
+
+
+def split_files(directory, split):
+    """The MindRecord files of ``split``, in reading order.
+
+    The single file ``<split>.mindrecord`` when it exists, else the shard files
+    ``<split>_NNN.mindrecord`` sorted by their number. Raises FileNotFoundError
+    naming the split when there is none.
+    """
+    single = split_file(directory, split)
+    if os.path.isfile(single):
+        return [single]
+    pattern = re.compile(re.escape(split) + r"_(\d{3,})\.mindrecord$")
+    shards = []
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            match = pattern.match(name)
+            if match and os.path.isfile(os.path.join(directory, name)):
+                shards.append((int(match.group(1)), os.path.join(directory, name)))
+    if not shards:
+        raise FileNotFoundError(
+            f"no MindRecord file of split {split!r} in {directory} (looked for {split}.mindrecord "
+            f"and {split}_NNN.mindrecord): convert the data first")
+    return [path for _, path in sorted(shards)]
 
 
 def _encode(values):

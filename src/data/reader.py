@@ -1,7 +1,9 @@
 """Batches from block MindRecord splits, shuffled row by row.
 
 Each record of a split holds a block of rows (see :mod:`src.data.mindrecord_io`).
-:class:`BlockDataset` reads the blocks of its shard with ``MindDataset``,
+A split is one file or several shard files (:func:`~src.data.mindrecord_io.split_files`),
+read one after the other in order. :class:`BlockDataset` reads the blocks of its
+shard with ``MindDataset``,
 and every epoch permutes the *rows* (not only the block order), so shuffling
 mixes individual samples across the whole epoch. Batches are dicts of numpy
 arrays, passed through a ``transform`` (e.g. one-hot expansion) and prepared
@@ -13,29 +15,33 @@ import threading
 
 import numpy as np
 
-from src.data.mindrecord_io import decode_column, split_file
+from src.data.mindrecord_io import decode_column, split_files
 
 
 class BlockDataset:
     """Iterate a split as batches.
 
     Args:
-        data_dir: folder holding ``<split>.mindrecord``.
+        data_dir: folder holding ``<split>.mindrecord`` or the shard files
+            ``<split>_000.mindrecord``, ``<split>_001.mindrecord``, ...
         split: ``train``, ``val`` or ``test``.
         columns: ``{name: width}`` of the columns to read.
         batch_size: rows per batch.
         shuffle: permute rows every epoch (seeded by ``seed`` and the epoch).
         drop_remainder: drop the last partial batch (keeps one graph shape).
         num_shards, shard_id: distributed reading; shard ``k`` takes blocks
-            ``k, k + num_shards, ...`` so ranks see disjoint rows.
+            ``k, k + num_shards, ...`` (counted over the blocks of all files of
+            the split, in order) so ranks see disjoint rows.
         transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
     """
 
     def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
                  drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2):
-        path = split_file(data_dir, split)
-        if not os.path.isfile(path) or not os.path.isfile(path + ".db"):
-            raise FileNotFoundError(f"{path} (and its .db index) not found: convert the data first")
+        self.paths = split_files(data_dir, split)
+        for path in self.paths:
+            if not os.path.isfile(path + ".db"):
+                raise FileNotFoundError(f"{path}.db (the index of {path}) not found: convert the data first")
+        path = self.paths[0] if len(self.paths) == 1 else os.path.join(data_dir, f"{split}_*.mindrecord")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= shard_id < num_shards:
@@ -55,19 +61,23 @@ class BlockDataset:
     def _load(self, num_shards, shard_id):
         import mindspore.dataset as ds  # deferred: importing it starts MindSpore
         names = list(self.columns)
-        data = ds.MindDataset(self.path, columns_list=names + ["rows"], shuffle=False,
-                              num_parallel_workers=1)
         parts = {name: [] for name in names}
-        for i, rec in enumerate(data.create_dict_iterator(output_numpy=True, num_epochs=1)):
-            if i % num_shards != shard_id:
-                continue
-            rows = int(rec["rows"])
-            for name, width in self.columns.items():
-                values = decode_column(rec[name])
-                if values.size != rows * width:
-                    raise ValueError(f"{self.path}: block {i} column {name!r} holds {values.size} "
-                                     f"values, expected {rows} rows x {width}")
-                parts[name].append(values.reshape(rows, width))
+        number = 0                         # block number over all files of the split
+        for path in self.paths:
+            data = ds.MindDataset(path, columns_list=names + ["rows"], shuffle=False,
+                                  num_parallel_workers=1)
+            for block, rec in enumerate(data.create_dict_iterator(output_numpy=True, num_epochs=1)):
+                mine = number % num_shards == shard_id
+                number += 1
+                if not mine:
+                    continue
+                rows = int(rec["rows"])
+                for name, width in self.columns.items():
+                    values = decode_column(rec[name])
+                    if values.size != rows * width:
+                        raise ValueError(f"{path}: block {block} column {name!r} holds {values.size} "
+                                         f"values, expected {rows} rows x {width}")
+                    parts[name].append(values.reshape(rows, width))
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
                 for name, p in parts.items()}
 

@@ -1,0 +1,302 @@
+"""Byte-level parsing of Criteo text lines (see :mod:`src.data.criteo` for the format).
+
+:func:`parse_lines` works on the raw bytes of whole lines with numpy: it
+locates tabs and newlines, pads short lines (trailing empty fields stripped),
+then reads the 8 bytes at each field's start as one unaligned little-endian
+``uint64`` and decodes them with SIMD-within-a-register arithmetic (8 hex
+digits -> 32-bit value, up to 8 decimal digits -> integer; longer integers,
+rare, go through ``int()``), validating every field on the way.
+:func:`iter_chunks` reads a plain or gzip'd file in chunks of whole lines.
+"""
+import gzip
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+NUM_DENSE = 13
+NUM_CAT = 26
+NUM_FIELDS = 1 + NUM_DENSE + NUM_CAT
+DENSE_FIELDS = tuple(f"I{i}" for i in range(1, NUM_DENSE + 1))
+CAT_FIELDS = tuple(f"C{i}" for i in range(1, NUM_CAT + 1))
+FIELD_NAMES = ("label",) + DENSE_FIELDS + CAT_FIELDS
+DEFAULT_CHUNK_BYTES = 1 << 20
+MAX_REPORTED = 10
+MAX_LINE_BYTES = 1 << 20        # a real line has about 250 bytes
+
+# why a line is malformed
+OK, TOO_MANY_FIELDS, EMPTY_LINE, BAD_LABEL, BAD_DENSE, BAD_CAT = range(6)
+
+
+class CriteoFormatError(ValueError):
+    """A raw Criteo file is malformed; the message names the file and line."""
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+_U = np.uint64
+_ONES = _U(0x0101010101010101)
+_LOW_NIBBLES = _U(0x0F0F0F0F0F0F0F0F)
+_HIGH_NIBBLES = _U(0xF0F0F0F0F0F0F0F0)
+_ASCII_ZEROS = _U(0x3030303030303030)
+_SIXES = _U(0x0606060606060606)
+_SEVENTIES = _U(0x7070707070707070)
+_BIT4 = _U(0x1010101010101010)
+_BIT5 = _U(0x2020202020202020)
+_BIT7 = _U(0x8080808080808080)
+_BYTE_MASK = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  # low k bytes
+
+
+@dataclass
+class ParsedLines:
+    """Fields of ``n`` lines. ``label`` int8; ``dense`` int64 (n, 13) with
+    missing read as 0 and negative values kept; ``cat`` int64 (n, 26): the
+    32-bit number the hex string spells, -1 when missing; ``reason``: int8,
+    :data:`OK` or why the line is malformed (its fields are then meaningless);
+    ``problems``: ``(line index, description)`` of the first malformed lines."""
+    label: np.ndarray
+    dense: np.ndarray
+    cat: np.ndarray
+    reason: np.ndarray
+    problems: list
+
+    def __len__(self):
+        return len(self.reason)
+
+
+def decode_hex8(words):
+    """``(value int64, ok bool)`` of uint64 words each holding 8 ASCII bytes
+    (the first in the lowest byte): the number they spell in hex and whether
+    all 8 are hex digits (either case)."""
+    low = words >> _U(1)
+    low &= _BIT5
+    low |= words                                   # 'A'-'F' -> 'a'-'f', digits unchanged
+    nib = low & _LOW_NIBBLES
+    letter = low >> _U(6)
+    letter &= _ONES
+    letter *= _U(9)
+    nib += letter                                   # '0'-'9' -> 0-9, 'a'-'f' -> 10-15
+    enc = nib + _SIXES                              # re-encode: every byte must come back
+    enc >>= _U(4)
+    enc &= _ONES
+    enc *= _U(39)
+    enc += nib
+    enc += _ASCII_ZEROS
+    ok = enc == low
+    enc = nib + _SEVENTIES                          # and be a nibble (< 16)
+    enc &= _BIT7
+    ok &= enc == 0
+    x = nib << _U(4)                               # pack 8 nibbles, first digit highest
+    nib >>= _U(8)
+    x |= nib
+    x &= _U(0x00FF00FF00FF00FF)
+    y = x << _U(8)
+    x >>= _U(16)
+    x |= y
+    x &= _U(0x0000FFFF0000FFFF)
+    y = x << _U(16)
+    x >>= _U(32)
+    x |= y
+    x &= _U(0xFFFFFFFF)
+    return x.view(np.int64), ok
+
+
+def decode_digits(words, ndigits):
+    """``(value int64, ok bool)``: the first ``ndigits`` (1..8, per word)
+    ASCII bytes of each uint64 word read as a decimal number, and whether they
+    are all digits."""
+    mask = _BYTE_MASK[ndigits]
+    c = words & mask
+    ok = (c & _HIGH_NIBBLES) == (_ASCII_ZEROS & mask)
+    t = c & _LOW_NIBBLES
+    d = t << (_U(8) * (_U(8) - ndigits.astype(np.uint64)))   # right-align: leading zeros
+    t += _SIXES
+    t &= _BIT4 & mask
+    ok &= t == 0                                    # every digit nibble <= 9
+    d *= _U(2561)                                   # 10 * 256 + 1: pairs of digits
+    d >>= _U(8)
+    d &= _U(0x00FF00FF00FF00FF)
+    d *= _U(6553601)                                # 100 * 65536 + 1: groups of four
+    d >>= _U(16)
+    d &= _U(0x0000FFFF0000FFFF)
+    d *= _U(42949672960001)                         # 10000 * 2**32 + 1: all eight
+    d >>= _U(32)
+    return d.view(np.int64), ok
+
+
+def _slow_ints(data, starts, ends):
+    """Integers too long for :func:`decode_digits`, one by one (rare)."""
+    values = np.zeros(len(starts), np.int64)
+    ok = np.zeros(len(starts), bool)
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        text = bytes(data[s:e])
+        digits = text[1:] if text[:1] == b"-" else text
+        if digits.isascii() and digits.isdigit():
+            values[i] = max(min(int(text), 2 ** 62), -2 ** 62)
+            ok[i] = True
+    return values, ok
+
+
+def _field_bounds(seps, kinds):
+    """Start and end offsets (n, 40) of the fields of every line, and the
+    number of fields of each line.
+
+    Absent trailing fields are made up by repeating the line's newline as
+    their end: such a field starts one byte after it ends (width -1, read as
+    empty). A line with more than 40 fields keeps its first 39 tabs and its
+    newline (it is malformed anyway).
+    """
+    nl_idx = np.flatnonzero(kinds == 10)            # index in seps of each line end
+    n = len(nl_idx)
+    nfields = np.diff(nl_idx, prepend=-1)
+    if (nfields == NUM_FIELDS).all():               # no line to pad
+        ends = seps
+    else:
+        reps = np.ones(len(seps), np.int64)
+        reps[nl_idx] += np.maximum(NUM_FIELDS - nfields, 0)
+        for i in np.flatnonzero(nfields > NUM_FIELDS):
+            reps[nl_idx[i] - nfields[i] + NUM_FIELDS:nl_idx[i]] = 0
+        ends = np.repeat(seps, reps)
+    starts = np.empty(len(ends), np.int64)
+    starts[0] = 0
+    np.add(ends[:-1], 1, out=starts[1:])
+    return starts.reshape(n, NUM_FIELDS), ends.reshape(n, NUM_FIELDS), nfields
+
+
+def parse_lines(data, describe=MAX_REPORTED):
+    """Parse ``data``: the bytes of whole lines, each ending with ``\\n``.
+
+    Returns :class:`ParsedLines`; at most ``describe`` malformed lines get a
+    description in ``problems``.
+    """
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if not data:
+        z = np.zeros(0, np.int64)
+        return ParsedLines(z.astype(np.int8), z.reshape(0, NUM_DENSE), z.reshape(0, NUM_CAT),
+                           z.astype(np.int8), [])
+    if not data.endswith(b"\n"):
+        raise ValueError("parse_lines needs whole lines, each ending with a newline")
+    padded = data + b"\0" * 8
+    buf = np.frombuffer(padded, np.uint8)
+    # words[i]: bytes i .. i+7 as one little-endian uint64 (an unaligned strided view)
+    words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    seps = np.flatnonzero(buf <= 10)
+    kinds = buf[seps]
+    if ((kinds != 9) & (kinds != 10)).any():       # other control bytes belong to a field
+        seps = seps[(kinds == 9) | (kinds == 10)]
+        kinds = buf[seps]
+    starts, ends, nfields = _field_bounds(seps, kinds)
+    n = len(nfields)
+    width = ends - starts
+    np.maximum(width, 0, out=width)
+
+    first = words[starts[:, 0]]
+    label = (first & _U(0xFF)).view(np.int64)
+    label_ok = (width[:, 0] == 1) & ((label == 48) | (label == 49))
+    label = (label == 49).astype(np.int8)
+
+    d_starts = np.ascontiguousarray(starts[:, 1:1 + NUM_DENSE])
+    d_width = np.ascontiguousarray(width[:, 1:1 + NUM_DENSE])
+    dword = words[d_starts]
+    neg = (dword & _U(0xFF)) == 45                 # '-'
+    np.right_shift(dword, _U(8), out=dword, where=neg)
+    ndig = d_width - neg
+    room = 8 - neg                                  # digits the word still holds
+    fast = (ndig >= 1) & (ndig <= room)
+    dense, dense_ok = decode_digits(dword, np.where(fast, ndig, 1))
+    dense_ok &= fast
+    dense[~fast] = 0
+    dense_ok |= d_width == 0                        # missing
+    slow = ndig > room
+    if slow.any():
+        rows, cols = np.nonzero(slow)
+        vals, ok = _slow_ints(padded, d_starts[rows, cols], d_starts[rows, cols] + d_width[rows, cols])
+        dense[rows, cols] = vals
+        dense_ok[rows, cols] = ok
+    np.negative(dense, out=dense, where=neg & fast)
+
+    c_width = width[:, 1 + NUM_DENSE:]
+    cat, hex_ok = decode_hex8(words[np.ascontiguousarray(starts[:, 1 + NUM_DENSE:])])
+    c8 = c_width == 8
+    cat_ok = (c_width == 0) | (c8 & hex_ok)
+    cat[~c8] = -1
+
+    bad = np.concatenate([~label_ok[:, None], ~dense_ok, ~cat_ok], axis=1)
+    reason = np.zeros(n, np.int8)
+    problems = []
+    if bad.any() or (nfields > NUM_FIELDS).any():
+        first_bad = bad.argmax(axis=1)
+        any_bad = bad.any(axis=1)
+        reason[any_bad & (first_bad > NUM_DENSE)] = BAD_CAT
+        reason[any_bad & (first_bad >= 1) & (first_bad <= NUM_DENSE)] = BAD_DENSE
+        reason[any_bad & (first_bad == 0)] = BAD_LABEL
+        reason[(nfields == 1) & (width[:, 0] == 0)] = EMPTY_LINE
+        reason[nfields > NUM_FIELDS] = TOO_MANY_FIELDS
+        for i in np.flatnonzero(reason)[:describe]:
+            problems.append((int(i), _describe(padded, int(reason[i]), int(first_bad[i]),
+                                               starts[i], ends[i], int(nfields[i]))))
+    return ParsedLines(label, dense, cat, reason, problems)
+
+
+def _describe(data, reason, field, starts, ends, nfields):
+    if reason == TOO_MANY_FIELDS:
+        return f"{nfields} tab-separated fields, more than {NUM_FIELDS}"
+    if reason == EMPTY_LINE:
+        return "empty line"
+    text = data[starts[field]:ends[field]].decode("utf-8", "backslashreplace")
+    text = text if len(text) <= 40 else text[:40] + "..."
+    if reason == BAD_LABEL:
+        return f"label {text!r} is not 0 or 1"
+    if reason == BAD_DENSE:
+        return f"{FIELD_NAMES[field]} holds {text!r}, not an integer"
+    return f"{FIELD_NAMES[field]} holds {text!r}, not 8 hex digits"
+
+
+# --------------------------------------------------------------------------------------------
+# reading files
+
+
+def _open_raw(path):
+    """``(stream, raw file)``: a binary stream over a plain or gzip file (gzip
+    told by its magic bytes) and the underlying file, whose position tells
+    the progress through the file on disk."""
+    raw = open(path, "rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    return (gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw), raw
+
+
+def iter_chunks(path, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    """Yield ``(data, position)``: about ``chunk_bytes`` of whole lines (a final
+    line without newline gets one) and the byte position reached in the file
+    on disk."""
+    stream, raw = _open_raw(path)
+    done = 0
+    try:
+        tail = b""
+        while True:
+            try:
+                block = stream.read(chunk_bytes)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise CriteoFormatError(f"{path}: truncated or corrupt gzip data after "
+                                        f"{done + len(tail)} bytes of text ({exc})") from None
+            if not block:
+                break
+            data = tail + block if tail else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:                           # a line longer than chunk_bytes: read on
+                if len(data) > MAX_LINE_BYTES:
+                    raise CriteoFormatError(f"{path}: no line end within {MAX_LINE_BYTES:,} bytes after "
+                                            f"byte {done:,} of the text: not a Criteo text file?")
+                tail = data
+                continue
+            tail = data[cut:]
+            done += cut
+            yield data[:cut], raw.tell()
+        if tail:
+            yield tail + b"\n", raw.tell()
+    finally:
+        stream.close()
+        raw.close()
