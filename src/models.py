@@ -243,7 +243,61 @@ def _dselect_k_spec():
     )
 
 
-_BUILDERS = {"mmoe": _mmoe_spec, "dselect_k": _dselect_k_spec}
+def _criteo_spec(name, build_network):
+    """DeepFM and DLRM share the Criteo data, the click task and the sparse table."""
+    from src.data import criteo
+
+    def columns(fmap):
+        return {col: spec["width"] for col, spec in fmap["columns"].items()}
+
+    def make_batch(batch, fmap):
+        offsets = np.asarray(fmap["offsets"], np.int32)
+        cat = batch["cat"].astype(np.int32) + offsets
+        return cat, batch["dense"].astype(np.float32), batch["label"].astype(np.float32)
+
+    return ModelSpec(
+        name=name, dataset="criteo",
+        load_feature_map=criteo.load_feature_map,
+        columns=columns, make_batch=make_batch, build_network=build_network,
+        build_loss=lambda cfg, fmap: MultiTaskBCELoss([1.0]),
+        activation=nn.Sigmoid,
+        task_names=lambda fmap: ["click"],
+        input_signature=lambda fmap: [("cat", np.int32, (fmap["num_cat"],)),
+                                      ("dense", np.float32, (fmap["num_dense"],))],
+        prepare_data=lambda cfg: criteo.convert(
+            cfg.raw_data_path, cfg.data_path, min_count=cfg.min_count,
+            max_ind_range=cfg.max_ind_range, dense_transform=cfg.dense_transform, split=cfg.split,
+            val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, days=cfg.days,
+            seed=cfg.seed, shard_rows=cfg.shard_rows, block_rows=cfg.block_rows,
+            skip_malformed=cfg.skip_malformed),
+        sparse=True,
+    )
+
+
+def _deepfm_spec():
+    from src.deepfm import DeepFM
+
+    def build_network(cfg, fmap):
+        return DeepFM(fmap["cardinalities"], num_dense=fmap["num_dense"],
+                      embedding_dim=cfg.embedding_dim, deep_units=cfg.deep_units,
+                      dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
+                      init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed)
+    return _criteo_spec("deepfm", build_network)
+
+
+def _dlrm_spec():
+    from src.dlrm import DLRM
+
+    def build_network(cfg, fmap):
+        return DLRM(fmap["cardinalities"], num_dense=fmap["num_dense"],
+                    embedding_dim=cfg.embedding_dim, bottom_units=cfg.bottom_units,
+                    top_units=cfg.top_units, interaction=cfg.interaction,
+                    self_interaction=cfg.self_interaction, seed=cfg.seed)
+    return _criteo_spec("dlrm", build_network)
+
+
+_BUILDERS = {"mmoe": _mmoe_spec, "dselect_k": _dselect_k_spec, "deepfm": _deepfm_spec,
+             "dlrm": _dlrm_spec}
 
 
 def get_model_spec(name):
