@@ -100,3 +100,34 @@ def test_uint8_columns_roundtrip_with_trailing_zero_bytes(tmp_path):
     batch = next(iter(data.epoch(0)))
     assert batch["image"].dtype == np.uint8
     np.testing.assert_array_equal(batch["image"], images)
+
+
+def test_streaming_shuffle_reads_every_row_once_per_epoch(tmp_path):
+    _write(str(tmp_path), n=203, block_rows=10)
+    data = BlockDataset(str(tmp_path), "train", {"id": 1, "x": 3}, batch_size=16, shuffle=True,
+                        seed=2, shuffle_buffer_rows=45)
+    assert data.arrays is None and data.num_rows == 203 and len(data) == 13
+    batches = list(data.epoch(1))
+    assert len(batches) == 13 and all(len(b["id"]) == 16 for b in batches[:-1])
+    ids = np.concatenate([b["id"] for b in batches]).ravel()
+    assert sorted(ids) == list(range(203)) and not np.array_equal(ids, np.arange(203))
+    np.testing.assert_array_equal(batches[0]["x"][:, 0], batches[0]["id"][:, 0] * 0.5)
+    assert len(set(batches[0]["id"].ravel() // 10)) > 2          # rows of several blocks mixed
+    again = np.concatenate([b["id"] for b in data.epoch(1)]).ravel()
+    other = np.concatenate([b["id"] for b in data.epoch(2)]).ravel()
+    np.testing.assert_array_equal(ids, again)
+    assert not np.array_equal(ids, other)
+
+
+def test_streaming_in_order_and_sharded(tmp_path):
+    _write(str(tmp_path), n=103, block_rows=10)
+    plain = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=16, shuffle_buffer_rows=30)
+    np.testing.assert_array_equal(np.concatenate([b["id"] for b in plain.epoch(0)]).ravel(),
+                                  np.arange(103))
+    dropped = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=16, shuffle=True,
+                           drop_remainder=True, shuffle_buffer_rows=30)
+    assert len(list(dropped.epoch(0))) == len(dropped) == 6
+    seen = [set(np.concatenate([b["id"] for b in BlockDataset(
+        str(tmp_path), "train", {"id": 1}, batch_size=8, num_shards=2, shard_id=k,
+        shuffle_buffer_rows=20).epoch(0)]).ravel()) for k in range(2)]
+    assert not (seen[0] & seen[1]) and seen[0] | seen[1] == set(range(103))

@@ -33,10 +33,17 @@ class BlockDataset:
             ``k, k + num_shards, ...`` (counted over the blocks of all files of
             the split, in order) so ranks see disjoint rows.
         transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
+        shuffle_buffer_rows: 0 loads the shard into memory and permutes all
+            its rows every epoch. A positive value streams instead, for splits
+            larger than memory (Criteo): every epoch reads the shard's blocks
+            in a seeded random order, fills a window of about this many rows,
+            permutes the rows of the window and emits its batches; memory
+            holds one window.
     """
 
     def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
-                 drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2):
+                 drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2,
+                 shuffle_buffer_rows=0):
         self.paths = split_files(data_dir, split)
         for path in self.paths:
             if not os.path.isfile(path + ".db"):
@@ -50,8 +57,14 @@ class BlockDataset:
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.drop_remainder, self.transform, self.prefetch = drop_remainder, transform, prefetch
         self.columns = dict(columns)
-        self.arrays = self._load(num_shards, shard_id)
-        self.num_rows = len(next(iter(self.arrays.values())))
+        self.buffer_rows = int(shuffle_buffer_rows)
+        if self.buffer_rows > 0:
+            self.arrays = None
+            self.blocks, self.block_rows = self._index(num_shards, shard_id)
+            self.num_rows = int(self.block_rows.sum())
+        else:
+            self.arrays = self._load(num_shards, shard_id)
+            self.num_rows = len(next(iter(self.arrays.values())))
         if self.num_rows == 0:
             raise ValueError(f"{path}: shard {shard_id}/{num_shards} holds no rows")
         if drop_remainder and self.num_rows < self.batch_size:
@@ -81,6 +94,60 @@ class BlockDataset:
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
                 for name, p in parts.items()}
 
+    def _index(self, num_shards, shard_id):
+        """Global numbers and row counts of this shard's blocks (reads only ``rows``)."""
+        import mindspore.dataset as ds
+        data = ds.MindDataset(self.paths, columns_list=["rows"], shuffle=False, num_parallel_workers=1)
+        rows = np.array([int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)],
+                        np.int64)
+        mine = np.arange(len(rows)) % num_shards == shard_id
+        return np.flatnonzero(mine), rows[mine]
+
+    def _windows(self, epoch):
+        """Dicts of about ``buffer_rows`` rows, blocks in a seeded random order
+        (file order when not shuffling)."""
+        import mindspore.dataset as ds
+        order = self.blocks
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, int(epoch), 1]).permutation(order)
+        names = list(self.columns)
+        data = ds.MindDataset(self.paths, columns_list=names + ["rows"],
+                              sampler=ds.SubsetSampler([int(i) for i in order]), num_parallel_workers=1)
+        parts, held = {name: [] for name in names}, 0
+        for number, rec in zip(order, data.create_dict_iterator(output_numpy=True, num_epochs=1)):
+            rows = int(rec["rows"])
+            for name, width in self.columns.items():
+                values = decode_column(rec[name])
+                if values.size != rows * width:
+                    raise ValueError(f"{self.path}: block {number} column {name!r} holds {values.size} "
+                                     f"values, expected {rows} rows x {width}")
+                parts[name].append(values.reshape(rows, width))
+            held += rows
+            if held >= self.buffer_rows:
+                yield {name: np.concatenate(p) for name, p in parts.items()}
+                parts, held = {name: [] for name in names}, 0
+        if held:
+            yield {name: np.concatenate(p) for name, p in parts.items()}
+
+    def _streamed(self, epoch):
+        """Batch dicts of one epoch read window by window; rows left over from a
+        window (less than a batch) start the next one."""
+        rng = np.random.default_rng([self.seed, int(epoch), 2])
+        carry = None
+        for window in self._windows(epoch):
+            if self.shuffle:
+                perm = rng.permutation(len(next(iter(window.values()))))
+                window = {name: arr[perm] for name, arr in window.items()}
+            if carry is not None:
+                window = {name: np.concatenate([carry[name], arr]) for name, arr in window.items()}
+            n = len(next(iter(window.values())))
+            full = n - n % self.batch_size
+            for lo in range(0, full, self.batch_size):
+                yield {name: arr[lo:lo + self.batch_size] for name, arr in window.items()}
+            carry = {name: arr[full:] for name, arr in window.items()} if full < n else None
+        if carry is not None and not self.drop_remainder:
+            yield carry
+
     def __len__(self):
         """Batches per epoch."""
         if self.drop_remainder:
@@ -93,6 +160,10 @@ class BlockDataset:
         return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows)
 
     def _batches(self, epoch):
+        if self.arrays is None:
+            for batch in self._streamed(epoch):
+                yield self.transform(batch) if self.transform else batch
+            return
         order = self._order(epoch)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.num_rows)

@@ -24,7 +24,8 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
                         shuffle=training, seed=cfg.seed,
                         drop_remainder=training and cfg.drop_remainder,
                         num_shards=num_shards, shard_id=shard_id,
-                        transform=transform or spec.transform(feature_map))
+                        transform=transform or spec.transform(feature_map),
+                        shuffle_buffer_rows=cfg.shuffle_buffer_rows)
 
 
 def build_network(spec, cfg, feature_map):
