@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Download and unpack the Criteo Display Advertising Challenge (Kaggle) data:
+# train.txt (45,840,617 lines, about 11 GB unpacked) for DeepFM and DLRM.
+# Usage: bash scripts/download_criteo.sh [RAW_DIR]   (default: ./data/criteo/raw)
+#   CRITEO_URL overrides the archive's location. The Terabyte logs (day_0 ..
+#   day_23) need Criteo's licence acceptance: fetch them by hand into RAW_DIR;
+#   prepare_data.py reads them plain or gzip'd.
+set -euo pipefail
+DEST="${1:-data/criteo/raw}"
+URL="${CRITEO_URL:-https://go.criteo.net/criteo-research-kaggle-display-advertising-challenge-dataset.tar.gz}"
+mkdir -p "$DEST"
+if [[ -s "$DEST/train.txt" ]]; then
+  echo "$DEST/train.txt already present"
+else
+  ARCHIVE="$DEST/criteo-kaggle.tar.gz"
+  if [[ ! -s "$ARCHIVE" ]]; then
+    echo "downloading $URL (about 4.3 GB)"
+    if command -v curl >/dev/null 2>&1; then
+      curl -fL --retry 3 -o "$ARCHIVE.part" "$URL"
+    else
+      wget -q -O "$ARCHIVE.part" "$URL"
+    fi
+    mv "$ARCHIVE.part" "$ARCHIVE"
+  fi
+  echo "unpacking train.txt"
+  tar -xzf "$ARCHIVE" -C "$DEST" train.txt || { echo "error: $ARCHIVE holds no train.txt" >&2; exit 1; }
+fi
+echo "raw data in $DEST; next: python prepare_data.py --config_path default_config_cpu.yaml" \
+     "--model dlrm --raw_data_path $DEST --data_path data/criteo/mindrecord_dlrm"
