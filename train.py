@@ -10,6 +10,7 @@ from src.engine import checkpoint
 from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
                                   PeriodicCheckpoint, ProgressLogger)
 from src.engine.cli import run_main
+from src.engine.distributed import init_cluster, scale_for_cluster
 from src.engine.runtime import setup_runtime
 from src.engine.setup import build_network, model_and_data, split_reader
 from src.engine.trainer import Trainer
@@ -32,24 +33,33 @@ def _resume_checkpoint(cfg, prefix):
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
     setup_runtime(cfg)
+    cluster = init_cluster(cfg)
+    note = scale_for_cluster(cfg, cluster)
+    if note:
+        print(note, flush=True)
     spec, fmap = model_and_data(cfg)
     prefix = spec.name
     resume_path = _resume_checkpoint(cfg, prefix)
     network = build_network(spec, cfg, fmap)
     train_data = split_reader(spec, fmap, cfg, "train", training=True,
+                              num_shards=cluster.size, shard_id=cluster.rank,
                               transform=spec.train_transform(fmap, network))
     val_data = split_reader(spec, fmap, cfg, "val")
-    print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows, "
-          f"{val_data.num_rows} validation rows, {len(train_data)} steps/epoch, "
+    where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
+    print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows "
+          f"({where}{len(train_data)} steps/epoch), {val_data.num_rows} validation rows, "
           f"device {cfg.device_target}", flush=True)
-    trainer = Trainer(spec, cfg, fmap, network, len(train_data))
+    trainer = Trainer(spec, cfg, fmap, network, len(train_data), is_main=cluster.is_main)
     if resume_path:
         trainer.resume_from(resume_path)
     os.makedirs(cfg.output_path, exist_ok=True)
-    cfg.dump(os.path.join(cfg.output_path, "config.yaml"))
+    if cluster.is_main:
+        cfg.dump(os.path.join(cfg.output_path, "config.yaml"))
 
+    # rank 0 alone writes; every rank evaluates the whole validation split,
+    # so all ranks take the same best-checkpoint and early-stopping decisions
     log_path = os.path.join(cfg.output_path, "metrics.jsonl")
-    saving = bool(cfg.save_checkpoint)
+    saving = bool(cfg.save_checkpoint) and cluster.is_main
     best_ckpt = BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path,
                                active=saving)
     callbacks = [
@@ -57,7 +67,7 @@ def main(argv=None):
         Evaluator(val_data, cfg.eval_interval),
         best_ckpt,
         EarlyStopping(cfg.monitor, cfg.early_stopping_patience, log_path=log_path),
-        MetricsLog(log_path),
+        MetricsLog(log_path, active=cluster.is_main),
         PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
                            cfg.keep_checkpoint_max, active=saving),
     ]
@@ -66,6 +76,8 @@ def main(argv=None):
     print("training finished after epoch {}{}; best validation: {}".format(
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
         ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)
+    if cluster.distributed:   # equal on every rank when the data-parallel ranks stayed in step
+        print(f"rank {cluster.rank} parameter fingerprint {checkpoint.fingerprint(network)}", flush=True)
     if saving:
         print(f"checkpoints in {cfg.output_path}: " + ", ".join(
             f"best_{m}.ckpt" for m in cfg.best_ckpt_metrics), flush=True)

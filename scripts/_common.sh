@@ -83,6 +83,57 @@ standalone_eval() {
 
 EXTRA_ARGS=()
 
+# split_extra ARGS... [-- EXTRA]: sets POSITIONAL and EXTRA_ARGS.
+split_extra() {
+  POSITIONAL=()
+  while [[ $# -gt 0 ]]; do
+    if [[ "$1" == "--" ]]; then shift; EXTRA_ARGS=("$@"); break; fi
+    POSITIONAL+=("$1"); shift
+  done
+}
+
+# free_port: an unused TCP port for the msrun scheduler.
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# report_failed_workers LOG_DIR: name the worker logs that hold an error.
+report_failed_workers() {
+  local log found=0
+  for log in "$1"/worker_*.log; do
+    [[ -f "$log" ]] || continue
+    if grep -qE "Traceback|^error:|Error:|exit code|Killed" "$log"; then
+      echo "error: $(basename "$log" .log) failed; its log: $log" >&2
+      grep -E "^error:|Error:" "$log" | tail -3 | sed 's/^/    /' >&2 || true
+      found=1
+    fi
+  done
+  [[ $found -eq 1 ]] || echo "error: the distributed job failed; worker logs in $1" >&2
+}
+
+# distribute_msrun DEVICE DEFAULT_CONFIG WORKER_NUM DATA_PATH CKPT_PATH [CONFIG_FILE]:
+# one msrun job of WORKER_NUM processes on this machine.
+distribute_msrun() {
+  local device="$1" default_cfg="$2"; shift 2
+  local what="WORKER_NUM"; [[ "$device" == GPU ]] && what="DEVICE_NUM"
+  [[ $# -ge 3 && $# -le 4 ]] || usage "[$what] [DATA_PATH] [CKPT_PATH] [CONFIG_FILE]"     "$what   processes to start (one per device on GPU)" "$DATA_HELP"     "CKPT_PATH    folder for checkpoints and metrics.jsonl (rank 0) and the workers' logs (log/)"     "CONFIG_FILE  config file (default: $default_cfg)"
+  need_int "$1" "$what"
+  [[ "$1" -ge 1 ]] || die "$what must be at least 1"
+  resolve_inputs "$2" "${4:-}" "$default_cfg"
+  local workers="$1" ckpt; ckpt="$(abs_path "$3")"
+  mkdir -p "$ckpt/log"
+  command -v msrun >/dev/null || die "msrun not found: install the requirements (scripts/setup_env.sh)"
+  local port; port="$(free_port)"
+  echo "training on $workers $device workers: data $DATA, checkpoints $ckpt, config $CFG,"        "logs $ckpt/log/worker_<rank>.log"
+  cd "$REPO_ROOT"
+  # msrun starts "python" from PATH: _common.sh put the project's environment first
+  if ! msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port"       --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}"       train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA"       --output_path "$ckpt" "${EXTRA_ARGS[@]}" > "$ckpt/log/msrun.log" 2>&1; then
+    report_failed_workers "$ckpt/log"
+    exit 1
+  fi
+  grep -v '^\[' "$ckpt/log/worker_0.log" | tail -n 3
+}
+
 # run_standalone train|eval DEVICE DEFAULT_CONFIG ARGS... [-- EXTRA PYTHON OPTIONS]
 run_standalone() {
   local what="$1" device="$2" default_cfg="$3"; shift 3

@@ -131,3 +131,16 @@ def test_streaming_in_order_and_sharded(tmp_path):
         str(tmp_path), "train", {"id": 1}, batch_size=8, num_shards=2, shard_id=k,
         shuffle_buffer_rows=20).epoch(0)]).ravel()) for k in range(2)]
     assert not (seen[0] & seen[1]) and seen[0] | seen[1] == set(range(103))
+
+
+@pytest.mark.parametrize("buffer", [0, 25])
+def test_equal_shards_give_every_rank_the_same_steps(tmp_path, buffer):
+    _write(str(tmp_path), n=103, block_rows=10)          # 11 blocks: shards of 53 and 50 rows
+    lengths = []
+    for shard in range(2):
+        data = BlockDataset(str(tmp_path), "train", {"id": 1}, batch_size=8, shuffle=True,
+                            drop_remainder=True, num_shards=2, shard_id=shard,
+                            shuffle_buffer_rows=buffer, equal_shards=True)
+        assert len(list(data.epoch(1))) == len(data)
+        lengths.append(len(data))
+    assert lengths == [6, 6]                              # 50 // 8

@@ -39,11 +39,14 @@ class BlockDataset:
             in a seeded random order, fills a window of about this many rows,
             permutes the rows of the window and emits its batches; memory
             holds one window.
+        equal_shards: cap the epoch at the batches of the smallest shard, so
+            that every rank of a distributed run takes the same number of steps
+            (collectives must match); the few rows beyond are skipped that epoch.
     """
 
     def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
                  drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2,
-                 shuffle_buffer_rows=0):
+                 shuffle_buffer_rows=0, equal_shards=False):
         self.paths = split_files(data_dir, split)
         for path in self.paths:
             if not os.path.isfile(path + ".db"):
@@ -67,6 +70,11 @@ class BlockDataset:
             self.num_rows = len(next(iter(self.arrays.values())))
         if self.num_rows == 0:
             raise ValueError(f"{path}: shard {shard_id}/{num_shards} holds no rows")
+        self.max_batches = None
+        if equal_shards and num_shards > 1:
+            smallest = min(self._block_rows()[k::num_shards].sum() for k in range(num_shards))
+            self.max_batches = (smallest // self.batch_size if drop_remainder
+                                else -(-smallest // self.batch_size))
         if drop_remainder and self.num_rows < self.batch_size:
             raise ValueError(f"{path}: {self.num_rows} rows are fewer than one batch of "
                              f"{self.batch_size}; lower batch_size")
@@ -94,12 +102,16 @@ class BlockDataset:
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
                 for name, p in parts.items()}
 
-    def _index(self, num_shards, shard_id):
-        """Global numbers and row counts of this shard's blocks (reads only ``rows``)."""
+    def _block_rows(self):
+        """Row count of every block of the split, in order (reads only ``rows``)."""
         import mindspore.dataset as ds
         data = ds.MindDataset(self.paths, columns_list=["rows"], shuffle=False, num_parallel_workers=1)
-        rows = np.array([int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)],
+        return np.array([int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)],
                         np.int64)
+
+    def _index(self, num_shards, shard_id):
+        """Global numbers and row counts of this shard's blocks."""
+        rows = self._block_rows()
         mine = np.arange(len(rows)) % num_shards == shard_id
         return np.flatnonzero(mine), rows[mine]
 
@@ -151,8 +163,10 @@ class BlockDataset:
     def __len__(self):
         """Batches per epoch."""
         if self.drop_remainder:
-            return self.num_rows // self.batch_size
-        return -(-self.num_rows // self.batch_size)
+            batches = self.num_rows // self.batch_size
+        else:
+            batches = -(-self.num_rows // self.batch_size)
+        return batches if self.max_batches is None else min(batches, self.max_batches)
 
     def _order(self, epoch):
         if not self.shuffle:
@@ -161,7 +175,7 @@ class BlockDataset:
 
     def _batches(self, epoch):
         if self.arrays is None:
-            for batch in self._streamed(epoch):
+            for _, batch in zip(range(len(self)), self._streamed(epoch)):
                 yield self.transform(batch) if self.transform else batch
             return
         order = self._order(epoch)

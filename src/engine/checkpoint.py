@@ -6,6 +6,7 @@ a message that says so instead of a shape error deep inside MindSpore.
 Files are written under a temporary name and renamed: a run killed while
 saving never leaves a truncated ``.ckpt`` behind.
 """
+import hashlib
 import glob
 import os
 import re
@@ -105,3 +106,12 @@ def rotate(directory, prefix, keep):
         return
     for path in periodic_checkpoints(directory, prefix)[:-keep]:
         os.remove(path)
+
+
+def fingerprint(cell):
+    """A short hash of every parameter's name and values (compare ranks or runs)."""
+    digest = hashlib.sha256()
+    for param in sorted(cell.get_parameters(), key=lambda p: p.name):
+        digest.update(param.name.encode())
+        digest.update(param.asnumpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -25,7 +25,8 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
                         drop_remainder=training and cfg.drop_remainder,
                         num_shards=num_shards, shard_id=shard_id,
                         transform=transform or spec.transform(feature_map),
-                        shuffle_buffer_rows=cfg.shuffle_buffer_rows)
+                        shuffle_buffer_rows=cfg.shuffle_buffer_rows,
+                        equal_shards=training and num_shards > 1)
 
 
 def build_network(spec, cfg, feature_map):

@@ -131,6 +131,16 @@ class SparseTrainStep(nn.Cell):
         self.scale = float(loss_scale)
         self.inverse_scale = Tensor(1.0 / self.scale, ms.float32)
         self.hyper_map = ops.HyperMap()
+        parallel = ms.get_auto_parallel_context("parallel_mode")
+        self.distributed = parallel in (ms.ParallelMode.DATA_PARALLEL, ms.ParallelMode.HYBRID_PARALLEL)
+        if self.distributed:
+            from mindspore.communication import get_group_size
+            self.ranks = get_group_size()
+            self.grad_reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=self.ranks)
+            self.all_gather = ops.AllGather()
+            # zero between steps; sums the ranks' gradients of rows several ranks touched
+            self.row_sum = Parameter(Tensor(np.zeros(table.shape, np.float32)), name="row_grad_sum",
+                                     requires_grad=False)
 
     def construct(self, uniq, inverse, *inputs):
         rows = ops.gather(self.table, uniq, 0)
@@ -143,8 +153,23 @@ class SparseTrainStep(nn.Cell):
         if self.clip:
             clipped = ops.clip_by_global_norm(grads + (row_grad,), self.clip_norm)
             grads, row_grad = clipped[:-1], clipped[-1]
+        if self.distributed:
+            grads = self.grad_reducer(grads)
+            uniq, rows, row_grad = self._average_rows(uniq, row_grad)
         loss = ops.depend(loss, self.optimizer(grads))
         return ops.depend(loss, self.row_optimizer(uniq, rows, row_grad))
+
+    def _average_rows(self, uniq, row_grad):
+        """Every rank's rows and their gradient averaged over the ranks. A row
+        several ranks touched appears once per rank, each time with the same
+        averaged gradient, so the row optimizer computes the same new value
+        for each copy and every rank applies the same update."""
+        ids = self.all_gather(uniq)                                     # (ranks * N,)
+        grads = self.all_gather(row_grad) / self.ranks                  # (ranks * N, D)
+        summed = ops.depend(self.row_sum, ops.scatter_add(self.row_sum, ids, grads))
+        mean = ops.gather(summed, ids, 0)
+        mean = ops.depend(mean, ops.scatter_update(self.row_sum, ids, ops.zeros_like(grads)))
+        return ids, ops.gather(self.table, ids, 0), mean
 
 
 def rows_transform(transform, table_ids, scratch_row):
