@@ -34,6 +34,8 @@ def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
     setup_runtime(cfg)
     cluster = init_cluster(cfg)
+    if cluster.distributed:   # the launcher reports failed workers by pid
+        print(f"rank {cluster.rank} of {cluster.size}: pid {os.getpid()}", flush=True)
     note = scale_for_cluster(cfg, cluster)
     if note:
         print(note, flush=True)

@@ -97,18 +97,30 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# report_failed_workers LOG_DIR: name the worker logs that hold an error.
+# report_failed_workers LOG_DIR: name the workers that died or raised, with their logs.
 report_failed_workers() {
-  local log found=0
-  for log in "$1"/worker_*.log; do
+  local dir="$1" pid code log found=0
+  # msrun notes "Worker process <pid> exit with exception. Error code: <code>";
+  # train.py writes "rank <r> of <n>: pid <pid>" to its worker log
+  while read -r pid code; do
+    log="$(grep -lE "^rank [0-9]+ of [0-9]+: pid $pid\$" "$dir"/worker_*.log 2>/dev/null | head -n 1 || true)"
+    if [[ -n "$log" ]]; then
+      echo "error: $(basename "$log" .log) (pid $pid) exited with code $code; its log: $log" >&2
+    else
+      echo "error: a worker (pid $pid) exited with code $code; logs in $dir" >&2
+    fi
+    found=1
+  done < <(grep -oE "Worker process [0-9]+ exit with exception\. Error code: -?[0-9]+" \
+             "$dir/msrun.log" 2>/dev/null | awk '{print $3, $NF}')
+  for log in "$dir"/worker_*.log; do
     [[ -f "$log" ]] || continue
-    if grep -qE "Traceback|^error:|Error:|exit code|Killed" "$log"; then
-      echo "error: $(basename "$log" .log) failed; its log: $log" >&2
-      grep -E "^error:|Error:" "$log" | tail -3 | sed 's/^/    /' >&2 || true
+    if grep -q "^Traceback" "$log"; then
+      echo "error: $(basename "$log" .log) raised an error; its log: $log" >&2
+      grep -E "^[A-Za-z.]*(Error|Exception|Diverged):" "$log" | tail -n 1 | sed 's/^/    /' >&2 || true
       found=1
     fi
   done
-  [[ $found -eq 1 ]] || echo "error: the distributed job failed; worker logs in $1" >&2
+  [[ $found -eq 1 ]] || echo "error: the distributed job failed; see the logs in $dir" >&2
 }
 
 # distribute_msrun DEVICE DEFAULT_CONFIG WORKER_NUM DATA_PATH CKPT_PATH [CONFIG_FILE]:
