@@ -190,7 +190,7 @@ def test_feature_map_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare_data.py"):
         multimnist.load_feature_map(str(tmp_path))
     (tmp_path / "feature_map.json").write_text('{"dataset": "census-income", "format_version": 1}')
-    with pytest.raises(ValueError, match="not MultiMNIST"):
+    with pytest.raises(ValueError, match="not multimnist"):
         multimnist.load_feature_map(str(tmp_path))
 
 

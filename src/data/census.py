@@ -34,7 +34,6 @@ map); any other malformed line stops the conversion with a
 :class:`CensusFormatError` naming the file and line.
 """
 import gzip
-import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import write_json_atomic
+from src.fileio import read_feature_map, write_json_atomic
 
 COLUMNS = (
     "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour",
@@ -373,15 +372,7 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
 
 def load_feature_map(data_dir):
     """Read ``data_dir/feature_map.json`` written by :func:`convert`."""
-    path = os.path.join(data_dir, FEATURE_MAP_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} not found: run the converter first: python prepare_data.py "
-            f"--raw_data_path <folder with census-income.data(.gz)> --data_path {data_dir}")
-    with open(path, encoding="utf-8") as fh:
-        fmap = json.load(fh)
-    if fmap.get("dataset") != "census-income" or fmap.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a census-income feature map of format version "
-                         f"{FORMAT_VERSION} (dataset {fmap.get('dataset')!r}, "
-                         f"version {fmap.get('format_version')!r}); convert the data again")
-    return fmap
+    return read_feature_map(data_dir, "census-income", FORMAT_VERSION,
+                            "python prepare_data.py --raw_data_path <folder with "
+                            f"census-income.data(.gz)> --data_path {data_dir}")
+

@@ -88,7 +88,6 @@ in cache: over 2x faster than 16 MB chunks.
     python -m src.data.criteo --raw_data_path data/criteo/train.txt --data_path data/criteo/mindrecord
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -102,7 +101,7 @@ from src.data.criteo_parse import (CAT_FIELDS, DEFAULT_CHUNK_BYTES, DENSE_FIELDS
                                    NUM_CAT, NUM_DENSE, OK, CriteoFormatError, iter_chunks,
                                    parse_lines)
 from src.data.mindrecord_io import BlockWriter, shard_file
-from src.fileio import write_json_atomic
+from src.fileio import read_feature_map, write_json_atomic
 
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
@@ -695,20 +694,9 @@ class _Run:
 
 def load_feature_map(data_dir):
     """Read ``data_dir/feature_map.json`` written by :func:`convert`."""
-    path = os.path.join(data_dir, FEATURE_MAP_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} not found: run the converter first: python -m src.data.criteo "
-            f"--raw_data_path <train.txt or folder of day files> --data_path {data_dir}")
-    with open(path, encoding="utf-8") as fh:
-        fmap = json.load(fh)
-    if fmap.get("dataset") != "criteo":
-        raise ValueError(f"{path} describes the data set {fmap.get('dataset')!r}, not criteo: "
-                         f"point data_path at a converted Criteo folder")
-    if fmap.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {fmap.get('format_version')!r}, this code reads "
-                         f"version {FORMAT_VERSION}: convert the data again")
-    return fmap
+    return read_feature_map(data_dir, "criteo", FORMAT_VERSION,
+                            "python -m src.data.criteo --raw_data_path <train.txt or folder of day "
+                            f"files> --data_path {data_dir}")
 
 
 def load_vocabulary(data_dir):

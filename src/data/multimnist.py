@@ -26,7 +26,6 @@ Stored form: ``image`` uint8 ``(n, 1296)`` (36x36, row-major), ``label`` int32
 classes, the source and the split sizes.
 """
 import io
-import json
 import os
 import pickle
 
@@ -34,7 +33,7 @@ import numpy as np
 
 from src.data import mnist_idx
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import write_json_atomic
+from src.fileio import read_feature_map, write_json_atomic
 
 CANVAS = 36
 DIGIT = 28
@@ -245,17 +244,8 @@ def convert(raw_dir, out_dir, source="idx", val_fraction=1 / 6, pairs_per_image=
 
 
 def load_feature_map(data_dir):
-    """The feature map written by :func:`convert`, with a clear error when absent or foreign."""
-    path = os.path.join(data_dir, FEATURE_MAP_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: convert the data first (python prepare_data.py "
-                                "--model dselect_k)")
-    with open(path, encoding="utf-8") as fh:
-        fmap = json.load(fh)
-    if fmap.get("dataset") != "multimnist":
-        raise ValueError(f"{path} describes the {fmap.get('dataset')!r} data set, not MultiMNIST: "
-                         "point data_path at the MultiMNIST MindRecord folder")
-    if fmap.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {fmap.get('format_version')}, expected "
-                         f"{FORMAT_VERSION}: convert the data again")
-    return fmap
+    """The feature map written by :func:`convert`, checked."""
+    return read_feature_map(data_dir, "multimnist", FORMAT_VERSION,
+                            "python prepare_data.py --model dselect_k --raw_data_path <MNIST IDX "
+                            f"folder> --data_path {data_dir}")
+

@@ -92,15 +92,22 @@ class BlockDataset:
                 number += 1
                 if not mine:
                     continue
-                rows = int(rec["rows"])
-                for name, width in self.columns.items():
-                    values = decode_column(rec[name])
-                    if values.size != rows * width:
-                        raise ValueError(f"{path}: block {block} column {name!r} holds {values.size} "
-                                         f"values, expected {rows} rows x {width}")
-                    parts[name].append(values.reshape(rows, width))
+                for name, values in self._decode(rec, path, block).items():
+                    parts[name].append(values)
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
                 for name, p in parts.items()}
+
+    def _decode(self, rec, path, block):
+        """``{column: (rows, width) array}`` of one record, sizes checked."""
+        rows = int(rec["rows"])
+        out = {}
+        for name, width in self.columns.items():
+            values = decode_column(rec[name])
+            if values.size != rows * width:
+                raise ValueError(f"{path}: block {block} column {name!r} holds {values.size} "
+                                 f"values, expected {rows} rows x {width}")
+            out[name] = values.reshape(rows, width)
+        return out
 
     def _block_rows(self):
         """Row count of every block of the split, in order (reads only ``rows``)."""
@@ -127,14 +134,10 @@ class BlockDataset:
                               sampler=ds.SubsetSampler([int(i) for i in order]), num_parallel_workers=1)
         parts, held = {name: [] for name in names}, 0
         for number, rec in zip(order, data.create_dict_iterator(output_numpy=True, num_epochs=1)):
-            rows = int(rec["rows"])
-            for name, width in self.columns.items():
-                values = decode_column(rec[name])
-                if values.size != rows * width:
-                    raise ValueError(f"{self.path}: block {number} column {name!r} holds {values.size} "
-                                     f"values, expected {rows} rows x {width}")
-                parts[name].append(values.reshape(rows, width))
-            held += rows
+            block = self._decode(rec, self.path, number)
+            for name, values in block.items():
+                parts[name].append(values)
+            held += int(rec["rows"])
             if held >= self.buffer_rows:
                 yield {name: np.concatenate(p) for name, p in parts.items()}
                 parts, held = {name: [] for name in names}, 0
