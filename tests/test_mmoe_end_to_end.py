@@ -4,21 +4,20 @@ postprocess.py) on CPU."""
 import json
 import os
 
-import mindspore as ms
 import numpy as np
 import pytest
 
 import eval as eval_entry
 import export as export_entry
-import postprocess as postprocess_entry
 import prepare_data
 import preprocess as preprocess_entry
 import train as train_entry
 from src.data import census_synth
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
-from src.infer_io import batch_file, read_bin, read_manifest, result_file
+from src.infer_io import read_manifest
 from src.models import get_model_spec
+from infer_parity import assert_postprocess_matches_eval, run_mindir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -112,22 +111,8 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     manifest = read_manifest("pre")
     assert manifest["rows"] == 1500 and manifest["num_batches"] == 24
     assert manifest["inputs"][0]["shape"][0] == 64
-    # the inference program: run the exported MindIR on every batch
-    graph = ms.nn.GraphCell(ms.load("mmoe_bs64.mindir"))
-    os.makedirs("results")
-    spec = manifest["inputs"][0]
-    for i in range(manifest["num_batches"]):
-        x = read_bin(batch_file("pre", spec["name"], "mmoe", i), spec["dtype"], spec["shape"])
-        graph(ms.Tensor(x)).asnumpy().tofile(result_file("results", "mmoe", i))
-    assert postprocess_entry.main(["--infer_data_path", "pre", "--result_path", "results"]) == 0
-    with open("acc.log") as fh:
-        post = json.loads(fh.read().splitlines()[1])
-    assert eval_entry.main(common + ["--ckpt_file", ckpt, "--output_path", "."]) == 0
-    with open("eval_best_avg_auc_test.json") as fh:
-        evaluated = json.load(fh)["metrics"]
-    assert post.keys() == evaluated.keys()
-    for key, value in evaluated.items():
-        assert post[key] == pytest.approx(value, abs=1e-6), key
+    run_mindir("mmoe_bs64.mindir", "pre", "results")     # the inference program
+    assert_postprocess_matches_eval("pre", "results", common, ckpt, tol=1e-6)
 
 
 def test_input_width_comes_from_the_feature_map(data_dir):
