@@ -81,6 +81,22 @@ standalone_eval() {
     2>&1 | tee "$out/eval.log"
 }
 
+# download URL FILE: fetch URL to FILE (via FILE.part, so an interrupted
+# download is never taken for a complete one); gzip files are checked.
+download() {
+  local url="$1" dest="$2"
+  echo "downloading $url"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fL --retry 3 -o "$dest.part" "$url"
+  else
+    wget -q -O "$dest.part" "$url"
+  fi
+  if [[ "$dest" == *.gz ]]; then
+    gzip -t "$dest.part" || { echo "error: $url is not a valid gzip file" >&2; exit 1; }
+  fi
+  mv "$dest.part" "$dest"
+}
+
 EXTRA_ARGS=()
 
 # split_extra ARGS... [-- EXTRA]: sets POSITIONAL and EXTRA_ARGS.

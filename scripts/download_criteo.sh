@@ -5,7 +5,7 @@
 #   CRITEO_URL overrides the archive's location. The Terabyte logs (day_0 ..
 #   day_23) need Criteo's licence acceptance: fetch them by hand into RAW_DIR;
 #   prepare_data.py reads them plain or gzip'd.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 DEST="${1:-data/criteo/raw}"
 URL="${CRITEO_URL:-https://go.criteo.net/criteo-research-kaggle-display-advertising-challenge-dataset.tar.gz}"
 mkdir -p "$DEST"
@@ -14,13 +14,8 @@ if [[ -s "$DEST/train.txt" ]]; then
 else
   ARCHIVE="$DEST/criteo-kaggle.tar.gz"
   if [[ ! -s "$ARCHIVE" ]]; then
-    echo "downloading $URL (about 4.3 GB)"
-    if command -v curl >/dev/null 2>&1; then
-      curl -fL --retry 3 -o "$ARCHIVE.part" "$URL"
-    else
-      wget -q -O "$ARCHIVE.part" "$URL"
-    fi
-    mv "$ARCHIVE.part" "$ARCHIVE"
+    echo "the archive is about 4.3 GB"
+    download "$URL" "$ARCHIVE"
   fi
   echo "unpacking train.txt"
   tar -xzf "$ARCHIVE" -C "$DEST" train.txt || { echo "error: $ARCHIVE holds no train.txt" >&2; exit 1; }

@@ -5,7 +5,7 @@
 #   RAW_DIR defaults to ./data/mnist (./data/fashion for fashion).
 #   MNIST_URL overrides the download location (default: the PyTorch mirror
 #   of MNIST, or the Fashion-MNIST S3 bucket).
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 KIND="${2:-mnist}"
 case "$KIND" in
   mnist)   DEST="${1:-data/mnist}";   BASE="${MNIST_URL:-https://ossci-datasets.s3.amazonaws.com/mnist}" ;;
@@ -18,14 +18,7 @@ for name in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
   if [[ -s "$DEST/$name" ]]; then
     echo "$DEST/$name already present"; continue
   fi
-  echo "downloading $BASE/$name"
-  if command -v curl >/dev/null 2>&1; then
-    curl -fL --retry 3 -o "$DEST/$name.part" "$BASE/$name"
-  else
-    wget -q -O "$DEST/$name.part" "$BASE/$name"
-  fi
-  gzip -t "$DEST/$name.part" || { echo "error: $name is not a valid gzip file" >&2; exit 1; }
-  mv "$DEST/$name.part" "$DEST/$name"
+  download "$BASE/$name" "$DEST/$name"
 done
 echo "IDX files in $DEST; next: python prepare_data.py --config_path default_config_cpu.yaml" \
      "--model dselect_k --raw_data_path $DEST --data_path data/multimnist/mindrecord"

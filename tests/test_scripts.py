@@ -45,3 +45,22 @@ def test_train_then_eval_on_cpu(tmp_path):
         assert set(json.load(fh)["metrics"]) >= {"income_auc", "marital_auc"}
     failed = _script("run_standalone_eval_cpu.sh", tmp_path / "mr", ckpt / "config.yaml", 0)
     assert failed.returncode != 0 and "not a readable MindSpore checkpoint" in failed.stdout
+
+
+def test_download_script_fetches_and_checks_files(tmp_path):
+    """download_mnist.sh through a file:// mirror: files arrive whole, a damaged
+    gzip is refused and leaves nothing that looks complete."""
+    from src.data.mnist_synth import generate_idx
+    mirror = tmp_path / "mirror"
+    generate_idx(str(mirror), train=20, test=10)
+    env = dict(os.environ, MNIST_URL=f"file://{mirror}")
+    run = subprocess.run(["bash", os.path.join(ROOT, "scripts", "download_mnist.sh"), str(tmp_path / "a")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    for name in os.listdir(mirror):
+        assert (tmp_path / "a" / name).read_bytes() == (mirror / name).read_bytes()
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")
+    run = subprocess.run(["bash", os.path.join(ROOT, "scripts", "download_mnist.sh"), str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode != 0 and "not a valid gzip file" in run.stderr
+    assert not (tmp_path / "b" / "t10k-labels-idx1-ubyte.gz").exists()
