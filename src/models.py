@@ -166,6 +166,11 @@ class ModelSpec:
                               network.embedding.scratch_row)
 
 
+def _columns(fmap):
+    """``{column: width}`` of the MindRecord columns, from the feature map."""
+    return {name: col["width"] for name, col in fmap["columns"].items()}
+
+
 def _task_weights(cfg, tasks):
     weights = cfg.get("task_weights") or [1.0] * len(tasks)
     if len(weights) != len(tasks):
@@ -176,9 +181,6 @@ def _task_weights(cfg, tasks):
 def _mmoe_spec():
     from src.data import census
     from src.mmoe import MMoE
-
-    def columns(fmap):
-        return {name: col["width"] for name, col in fmap["columns"].items()}
 
     def make_batch(batch, fmap):
         x = census.to_dense(batch["cat"], batch["num"], fmap["input_dim"])
@@ -193,7 +195,7 @@ def _mmoe_spec():
     return ModelSpec(
         name="mmoe", dataset="census-income",
         load_feature_map=census.load_feature_map,
-        columns=columns, make_batch=make_batch, build_network=build_network,
+        columns=_columns, make_batch=make_batch, build_network=build_network,
         build_loss=lambda cfg, fmap: MultiTaskBCELoss(_task_weights(cfg, fmap["tasks"])),
         activation=nn.Sigmoid,
         task_names=lambda fmap: list(fmap["tasks"]),
@@ -207,9 +209,6 @@ def _mmoe_spec():
 def _dselect_k_spec():
     from src.data import multimnist
     from src.dselect_k import MultiTaskMoE
-
-    def columns(fmap):
-        return {name: col["width"] for name, col in fmap["columns"].items()}
 
     def make_batch(batch, fmap):
         images = batch["image"].astype(np.float32) * np.float32(1.0 / 255.0)
@@ -227,7 +226,7 @@ def _dselect_k_spec():
     return ModelSpec(
         name="dselect_k", dataset="multimnist",
         load_feature_map=multimnist.load_feature_map,
-        columns=columns, make_batch=make_batch, build_network=build_network,
+        columns=_columns, make_batch=make_batch, build_network=build_network,
         build_loss=lambda cfg, fmap: MultiTaskSoftmaxCELoss(_task_weights(cfg, fmap["tasks"])),
         activation=lambda: nn.Softmax(axis=-1),
         task_names=lambda fmap: list(fmap["tasks"]),
@@ -247,9 +246,6 @@ def _criteo_spec(name, build_network):
     """DeepFM and DLRM share the Criteo data, the click task and the sparse table."""
     from src.data import criteo
 
-    def columns(fmap):
-        return {col: spec["width"] for col, spec in fmap["columns"].items()}
-
     def make_batch(batch, fmap):
         offsets = np.asarray(fmap["offsets"], np.int32)
         cat = batch["cat"].astype(np.int32) + offsets
@@ -258,7 +254,7 @@ def _criteo_spec(name, build_network):
     return ModelSpec(
         name=name, dataset="criteo",
         load_feature_map=criteo.load_feature_map,
-        columns=columns, make_batch=make_batch, build_network=build_network,
+        columns=_columns, make_batch=make_batch, build_network=build_network,
         build_loss=lambda cfg, fmap: MultiTaskBCELoss([1.0]),
         activation=nn.Sigmoid,
         task_names=lambda fmap: ["click"],
