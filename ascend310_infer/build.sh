@@ -15,4 +15,4 @@ mkdir -p "$HERE/out"
 cd "$HERE/out"
 cmake .. -DMINDSPORE_PATH="$MS" -DMS_LIB="${2:-mindspore}" > cmake.log || { cat cmake.log >&2; exit 1; }
 make -j"$(nproc)" > make.log 2>&1 || { tail -n 30 make.log >&2; exit 1; }
-echo "built $HERE/out/main"
+echo "built $HERE/out/main$([[ -x "$HERE/out/convert_onnx" ]] && echo " and $HERE/out/convert_onnx")"
