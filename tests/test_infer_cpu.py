@@ -61,6 +61,24 @@ def test_cpp_inference_matches_eval(model, tmp_path, monkeypatch):
     assert set(cpp) == set(evaluated)
     for key, value in evaluated.items():
         assert cpp[key] == pytest.approx(value, abs=1e-5), key
+    if model == "mmoe":
+        _check_program_errors(tmp_path)
+
+
+def _check_program_errors(work):
+    """The program itself: a wrongly sized input and a missing model are named."""
+    main = os.path.join(ROOT, "ascend310_infer", "out", "main")
+    first = sorted(os.listdir(work / "preprocess_Result" / "x"))[0]
+    with open(work / "preprocess_Result" / "x" / first, "ab") as fh:
+        fh.write(b"\0\0\0\0")
+    run = subprocess.run([main, "--mindir_path=mmoe_lite.mindir", "--input_paths=preprocess_Result/x",
+                          "--device_target=CPU"], capture_output=True, text=True, cwd=work)
+    assert run.returncode == 1 and "export and preprocess with the same batch size" in run.stderr
+    run = subprocess.run([main, "--mindir_path=missing.mindir", "--input_paths=preprocess_Result/x",
+                          "--device_target=CPU"], capture_output=True, text=True, cwd=work)
+    assert run.returncode == 1 and "cannot build the model from missing.mindir" in run.stderr
+    run = subprocess.run([main, "--input_paths=x"], capture_output=True, text=True, cwd=work)
+    assert run.returncode == 2 and "--mindir_path is required" in run.stderr
 
 
 def test_inference_program_errors(tmp_path):
