@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import read_feature_map, write_json_atomic
+from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
 
 COLUMNS = (
     "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour",
@@ -71,7 +71,6 @@ INSTANCE_WEIGHT = "instance_weight"
 INCOME_VALUES = {"- 50000.": 0, "50000+.": 1}
 MARITAL_POSITIVE = "Never married"
 
-FEATURE_MAP_FILE = "feature_map.json"
 FORMAT_VERSION = 1
 TRAIN_FILE_NAMES = ("census-income.data.gz", "census-income.data")
 TEST_FILE_NAMES = ("census-income.test.gz", "census-income.test")

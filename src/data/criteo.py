@@ -101,11 +101,10 @@ from src.data.criteo_parse import (CAT_FIELDS, DEFAULT_CHUNK_BYTES, DENSE_FIELDS
                                    NUM_CAT, NUM_DENSE, OK, CriteoFormatError, iter_chunks,
                                    parse_lines)
 from src.data.mindrecord_io import BlockWriter, shard_file
-from src.fileio import read_feature_map, write_json_atomic
+from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
 
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
-FEATURE_MAP_FILE = "feature_map.json"
 VOCABULARY_FILE = "vocabulary.npz"
 FORMAT_VERSION = 1
 DEFAULT_SHARD_ROWS = 2048 * 1024

@@ -33,12 +33,11 @@ import numpy as np
 
 from src.data import mnist_idx
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import read_feature_map, write_json_atomic
+from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
 
 CANVAS = 36
 DIGIT = 28
 TASKS = ("left", "right")
-FEATURE_MAP_FILE = "feature_map.json"
 FORMAT_VERSION = 1
 PADDLE_FILES = ("train.pickle", "test.pickle")
 PARETO_FILES = ("multi_mnist.pickle", "multi_fashion.pickle", "multi_fashion_and_mnist.pickle")
