@@ -110,11 +110,13 @@ class BlockDataset:
         return out
 
     def _block_rows(self):
-        """Row count of every block of the split, in order (reads only ``rows``)."""
-        import mindspore.dataset as ds
-        data = ds.MindDataset(self.paths, columns_list=["rows"], shuffle=False, num_parallel_workers=1)
-        return np.array([int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)],
-                        np.int64)
+        """Row count of every block of the split, in order (reads only ``rows``, once)."""
+        if getattr(self, "_all_block_rows", None) is None:
+            import mindspore.dataset as ds
+            data = ds.MindDataset(self.paths, columns_list=["rows"], shuffle=False, num_parallel_workers=1)
+            self._all_block_rows = np.array(
+                [int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)], np.int64)
+        return self._all_block_rows
 
     def _index(self, num_shards, shard_id):
         """Global numbers and row counts of this shard's blocks."""
