@@ -77,6 +77,14 @@ def _worker_logs(out):
     return logs
 
 
+def _census(tmp_path, train_rows, test_rows, seed):
+    """Generated Census-Income files converted into ``tmp_path/mr`` in small blocks."""
+    census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=train_rows, test_rows=test_rows,
+                                  seed=seed)
+    prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(tmp_path / "raw"),
+                       "--data_path", str(tmp_path / "mr"), "--block_rows", "256"])
+
+
 def _check_data_parallel_run(out, total_rows):
     logs = _worker_logs(out)
     assert sorted(logs) == [0, 1]
@@ -93,9 +101,7 @@ def _check_data_parallel_run(out, total_rows):
 
 
 def test_mmoe_on_two_cpu_workers(tmp_path):
-    census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=4000, test_rows=2000, seed=3)
-    prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(tmp_path / "raw"),
-                       "--data_path", str(tmp_path / "mr"), "--block_rows", "256"])
+    _census(tmp_path, train_rows=4000, test_rows=2000, seed=3)
     out = tmp_path / "run"
     result = _run(2, tmp_path / "mr", out, "--epoch_size", 2, "--batch_size", 64,
                   "--learning_rate", 0.01, "--warmup_epochs", 0.5)
@@ -138,9 +144,7 @@ def _find_worker(out, rank):
 
 
 def test_a_dead_worker_fails_the_job_and_names_its_log(tmp_path):
-    census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=3000, test_rows=1000, seed=4)
-    prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(tmp_path / "raw"),
-                       "--data_path", str(tmp_path / "mr"), "--block_rows", "256"])
+    _census(tmp_path, train_rows=3000, test_rows=1000, seed=4)
     out = tmp_path / "run"
     job = subprocess.Popen(["bash", SCRIPT, "2", str(tmp_path / "mr"), str(out), "--",
                             "--epoch_size", "500", "--batch_size", "32"],
