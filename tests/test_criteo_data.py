@@ -229,6 +229,92 @@ def test_same_rows_same_split_whatever_the_chunk_size(tmp_path):
         assert_split_equal(read_split(tmp_path / "small", name), read_split(tmp_path / "large", name))
 
 
+def output_bytes(directory):
+    """Every output file's bytes (the MindRecord index databases aside)."""
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))
+            if not name.endswith(".db")}
+
+
+@pytest.mark.parametrize("kw", [{"split": "time", "days": 3}, {"split": "random", "min_count": 2},
+                                {"split": "time", "max_ind_range": 1000}])
+def test_worker_processes_give_the_same_bytes(tmp_path, kw):
+    lines = random_lines(700, seed=11)
+    lines[100] = lines[100].replace("\t", "\t\t", 1) + "\t" * 3    # over 40 fields: malformed
+    raw = tmp_path / "train.txt"
+    data = "".join(line + ("\r\n" if i % 7 == 0 else "\n") for i, line in enumerate(lines))
+    raw.write_bytes(data.rstrip("\n").encode())                     # last line without newline
+    outs = {}
+    for workers in (0, 1, 3):
+        out = tmp_path / f"w{workers}"
+        fmap = convert(str(raw), out, workers=workers, chunk_bytes=2000, block_rows=32,
+                       shard_rows=128, skip_malformed=True, seed=8, **kw)
+        assert fmap["total_lines"] == 700 and fmap["malformed_lines"]["count"] == 1
+        assert fmap["malformed_lines"]["first"][0]["line"] == 101
+        outs[workers] = output_bytes(out)
+    assert len(outs[0]) > 6 and outs[0] == outs[1] == outs[3]
+    if "max_ind_range" not in kw:                                     # and the right rows
+        plan = criteo.SplitPlan(kw["split"], 1, seed=8, days=kw.get("days", 7))
+        plan.set_line_counts([700])
+        codes = np.delete(plan.codes(0, 0, 0, 700), 100)
+        want, _ = reference(lines[:100] + lines[101:], codes, min_count=kw.get("min_count", 1))
+        for name in criteo.SPLITS:
+            assert_split_equal(read_split(tmp_path / "w3", name), want[name])
+
+
+def test_worker_processes_report_the_first_malformed_line(tmp_path):
+    lines = random_lines(400, seed=12)
+    lines[250] = "3" + lines[250][1:]
+    lines[390] = ""
+    path = write(tmp_path / "train.txt", lines, gz=True)             # read by this process
+    for split in ("random", "time"):
+        with pytest.raises(CriteoFormatError, match=f"{path}: line 251: label '3' is not 0 or 1"):
+            convert(path, tmp_path / "out", chunk_bytes=300, workers=2, split=split)
+    fmap = convert(path, tmp_path / "out", chunk_bytes=300, workers=2, skip_malformed=True)
+    assert [m["line"] for m in fmap["malformed_lines"]["first"]] == [251, 391]
+
+
+def test_worker_failures_stop_the_conversion(tmp_path, monkeypatch):
+    write(tmp_path / "train.txt", random_lines(200, seed=13))
+
+    def broken(data, **kw):
+        raise ZeroDivisionError("no parse today")
+    monkeypatch.setattr(criteo, "parse_lines", broken)          # the forked workers see it
+    with pytest.raises(RuntimeError, match="worker 0 failed: ZeroDivisionError: no parse today"):
+        convert(str(tmp_path), tmp_path / "out", workers=2, chunk_bytes=1000)
+    monkeypatch.setattr(criteo, "parse_lines", lambda data, **kw: os._exit(3))
+    with pytest.raises(RuntimeError, match=r"worker 0 died \(exit code 3\)"):
+        convert(str(tmp_path), tmp_path / "out", workers=2, chunk_bytes=1000)
+    assert not os.path.exists(tmp_path / "out" / criteo.FEATURE_MAP_FILE)
+
+
+def test_value_counter_and_vocabulary_fit():
+    counter = criteo.ValueCounter()
+    rng = np.random.default_rng(0)
+    r = rng.integers(-1, 5, (5000, 26))
+    cat = np.where(r >= 0, r * 0x10001, -1)
+    cat[:, 3] = np.where(cat[:, 3] >= 0, 0xFFFFFFFF, -1)                # the largest value
+    for part in np.array_split(cat, 7):
+        counter.add(criteo.field_keys(part))
+    keys, counts = counter.result()
+    half = criteo.ValueCounter()
+    half.add(criteo.field_keys(cat[:2000]))
+    other = criteo.ValueCounter()
+    other.add(criteo.field_keys(cat[2000:]))
+    merged = criteo.merge_counts([half.result(), other.result()])
+    assert sorted(zip(*merged)) == sorted(zip(keys, counts))
+    vocab = criteo.Vocabulary.fit(keys, counts, min_count=1)
+    for f in range(26):
+        col = cat[:, f][cat[:, f] >= 0]
+        c = Counter(col.tolist())
+        assert list(vocab.values[f]) == sorted(c, key=lambda v: (-c[v], v))
+        assert list(vocab.counts[f]) == sorted(c.values(), reverse=True)
+    ids = vocab.encode(cat)
+    assert ids.dtype == np.int32 and ids.shape == cat.shape
+    back = criteo.cat_values({n: vocab.values[f] for f, n in enumerate(criteo.CAT_FIELDS)}, ids)
+    np.testing.assert_array_equal(back, cat)
+    assert (vocab.encode(np.full((2, 26), 7)) == 0).all()              # unseen values
+
+
 def test_time_split_of_one_file(tmp_path):
     assert criteo.day_sizes(23, 7) == [4, 4, 3, 3, 3, 3, 3]
     lines = [f"{i % 2}\t{i}" for i in range(23)]            # I1 = line number

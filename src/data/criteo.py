@@ -20,8 +20,8 @@ and the 1-based line number; with ``skip_malformed`` they are skipped, and
 their count and the first few (file, line, reason) are printed and recorded in
 the feature map. Nothing is dropped silently.
 
-Conversion streams the files twice in chunks of whole lines, so memory holds
-the vocabularies, never the rows:
+Conversion streams the files twice in chunks of whole lines (see
+"Processes" below), so memory holds the vocabularies, never the rows:
 
 * pass 1 counts the lines of every file and, unless hashing, the frequency of
   every categorical value per field over the TRAINING rows only;
@@ -72,6 +72,21 @@ their hash tables), never the rows; pass 1 of the time split of one file is
 preceded by a line count (the last day must be known before counting train
 values).
 
+Processes: this process reads the files (only to find the chunks of whole
+lines and count them: a chunk of a plain file is handed out as its offset
+and length, the first reading records where the chunks are, so a later pass
+does not read here at all) and writes the splits; ``workers`` forked
+processes (default: the usable CPUs, at most 4) parse, count and encode the
+chunks. Chunk ``i`` goes to worker ``i mod workers`` and its result comes
+back in order, so the output is byte for byte the one of a single process
+(``workers=0``). A pass-1 worker counts the values of the chunks it was
+given; the counts are summed at the end of the pass (so pass 1 holds about
+one set of counts per worker). Pass-2 results come back through shared
+memory, not pickled. At most three chunks per worker are in flight: memory
+does not grow with the input. The vocabulary (its hash table built before
+the workers fork) is shared with them copy-on-write. The MindRecord writer
+(about 1 s of CPU per million rows, holding the GIL) runs here, beside them.
+
 Parsing does not use ``pandas.read_csv``. Measured on generated data, its C
 engine alone (categoricals as ``str``: 26 Python objects per line) ran at
 about the speed of this whole parser, and turning the 26 string columns into
@@ -83,23 +98,33 @@ each field's start as one unaligned little-endian ``uint64`` and decodes them
 with SIMD-within-a-register arithmetic (8 hex digits -> 32-bit value, up to 8
 decimal digits -> integer; longer integers, rare, go through ``int()``),
 validating every field on the way. Chunks of about 1 MB keep the temporaries
-in cache: over 2x faster than 16 MB chunks.
+in cache: over 2x faster than 16 MB chunks. Pass 1 checks the label and
+dense fields without decoding them. The categorical values of all 26 fields
+share one int64 key space (``field << 32 | value``): one ``pd.factorize`` per
+chunk counts them and one hash lookup per chunk encodes them.
 
     python -m src.data.criteo --raw_data_path data/criteo/train.txt --data_path data/criteo/mindrecord
 """
 import argparse
+import collections
+import ctypes
 import math
+import mmap
+import multiprocessing
 import os
+import queue
 import re
+import signal
 import sys
 import time
+import traceback
 
 import numpy as np
 import pandas as pd
 
 from src.data.criteo_parse import (CAT_FIELDS, DEFAULT_CHUNK_BYTES, DENSE_FIELDS, MAX_REPORTED,
-                                   NUM_CAT, NUM_DENSE, OK, CriteoFormatError, iter_chunks,
-                                   parse_lines)
+                                   NUM_CAT, NUM_DENSE, OK, CriteoFormatError, is_gzip, iter_chunks,
+                                   parse_lines, read_span)
 from src.data.mindrecord_io import BlockWriter, shard_file
 from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
 
@@ -256,11 +281,23 @@ class SplitPlan:
 # vocabulary and encoding
 
 
-class _FieldCounter:
-    """Frequency of every value of one field, in memory proportional to the
-    number of distinct values: counts of known values are added in place
-    (hash lookup), new values wait in a list merged in when it grows as
-    large as the table (amortised linear time)."""
+# Categorical values of all 26 fields share one int64 key space: field << 32 | value
+# (a missing value, -1, stays -1 whatever the field: -1 | x == -1), so one hash
+# table serves every field and a chunk is counted or encoded in one call.
+_FIELD_KEY = np.arange(NUM_CAT, dtype=np.int64) << 32
+
+
+def field_keys(cat):
+    """int64 keys ``field << 32 | value`` (same shape) of hex values ``(n, 26)``; -1 stays -1."""
+    return np.bitwise_or(cat, _FIELD_KEY)
+
+
+class ValueCounter:
+    """Frequency of every (field, value) key, in memory proportional to the
+    number of distinct keys: a chunk's keys are tallied (``pd.factorize``),
+    counts of known keys are added in place (one hash lookup per distinct key
+    of the chunk), new keys wait in a list merged in when it grows as large
+    as the table (amortised linear time)."""
 
     def __init__(self):
         self.keys = np.zeros(0, np.int64)
@@ -269,37 +306,53 @@ class _FieldCounter:
         self._pending = []
         self._pending_size = 0
 
-    def add(self, values):
-        values = values[values >= 0]
-        if not len(values):
+    def add(self, keys, counts=None):
+        """Count ``keys`` (int64, any shape; -1 = missing, counted and dropped
+        by :meth:`result`), each ``counts`` times (default once)."""
+        keys = np.asarray(keys, dtype=np.int64).ravel()
+        if not len(keys):
             return
-        codes, uniques = pd.factorize(values)
-        counts = np.bincount(codes)
+        codes, uniques = pd.factorize(keys)
+        counts = (np.bincount(codes, minlength=len(uniques)) if counts is None
+                  else np.bincount(codes, weights=counts, minlength=len(uniques)).astype(np.int64))
         pos = self._index.get_indexer(uniques)
         known = pos >= 0
+        if known.all():
+            self.counts[pos] += counts
+            return
         self.counts[pos[known]] += counts[known]
-        if not known.all():
-            self._pending.append((uniques[~known], counts[~known]))
-            self._pending_size += int((~known).sum())
-            if self._pending_size >= max(1 << 16, len(self.keys)):
-                self._merge()
+        self._pending.append((uniques[~known], counts[~known]))
+        self._pending_size += len(self._pending[-1][0])
+        if self._pending_size >= max(1 << 16, len(self.keys)):
+            self._merge()
 
     def _merge(self):
         if not self._pending:
             return
         keys = np.concatenate([k for k, _ in self._pending])
         counts = np.concatenate([c for _, c in self._pending])
+        self._pending, self._pending_size = [], 0
         codes, uniques = pd.factorize(keys)
         summed = np.bincount(codes, weights=counts).astype(np.int64)
         self.keys = np.concatenate([self.keys, np.asarray(uniques, dtype=np.int64)])
         self.counts = np.concatenate([self.counts, summed])
         self._index = pd.Index(self.keys)
-        self._pending, self._pending_size = [], 0
 
     def result(self):
-        """``(values, counts)`` of every value seen."""
+        """``(keys, counts)`` of every non-missing key seen, in no set order."""
         self._merge()
-        return self.keys, self.counts
+        seen = self.keys >= 0
+        return self.keys[seen], self.counts[seen]
+
+
+def merge_counts(parts):
+    """``(keys, counts)`` summed over ``(keys, counts)`` pairs (each without
+    duplicate keys), consumed from the list ``parts`` to free them early."""
+    total = ValueCounter()
+    while parts:
+        keys, counts = parts.pop(0)
+        total.add(keys, counts)
+    return total.result()
 
 
 class Vocabulary:
@@ -309,19 +362,26 @@ class Vocabulary:
     def __init__(self, values, counts=None):
         self.values = [np.asarray(v, dtype=np.int64) for v in values]
         self.counts = counts
-        self._index = [pd.Index(v) for v in self.values]     # hash tables
+        sizes = np.array([len(v) for v in self.values], np.int64)
+        # one hash table over every field's keys in id order; field f's ids
+        # start at self._first[f] in it
+        self._first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self._index = pd.Index(np.concatenate([np.zeros(0, np.int64)] + [
+            v | _FIELD_KEY[f] for f, v in enumerate(self.values)]))
+        self._index.get_indexer(np.zeros(1, np.int64))     # build the table now (shared by workers)
 
     @classmethod
-    def fit(cls, counters, min_count):
-        values, counts = [], []
-        for counter in counters:
-            keys, cnt = counter.result()
-            keep = cnt >= min_count
-            keys, cnt = keys[keep], cnt[keep]
-            order = np.lexsort((keys, -cnt))
-            values.append(keys[order])
-            counts.append(cnt[order])
-        return cls(values, counts)
+    def fit(cls, keys, counts, min_count):
+        """From the train counts of ``(field << 32 | value)`` keys (see
+        :class:`ValueCounter`): values seen at least ``min_count`` times."""
+        keep = counts >= min_count
+        keys, counts = keys[keep], counts[keep]
+        field, value = keys >> 32, keys & 0xFFFFFFFF
+        order = np.lexsort((value, -counts, field))
+        field, value, counts = field[order], value[order], counts[order]
+        cut = np.searchsorted(field, np.arange(NUM_CAT + 1))
+        return cls([value[cut[f]:cut[f + 1]] for f in range(NUM_CAT)],
+                   [counts[cut[f]:cut[f + 1]] for f in range(NUM_CAT)])
 
     @property
     def cardinalities(self):
@@ -329,12 +389,10 @@ class Vocabulary:
 
     def encode(self, cat):
         """Local ids int32 (n, 26) of hex values (n, 26) (-1 missing)."""
-        columns = np.ascontiguousarray(cat.T)
-        out = np.empty(columns.shape, np.int32)
-        for f, index in enumerate(self._index):
-            out[f] = index.get_indexer(columns[f])
-        out += 1
-        return out.T
+        pos = self._index.get_indexer(field_keys(cat).ravel()).reshape(cat.shape)
+        ids = pos - (self._first - 1)
+        ids[pos < 0] = 0
+        return ids.astype(np.int32)
 
     def save(self, path):
         tmp = path + ".tmp.npz"
@@ -477,8 +535,8 @@ def _hms(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def _first_malformed_error(path, line_before, parsed):
-    i, text = parsed.problems[0]
+def _first_malformed_error(path, line_before, problems):
+    i, text = problems[0]
     return CriteoFormatError(f"{path}: line {line_before + i + 1}: {text} (use skip_malformed / "
                              f"--skip_malformed to skip malformed lines)")
 
@@ -490,14 +548,16 @@ class MalformedLines:
     def __init__(self, skip, keep=MAX_REPORTED):
         self.skip, self.keep, self.count, self.first = bool(skip), keep, 0, []
 
-    def check(self, path, line_before, parsed):
-        """``line_before``: lines of the file before this chunk."""
-        if not parsed.problems:
+    def check(self, path, line_before, problems, bad):
+        """A chunk's ``problems`` (``(line index, text)`` of its first
+        malformed lines) and ``bad`` (its number of malformed lines);
+        ``line_before``: lines of the file before the chunk."""
+        if not problems:
             return
         if not self.skip:
-            raise _first_malformed_error(path, line_before, parsed)
-        self.count += int((parsed.reason != OK).sum())
-        for i, text in parsed.problems:
+            raise _first_malformed_error(path, line_before, problems)
+        self.count += int(bad)
+        for i, text in problems:
             if len(self.first) < self.keep:
                 self.first.append({"file": path, "line": line_before + i + 1, "reason": text})
 
@@ -516,15 +576,20 @@ def _default_log(text):
 def convert(raw, out_dir, min_count=1, max_ind_range=0, dense_transform="log1p", split="random",
             val_fraction=0.1, test_fraction=0.1, days=7, seed=2020, shard_rows=DEFAULT_SHARD_ROWS,
             block_rows=1024, skip_malformed=False, chunk_bytes=DEFAULT_CHUNK_BYTES,
-            progress_seconds=5.0, log=_default_log):
+            progress_seconds=5.0, log=_default_log, workers=None):
     """Convert raw Criteo files to MindRecord splits in ``out_dir``.
 
     ``raw``: ``train.txt`` (plain or gzip), a list of files (Terabyte days in
     time order) or a folder (see :func:`find_sources`). Writes the splits,
     ``vocabulary.npz`` (unless hashing) and ``feature_map.json`` (last) and
-    returns the feature map. Options as in the module docstring;
+    returns the feature map plus, not written to the file, ``timing``: wall
+    seconds of each step (``pass0_s``, ``pass1_s``, ``fit_s``, ``pass2_s``,
+    ``finish_s``) and ``counted_values``: the distinct (field, value) pairs
+    of the train lines (what pass 1 held in memory). Options as in the module docstring;
     ``chunk_bytes`` is the text parsed at a time, ``log`` receives the
-    progress lines.
+    progress lines; ``workers``: processes that parse, count and encode the
+    chunks while this one reads and writes (None: :func:`default_workers`;
+    0: all in this process; the output is the same whatever the number).
     """
     min_count, max_ind_range = int(min_count), int(max_ind_range)
     if min_count < 1:
@@ -538,25 +603,37 @@ def convert(raw, out_dir, min_count=1, max_ind_range=0, dense_transform="log1p",
     shard_rows = int(shard_rows) // int(block_rows) * int(block_rows)   # whole blocks per file
     files = find_sources(raw)
     plan = SplitPlan(split, len(files), seed, val_fraction, test_fraction, days)
-    run = _Run(files, chunk_bytes, skip_malformed, progress_seconds, log)
-    log(f"criteo: {len(files)} file(s), {run.total_bytes / 1e6:,.1f} MB: " + ", ".join(files))
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        workers = 0                     # the workers share this process's data by forking
+    run = _Run(files, chunk_bytes, skip_malformed, progress_seconds, log, workers)
+    clock = _Clock()
+    log(f"criteo: {len(files)} file(s), {run.total_bytes / 1e6:,.1f} MB, {run.workers} worker "
+        f"process(es): " + ", ".join(files))
 
     if max_ind_range or plan.needs_line_counts_for_train:
         plan.set_line_counts(run.count_lines("pass 1/2 (counting lines)" if max_ind_range
                                              else "pass 0 (counting lines for the time split)"))
+        clock.lap("pass1_s" if max_ind_range else "pass0_s")
     if max_ind_range:
         encoder = Hasher(max_ind_range)
     else:
-        counters, file_lines = run.count_categories(plan)
+        keys, counts, file_lines = run.count_categories(plan)
+        clock.lap("pass1_s")
+        clock.counted_values = len(keys)
         if plan.file_lines is not None and plan.file_lines != file_lines:
             raise RuntimeError(f"line counts changed between passes: {plan.file_lines}, then {file_lines}")
         plan.set_line_counts(file_lines)
-        encoder = Vocabulary.fit(counters, min_count)
-        del counters
+        encoder = Vocabulary.fit(keys, counts, min_count)
+        del keys, counts
+        clock.lap("fit_s")
 
     os.makedirs(out_dir, exist_ok=True)
     _clear_outputs(out_dir)
     writers, malformed = run.write_splits(plan, encoder, dense_transform, out_dir, shard_rows, block_rows)
+    clock.lap("pass2_s")
     if malformed.count:
         log(f"criteo: skipped {malformed.count} malformed line(s); first: "
             + "; ".join(f"{m['file']}:{m['line']}: {m['reason']}" for m in malformed.first[:3]))
@@ -594,97 +671,427 @@ def convert(raw, out_dir, min_count=1, max_ind_range=0, dense_transform="log1p",
     if not max_ind_range:
         encoder.save(os.path.join(out_dir, VOCABULARY_FILE))
     write_json_atomic(os.path.join(out_dir, FEATURE_MAP_FILE), fmap)
+    clock.lap("finish_s")
     log(f"criteo: wrote {out_dir}: " + ", ".join(f"{n} {w.rows:,} rows in {len(w.files)} file(s)"
                                                  for n, w in writers.items())
         + f"; table size {fmap['table_size']:,}")
-    return fmap
+    return dict(fmap, timing=clock.laps, counted_values=clock.counted_values)
+
+
+class _Clock:
+    """Wall seconds of the steps of a conversion (``laps``: name -> seconds)."""
+
+    def __init__(self):
+        self.laps, self._last = {}, time.perf_counter()
+        self.counted_values = 0         # distinct (field, value) pairs counted in pass 1
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+
+class _ChunkTask:
+    """A pass's work on one chunk ``(file index, lines of the file before,
+    lines of all files before, text)``; the text is the chunk's bytes or,
+    for a plain file read before, its ``(offset, length)`` in the file, read
+    here (so the process that hands out the chunks does not copy them)."""
+
+    def __init__(self, files):
+        self.files, self._fds = files, {}
+
+    def text(self, k, data):
+        if isinstance(data, bytes):
+            return data
+        if k not in self._fds:
+            self._fds[k] = os.open(self.files[k], os.O_RDONLY)
+        return read_span(self._fds[k], *data)
+
+    def close(self):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def finish(self):
+        self.close()
+
+
+class _CountTask(_ChunkTask):
+    """Pass 1 on one chunk: parse it and count the values of its train lines
+    (state: the counts of every chunk given to this worker)."""
+
+    def __init__(self, files, plan):
+        super().__init__(files)
+        self.plan = plan
+        self.counter = ValueCounter()
+
+    def __call__(self, task):
+        k, line, global_line, data = task
+        parsed = parse_lines(self.text(k, data), dense=False)
+        n = len(parsed)
+        ok = parsed.reason == OK
+        rows = ok & self.plan.is_train(k, line, global_line, n)
+        self.counter.add(field_keys(parsed.cat if rows.all() else parsed.cat[rows]))
+        return n, parsed.problems, n - int(np.count_nonzero(ok))
+
+    def finish(self):
+        self.close()
+        return self.counter.result()
+
+
+class _EncodeTask(_ChunkTask):
+    """Pass 2 on one chunk: parse, split and encode it; the rows of each split."""
+
+    def __init__(self, files, plan, encoder, dense_transform):
+        super().__init__(files)
+        self.plan, self.encoder, self.dense_transform = plan, encoder, dense_transform
+
+    def __call__(self, task):
+        k, line, global_line, data = task
+        parsed = parse_lines(self.text(k, data))
+        n = len(parsed)
+        ok = parsed.reason == OK
+        codes = self.plan.codes(k, line, global_line, n)
+        codes[~ok] = -1
+        arrays = {"label": parsed.label.astype(np.float32)[:, None],
+                  "dense": dense_features(parsed.dense, self.dense_transform),
+                  "cat": self.encoder.encode(parsed.cat)}
+        parts = []
+        for s in range(len(SPLITS)):
+            rows = codes == s
+            if rows.all():
+                parts.append((s, arrays))
+            elif rows.any():
+                parts.append((s, {c: a[rows] for c, a in arrays.items()}))
+        return n, parsed.problems, n - int(np.count_nonzero(ok)), parts
+
+
+def default_workers():
+    """Worker processes used by default: the CPUs this process may run on, at
+    most 4 (the one process writing the splits keeps up with about that
+    many); 0 where processes cannot be forked."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def _tune_malloc():
+    """Let glibc keep freed memory for reuse instead of unmapping it: the
+    parser's temporaries (about 1 MB each, per chunk) otherwise cost fresh
+    zeroed pages every time, over half the time of parsing. Only in worker
+    processes (and the command line), never in a caller's process."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 << 20)          # M_MMAP_THRESHOLD: below this, from the heap
+    mallopt(-1, 64 << 20)          # M_TRIM_THRESHOLD: free heap kept before trimming
+
+
+class _Shared:
+    """Where :func:`_pack` put an array in a slot of shared memory."""
+    __slots__ = ("offset", "dtype", "shape")
+
+    def __init__(self, offset, dtype, shape):
+        self.offset, self.dtype, self.shape = offset, dtype, shape
+
+    def __getstate__(self):
+        return self.offset, self.dtype, self.shape
+
+    def __setstate__(self, state):
+        self.offset, self.dtype, self.shape = state
+
+
+def _pack(obj, slot, pos=0):
+    """``(obj, end)``: ``obj`` (arrays in tuples, lists and dicts) with its
+    arrays copied into the uint8 array ``slot`` from ``pos`` while they fit,
+    each replaced by its :class:`_Shared` place; the others stay (pickled)."""
+    if isinstance(obj, np.ndarray):
+        end = pos + obj.nbytes
+        if obj.dtype.hasobject or end > len(slot):
+            return obj, pos
+        slot[pos:end].view(obj.dtype).reshape(obj.shape)[...] = obj
+        return _Shared(pos, obj.dtype.str, obj.shape), (end + 63) // 64 * 64
+    if isinstance(obj, (tuple, list)):
+        out = []
+        for x in obj:
+            x, pos = _pack(x, slot, pos)
+            out.append(x)
+        return type(obj)(out), pos
+    if isinstance(obj, dict):
+        out = {}
+        for key, x in obj.items():
+            out[key], pos = _pack(x, slot, pos)
+        return out, pos
+    return obj, pos
+
+
+def _unpack(obj, slot):
+    """The inverse of :func:`_pack`: the arrays copied out of ``slot``."""
+    if isinstance(obj, _Shared):
+        size = int(np.prod(obj.shape, dtype=np.int64)) * np.dtype(obj.dtype).itemsize
+        return slot[obj.offset:obj.offset + size].view(obj.dtype).reshape(obj.shape).copy()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_unpack(x, slot) for x in obj)
+    if isinstance(obj, dict):
+        return {key: _unpack(x, slot) for key, x in obj.items()}
+    return obj
+
+
+class _Slots:
+    """``depth`` slots of ``size`` bytes of memory shared by a worker and the
+    parent (anonymous, inherited by the fork). The n-th result of a worker
+    goes to slot ``n mod depth``: with at most ``depth`` chunks in flight per
+    worker, the parent has copied a slot's arrays out before it is reused.
+    Results so travel without pickling and pipe copies; what does not fit
+    is pickled."""
+
+    def __init__(self, depth, size):
+        self.depth, self.size = depth, size
+        self.memory = np.frombuffer(mmap.mmap(-1, depth * size), np.uint8)
+        self.count = 0
+
+    def next(self):
+        k = self.count % self.depth
+        self.count += 1
+        return self.memory[k * self.size:(k + 1) * self.size]
+
+
+def _worker_main(task, inbox, outbox, slots):
+    _tune_malloc()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent stops the workers
+    try:
+        while True:
+            item = inbox.get()
+            if item is None:
+                outbox.put(("done", task.finish()))
+                return
+            result, _ = _pack(task(item), slots.next())
+            outbox.put(("ok", result))
+    except BaseException:                             # reported by the parent
+        outbox.put(("error", traceback.format_exc()))
+
+
+class _Workers:
+    """Runs ``task`` (a callable with ``finish()``) over chunks in
+    ``workers`` forked processes, each with its own copy of ``task`` and its
+    state; ``workers=0`` runs it here. Chunk ``i`` goes to worker ``i mod
+    workers`` and results are taken back in submission order, so what is
+    done with them (writing, error reports) is the same as in one process.
+    At most ``depth`` chunks per worker are in flight: memory does not grow
+    with the input. Result arrays come back through shared memory
+    (:class:`_Slots` of ``slot_bytes``)."""
+
+    def __init__(self, task, workers, depth=3, slot_bytes=4 << 20):
+        self.task, self.workers = task, int(workers)
+        self.limit = depth * max(self.workers, 1)
+        self.procs, self.inbox, self.outbox, self.slots = [], [], [], []
+        if self.workers:
+            ctx = multiprocessing.get_context("fork")   # the task and its data, shared as is
+            try:
+                for w in range(self.workers):
+                    self.inbox.append(ctx.Queue())
+                    self.outbox.append(ctx.Queue())
+                    self.slots.append(_Slots(depth, slot_bytes))
+                    proc = ctx.Process(target=_worker_main, name=f"criteo-worker-{w}", daemon=True,
+                                       args=(task, self.inbox[w], self.outbox[w], self.slots[w]))
+                    proc.start()
+                    self.procs.append(proc)
+            except BaseException:
+                self.close(abort=True)
+                raise
+
+    def map(self, items):
+        """``(meta, result)`` for every ``(meta, task input)`` of ``items``, in order."""
+        if not self.workers:
+            for meta, item in items:
+                yield meta, self.task(item)
+            return
+        flight = collections.deque()
+        for i, (meta, item) in enumerate(items):
+            if len(flight) >= self.limit:
+                old, w = flight.popleft()
+                yield old, _unpack(self._get(w), self.slots[w].next())
+            w = i % self.workers
+            self.inbox[w].put(item)
+            flight.append((meta, w))
+        while flight:
+            old, w = flight.popleft()
+            yield old, _unpack(self._get(w), self.slots[w].next())
+
+    def _get(self, w):
+        while True:
+            try:
+                kind, value = self.outbox[w].get(timeout=1.0)
+                break
+            except queue.Empty:
+                if self.procs[w].is_alive():
+                    continue
+                try:
+                    kind, value = self.outbox[w].get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    raise RuntimeError(f"criteo converter worker {w} died (exit code "
+                                       f"{self.procs[w].exitcode})") from None
+        if kind == "error":
+            last = value.strip().splitlines()[-1]
+            raise RuntimeError(f"criteo converter worker {w} failed: {last}\n{value}")
+        return value
+
+    def finish(self):
+        """The ``finish()`` of every worker's task, then the workers end."""
+        if not self.workers:
+            return [self.task.finish()]
+        for q in self.inbox:
+            q.put(None)
+        out = [self._get(w) for w in range(self.workers)]
+        self.close()
+        return out
+
+    def close(self, abort=False):
+        if not self.workers:
+            self.task.close()
+        for proc in self.procs:
+            if abort and proc.is_alive():
+                proc.terminate()
+            proc.join()
+        for q in self.inbox + self.outbox:
+            if abort:
+                q.cancel_join_thread()
+            q.close()
+        self.procs, self.inbox, self.outbox, self.slots = [], [], [], []
 
 
 class _Run:
     """The passes of one conversion over its input files."""
 
-    def __init__(self, files, chunk_bytes, skip_malformed, progress_seconds, log):
+    def __init__(self, files, chunk_bytes, skip_malformed, progress_seconds, log, workers):
         self.files, self.chunk_bytes, self.skip = files, int(chunk_bytes), bool(skip_malformed)
-        self.progress_seconds, self.log = progress_seconds, log
         self.sizes = [os.path.getsize(p) for p in files]
         self.total_bytes = sum(self.sizes)
+        # no more workers than chunks (of a plain file; gzip'd text is longer)
+        self.progress_seconds, self.log = progress_seconds, log
+        self.workers = min(int(workers), -(-self.total_bytes // self.chunk_bytes))
+        self.spans = [None] * len(files)
 
     def _progress(self, what, total_lines=None):
         return Progress(what, total_lines=total_lines, total_bytes=self.total_bytes,
                         every=self.progress_seconds, log=self.log)
 
-    def _chunks(self, progress):
-        """``(file index, path, lines of the file before, lines of all files
-        before, parsed chunk)`` for every chunk of every file, with progress."""
+    def _chunks(self):
+        """``((file index, lines of the file before, its line count, byte
+        position reached), (file index, lines of the file before, lines of
+        all files before, text))`` for every chunk of whole lines of every
+        file. The text of a chunk of a plain file is handed out as its
+        ``(offset, length)``, read again where it is parsed (cheaper than
+        sending it through a pipe), and the first reading of the file
+        records where its chunks are (``self.spans``: three numbers per
+        chunk), so later passes need not read it here at all."""
         global_line, done = 0, 0
         for k, path in enumerate(self.files):
             line = 0
-            for data, position in iter_chunks(path, self.chunk_bytes):
-                parsed = parse_lines(data)
-                yield k, path, line, global_line, parsed
-                line += len(parsed)
-                global_line += len(parsed)
-                progress.update(global_line, done + position)
+            if self.spans[k] is not None:
+                for offset, length, n in self.spans[k]:
+                    yield (k, line, n, done + offset + length), (k, line, global_line, (offset, length))
+                    line += n
+                    global_line += n
+            else:
+                spans = None if is_gzip(path) else []
+                offset = 0
+                for data, position in iter_chunks(path, self.chunk_bytes):
+                    n = data.count(b"\n")
+                    if spans is None:
+                        yield (k, line, n, done + position), (k, line, global_line, data)
+                    else:                               # read again where it is processed
+                        yield (k, line, n, done + position), (k, line, global_line, (offset, len(data)))
+                        spans.append((offset, len(data), n))
+                    offset += len(data)
+                    line += n
+                    global_line += n
+                self.spans[k] = spans
             done += self.sizes[k]
-        progress.done(global_line)
+
+    def _passes(self, task, what, total_lines=None):
+        """``(file index, lines of the file before, task result)`` of every
+        chunk, in order, with progress; then ``(None, None, the finish() of
+        every worker's task)``."""
+        progress = self._progress(what, total_lines)
+        pool = _Workers(task, self.workers, slot_bytes=max(1 << 20, 2 * self.chunk_bytes))
+        try:
+            lines = 0
+            for (k, line, n, position), result in pool.map(self._chunks()):
+                if result[0] != n:
+                    raise RuntimeError(f"{self.files[k]} changed during the conversion: {result[0]} "
+                                       f"lines after line {line}, {n} before")
+                yield k, line, result
+                lines += n
+                progress.update(lines, position)
+            finals = pool.finish()
+        except BaseException:
+            pool.close(abort=True)
+            raise
+        progress.done(lines)
+        yield None, None, finals
 
     def count_lines(self, what):
-        """Lines per file, without parsing."""
+        """Lines per file, without parsing (and where the chunks are)."""
         progress = self._progress(what)
-        counts, before, done = [], 0, 0
-        for k, path in enumerate(self.files):
-            lines = 0
-            for data, position in iter_chunks(path, self.chunk_bytes):
-                lines += data.count(b"\n")
-                progress.update(before + lines, done + position)
-            counts.append(lines)
-            before += lines
-            done += self.sizes[k]
-        progress.done(before)
+        counts = [0] * len(self.files)
+        lines = 0
+        for (k, _, n, position), _ in self._chunks():
+            counts[k] += n
+            lines += n
+            progress.update(lines, position)
+        progress.done(lines)
         return counts
 
     def count_categories(self, plan):
-        """Pass 1: per-field value counters over the train lines, and lines per file."""
-        counters = [_FieldCounter() for _ in range(NUM_CAT)]
+        """Pass 1: ``(keys, counts)`` of the values of the train lines (see
+        :class:`ValueCounter`), and lines per file."""
         file_lines = [0] * len(self.files)
         malformed = MalformedLines(self.skip)
-        progress = self._progress("pass 1/2 (counting categories)")
-        for k, path, line, global_line, parsed in self._chunks(progress):
-            malformed.check(path, line, parsed)
-            rows = (parsed.reason == OK) & plan.is_train(k, line, global_line, len(parsed))
-            cat = parsed.cat[rows]
-            for f, counter in enumerate(counters):
-                counter.add(cat[:, f])
-            file_lines[k] += len(parsed)
-        return counters, file_lines
+        passes = self._passes(_CountTask(self.files, plan), "pass 1/2 (counting categories)")
+        try:
+            for k, line, result in passes:
+                if k is None:
+                    parts = result
+                    break
+                n, problems, bad = result
+                malformed.check(self.files[k], line, problems, bad)
+                file_lines[k] += n
+        except BaseException:
+            passes.close()
+            raise
+        keys, counts = parts[0] if len(parts) == 1 else merge_counts(parts)
+        return keys, counts, file_lines
 
     def write_splits(self, plan, encoder, dense_transform, out_dir, shard_rows, block_rows):
         """Pass 2: encode every line and append it to its split's shard files."""
+        task = _EncodeTask(self.files, plan, encoder, dense_transform)
+        passes = self._passes(task, "pass 2/2 (encoding and writing)", total_lines=sum(plan.file_lines))
         writers = {name: ShardedSplitWriter(out_dir, name, shard_rows, block_rows) for name in SPLITS}
         malformed = MalformedLines(self.skip)
         file_lines = [0] * len(self.files)
-        progress = self._progress("pass 2/2 (encoding and writing)", total_lines=sum(plan.file_lines))
         try:
-            for k, path, line, global_line, parsed in self._chunks(progress):
-                malformed.check(path, line, parsed)
-                codes = plan.codes(k, line, global_line, len(parsed))
-                codes[parsed.reason != OK] = -1
-                arrays = {"label": parsed.label.astype(np.float32)[:, None],
-                          "dense": dense_features(parsed.dense, dense_transform),
-                          "cat": encoder.encode(parsed.cat)}
-                for s, name in enumerate(SPLITS):
-                    rows = codes == s
-                    if rows.all():
-                        writers[name].write(arrays)
-                    elif rows.any():
-                        writers[name].write({c: a[rows] for c, a in arrays.items()})
-                file_lines[k] += len(parsed)
+            for k, line, result in passes:
+                if k is None:
+                    break
+                n, problems, bad, parts = result
+                malformed.check(self.files[k], line, problems, bad)
+                for s, arrays in parts:
+                    writers[SPLITS[s]].write(arrays)
+                file_lines[k] += n
             if file_lines != plan.file_lines:
                 raise RuntimeError(f"line counts changed between passes: {plan.file_lines}, "
                                    f"then {file_lines}")
             for w in writers.values():
                 w.close()
         except BaseException:
+            passes.close()
             for w in writers.values():
                 w.abort()
             raise
@@ -759,6 +1166,10 @@ def main(argv=None):
                         help="text read per chunk in MB (default 1; larger is slower: cache)")
     parser.add_argument("--progress_seconds", type=float, default=10.0,
                         help="seconds between progress lines (default 10)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes parsing and encoding beside the one reading and writing "
+                             f"(default: the usable CPUs, at most 4, here {default_workers()}; "
+                             "0: one process); the output does not depend on it")
     args = parser.parse_args(argv)
     raw = args.raw_data_path[0] if len(args.raw_data_path) == 1 else args.raw_data_path
     try:
@@ -767,7 +1178,7 @@ def main(argv=None):
                 val_fraction=args.val_fraction, test_fraction=args.test_fraction, days=args.days,
                 seed=args.seed, shard_rows=args.shard_rows, block_rows=args.block_rows,
                 skip_malformed=args.skip_malformed, chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
-                progress_seconds=args.progress_seconds)
+                progress_seconds=args.progress_seconds, workers=args.workers)
     except (CriteoFormatError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -775,4 +1186,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    _tune_malloc()                      # this process only runs the conversion
     sys.exit(main())

@@ -9,6 +9,7 @@ rare, go through ``int()``), validating every field on the way.
 :func:`iter_chunks` reads a plain or gzip'd file in chunks of whole lines.
 """
 import gzip
+import os
 import zlib
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ _SEVENTIES = _U(0x7070707070707070)
 _BIT4 = _U(0x1010101010101010)
 _BIT5 = _U(0x2020202020202020)
 _BIT7 = _U(0x8080808080808080)
+_FIELD_INDEX = np.arange(NUM_FIELDS)
 _BYTE_MASK = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  # low k bytes
 
 
@@ -87,33 +89,34 @@ def decode_hex8(words):
     enc = nib + _SEVENTIES                          # and be a nibble (< 16)
     enc &= _BIT7
     ok &= enc == 0
-    x = nib << _U(4)                               # pack 8 nibbles, first digit highest
+    # pack the 8 nibbles, first digit highest, by multiply-shift-mask: in
+    # each 16-bit lane (b0 + 256 b1) * (4096 + 1) holds 16 b0 + b1 in bits
+    # 8..15; the same with 32-bit lanes of bytes, then the two halves
+    nib *= _U(0x1001)
     nib >>= _U(8)
-    x |= nib
-    x &= _U(0x00FF00FF00FF00FF)
-    y = x << _U(8)
-    x >>= _U(16)
-    x |= y
-    x &= _U(0x0000FFFF0000FFFF)
-    y = x << _U(16)
-    x >>= _U(32)
-    x |= y
-    x &= _U(0xFFFFFFFF)
-    return x.view(np.int64), ok
+    nib &= _U(0x00FF00FF00FF00FF)
+    nib *= _U(0x1000001)
+    nib >>= _U(16)
+    nib &= _U(0x0000FFFF0000FFFF)
+    nib *= _U(0x1000000000001)
+    nib >>= _U(32)
+    return nib.view(np.int64), ok
 
 
-def decode_digits(words, ndigits):
+def decode_digits(words, ndigits, values=True):
     """``(value int64, ok bool)``: the first ``ndigits`` (1..8, per word)
     ASCII bytes of each uint64 word read as a decimal number, and whether they
-    are all digits."""
+    are all digits (``values=False``: ``(None, ok)``, the check alone)."""
     mask = _BYTE_MASK[ndigits]
     c = words & mask
     ok = (c & _HIGH_NIBBLES) == (_ASCII_ZEROS & mask)
     t = c & _LOW_NIBBLES
-    d = t << (_U(8) * (_U(8) - ndigits.astype(np.uint64)))   # right-align: leading zeros
+    d = t << (_U(8) * (_U(8) - ndigits.astype(np.uint64))) if values else None  # right-align
     t += _SIXES
     t &= _BIT4 & mask
     ok &= t == 0                                    # every digit nibble <= 9
+    if not values:
+        return None, ok
     d *= _U(2561)                                   # 10 * 256 + 1: pairs of digits
     d >>= _U(8)
     d &= _U(0x00FF00FF00FF00FF)
@@ -142,10 +145,11 @@ def _field_bounds(seps, kinds):
     """Start and end offsets (n, 40) of the fields of every line, and the
     number of fields of each line.
 
-    Absent trailing fields are made up by repeating the line's newline as
-    their end: such a field starts one byte after it ends (width -1, read as
-    empty). A line with more than 40 fields keeps its first 39 tabs and its
-    newline (it is malformed anyway).
+    Field ``f`` of a line ends at the line's ``f``-th separator, clipped to
+    its newline: an absent trailing field then starts one byte after it ends
+    (width -1, read as empty). The last field always ends at the newline, so
+    a line with more than 40 fields keeps its first 39 tabs (it is malformed
+    anyway).
     """
     nl_idx = np.flatnonzero(kinds == 10)            # index in seps of each line end
     n = len(nl_idx)
@@ -153,22 +157,23 @@ def _field_bounds(seps, kinds):
     if (nfields == NUM_FIELDS).all():               # no line to pad
         ends = seps
     else:
-        reps = np.ones(len(seps), np.int64)
-        reps[nl_idx] += np.maximum(NUM_FIELDS - nfields, 0)
-        for i in np.flatnonzero(nfields > NUM_FIELDS):
-            reps[nl_idx[i] - nfields[i] + NUM_FIELDS:nl_idx[i]] = 0
-        ends = np.repeat(seps, reps)
+        idx = (nl_idx - (nfields - 1))[:, None] + _FIELD_INDEX
+        np.minimum(idx, nl_idx[:, None], out=idx)
+        idx[:, -1] = nl_idx
+        ends = seps[idx.ravel()]
     starts = np.empty(len(ends), np.int64)
     starts[0] = 0
     np.add(ends[:-1], 1, out=starts[1:])
     return starts.reshape(n, NUM_FIELDS), ends.reshape(n, NUM_FIELDS), nfields
 
 
-def parse_lines(data, describe=MAX_REPORTED):
+def parse_lines(data, describe=MAX_REPORTED, dense=True):
     """Parse ``data``: the bytes of whole lines, each ending with ``\\n``.
 
     Returns :class:`ParsedLines`; at most ``describe`` malformed lines get a
-    description in ``problems``.
+    description in ``problems``. With ``dense=False`` the label and dense
+    values are checked but not decoded (``label`` and ``dense`` are None):
+    what counting the categorical values needs.
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
@@ -195,38 +200,41 @@ def parse_lines(data, describe=MAX_REPORTED):
     first = words[starts[:, 0]]
     label = (first & _U(0xFF)).view(np.int64)
     label_ok = (width[:, 0] == 1) & ((label == 48) | (label == 49))
-    label = (label == 49).astype(np.int8)
+    label = (label == 49).astype(np.int8) if dense else None
 
-    d_starts = np.ascontiguousarray(starts[:, 1:1 + NUM_DENSE])
-    d_width = np.ascontiguousarray(width[:, 1:1 + NUM_DENSE])
+    d_starts = starts[:, 1:1 + NUM_DENSE]
+    d_width = width[:, 1:1 + NUM_DENSE]
     dword = words[d_starts]
     neg = (dword & _U(0xFF)) == 45                 # '-'
     np.right_shift(dword, _U(8), out=dword, where=neg)
     ndig = d_width - neg
     room = 8 - neg                                  # digits the word still holds
     fast = (ndig >= 1) & (ndig <= room)
-    dense, dense_ok = decode_digits(dword, np.where(fast, ndig, 1))
+    values, dense_ok = decode_digits(dword, np.where(fast, ndig, 1), values=dense)
     dense_ok &= fast
-    dense[~fast] = 0
     dense_ok |= d_width == 0                        # missing
+    if dense:
+        values[~fast] = 0
     slow = ndig > room
     if slow.any():
         rows, cols = np.nonzero(slow)
         vals, ok = _slow_ints(padded, d_starts[rows, cols], d_starts[rows, cols] + d_width[rows, cols])
-        dense[rows, cols] = vals
+        if dense:
+            values[rows, cols] = vals
         dense_ok[rows, cols] = ok
-    np.negative(dense, out=dense, where=neg & fast)
+    if dense:
+        np.negative(values, out=values, where=neg & fast)
 
     c_width = width[:, 1 + NUM_DENSE:]
-    cat, hex_ok = decode_hex8(words[np.ascontiguousarray(starts[:, 1 + NUM_DENSE:])])
+    cat, hex_ok = decode_hex8(words[starts[:, 1 + NUM_DENSE:]])
     c8 = c_width == 8
     cat_ok = (c_width == 0) | (c8 & hex_ok)
     cat[~c8] = -1
 
-    bad = np.concatenate([~label_ok[:, None], ~dense_ok, ~cat_ok], axis=1)
     reason = np.zeros(n, np.int8)
     problems = []
-    if bad.any() or (nfields > NUM_FIELDS).any():
+    if not (label_ok.all() and dense_ok.all() and cat_ok.all()) or (nfields > NUM_FIELDS).any():
+        bad = np.concatenate([~label_ok[:, None], ~dense_ok, ~cat_ok], axis=1)
         first_bad = bad.argmax(axis=1)
         any_bad = bad.any(axis=1)
         reason[any_bad & (first_bad > NUM_DENSE)] = BAD_CAT
@@ -237,7 +245,7 @@ def parse_lines(data, describe=MAX_REPORTED):
         for i in np.flatnonzero(reason)[:describe]:
             problems.append((int(i), _describe(padded, int(reason[i]), int(first_bad[i]),
                                                starts[i], ends[i], int(nfields[i]))))
-    return ParsedLines(label, dense, cat, reason, problems)
+    return ParsedLines(label, values, cat, reason, problems)
 
 
 def _describe(data, reason, field, starts, ends, nfields):
@@ -266,6 +274,20 @@ def _open_raw(path):
     magic = raw.read(2)
     raw.seek(0)
     return (gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw), raw
+
+
+def is_gzip(path):
+    """Whether ``path`` is gzip'd (told by its magic bytes, as :func:`iter_chunks` does)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def read_span(fd, offset, length):
+    """Bytes ``offset .. offset + length`` of a plain file open as ``fd``: a
+    chunk that :func:`iter_chunks` yielded at that text offset (with its
+    ``\n`` added when the file's last line has none)."""
+    data = os.pread(fd, length, offset)
+    return data if data.endswith(b"\n") else data + b"\n"
 
 
 def iter_chunks(path, chunk_bytes=DEFAULT_CHUNK_BYTES):
