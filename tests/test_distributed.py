@@ -29,6 +29,15 @@ def test_only_a_launcher_makes_a_run_distributed():
     assert not launched_distributed({"RANK_SIZE": "8"})
 
 
+def test_cpu_threads_share_the_cores_among_local_workers():
+    from src.engine.runtime import cpu_threads
+    assert cpu_threads(0, {}, cores=16) == 16
+    assert cpu_threads(3, {}, cores=16) == 3                    # asked for: taken as is
+    msrun = {"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "4"}
+    assert cpu_threads(0, msrun, cores=16) == 4
+    assert cpu_threads(0, {"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "8"}, cores=2) == 1
+
+
 def test_distributed_learning_rate_rules():
     class Cfg(dict):
         __getattr__ = dict.get

@@ -70,13 +70,15 @@ class DLRM(nn.Cell):
         li, lj = np.tril_indices(vectors, 0 if self_interaction else -1)
         self.pairs = Tensor((li * vectors + lj).astype(np.int32))
         self.vectors = vectors
+        # transpose flag, not a Transpose op (forward and gradient): cheaper on CPU
+        self.gram = ops.BatchMatMul(transpose_b=True)
 
     def interact(self, x, emb):
         """``x`` (B, D) bottom output, ``emb`` (B, F, D) -> (B, width)."""
         t = ops.concat((x.expand_dims(1), emb), axis=1)                     # (B, F+1, D)
         if not self.dot:
             return t.reshape((-1, self.vectors * self.dim))
-        z = ops.bmm(t, t.transpose((0, 2, 1))).reshape((-1, self.vectors * self.vectors))
+        z = self.gram(t, t).reshape((-1, self.vectors * self.vectors))
         return ops.concat((x, ops.gather(z, self.pairs, 1)), axis=1)
 
     def head(self, emb, dense):

@@ -1,4 +1,5 @@
-"""Process set-up shared by every entry point: device, graph mode, seeds."""
+"""Process set-up shared by every entry point: device, graph mode, seeds, CPU threads."""
+import os
 import random
 
 import numpy as np
@@ -21,9 +22,37 @@ def setup_runtime(cfg):
         ms.set_device(cfg.device_target)
     else:
         ms.set_device(cfg.device_target, int(device_id))
+    if cfg.device_target == "CPU":
+        _set_cpu_threads(cpu_threads(cfg.get("cpu_threads") or 0))
     seed = int(cfg.seed)
     random.seed(seed)
     np.random.seed(seed)
     ms.set_seed(seed)
     if cfg.get("deterministic"):
         ms.set_deterministic(True)
+
+
+_THREADS = []       # MindSpore takes the CPU thread count once per process
+
+
+def _set_cpu_threads(threads):
+    if not _THREADS:
+        ms.device_context.cpu.op_tuning.threads_num(threads)
+        _THREADS.append(threads)
+    elif _THREADS[0] != threads:
+        print(f"cpu_threads: keeping {_THREADS[0]} threads (MindSpore sets them once per "
+              f"process), not {threads}", flush=True)
+
+
+def cpu_threads(requested=0, environ=None, cores=None):
+    """Threads for MindSpore's CPU kernels: ``requested`` if positive, else the
+    cores this process may run on shared among the workers of a distributed
+    CPU job on this machine (``MS_WORKER_NUM``). Left to itself MindSpore 2.10
+    ran a large matrix product on one of two cores here (bench/notes.md)."""
+    if requested and int(requested) > 0:
+        return int(requested)
+    env = os.environ if environ is None else environ
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = int(env.get("MS_WORKER_NUM", "1")) if launched_distributed(env) else 1
+    return max(1, int(cores or 1) // max(1, workers))
