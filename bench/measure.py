@@ -1,0 +1,85 @@
+"""Driving worker processes: warm-up, calibration and interleaved repetitions."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from bench.workload import ROOT
+
+
+class WorkerError(RuntimeError):
+    """A worker failed to set up or to run; the message names the case and its log."""
+
+
+class Worker:
+    """One ``python -m bench.worker`` process (see its protocol)."""
+
+    def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0):
+        self.name = f"{side} {kind} {model} batch {batch_size}"
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.setdefault("GLOG_v", "3")
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", "--side", side, "--kind", kind, "--model", model,
+             "--batch_size", str(batch_size), "--data_path", data_path, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=cwd, env=env)
+        self.setup = self._answer("READY")
+
+    def _answer(self, word):
+        line = self.proc.stdout.readline()
+        if not line.startswith(word + " "):
+            self.close()
+            reason = line.strip() or f"exited with code {self.proc.returncode}"
+            raise WorkerError(f"{self.name}: {reason} (log: {self.log_path})")
+        return json.loads(line[len(word) + 1:])
+
+    def run(self, n):
+        """``(seconds, items)`` of ``n`` units of work."""
+        self.proc.stdin.write(f"RUN {int(n)}\n")
+        self.proc.stdin.flush()
+        answer = self._answer("DONE")
+        return answer["seconds"], answer["items"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("QUIT\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def units_for(seconds_per_unit, target_seconds, least=2, most=100_000):
+    """How many units make one repetition of about ``target_seconds``."""
+    if seconds_per_unit <= 0:
+        return most
+    return int(min(most, max(least, round(target_seconds / seconds_per_unit))))
+
+
+def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
+    """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
+    in turns so machine noise hits all sides: each is warmed up (``warmup``
+    units: graph compiles, first reads), timed once to size a repetition of
+    about ``target_seconds``, then the sides take turns ``reps`` times (the
+    order alternating). Returns ``{side: {"median", "min", "max", "rates",
+    "units"}}``."""
+    sides = list(workers)
+    units = {}
+    for side in sides:
+        workers[side].run(warmup)
+        seconds, _ = workers[side].run(calibrate)
+        units[side] = units_for(seconds / calibrate, target_seconds)
+    rates = {side: [] for side in sides}
+    for rep in range(reps):
+        order = sides if rep % 2 == 0 else sides[::-1]
+        for side in order:
+            seconds, items = workers[side].run(units[side])
+            rates[side].append(items / seconds)
+    return {side: {"median": statistics.median(r), "min": min(r), "max": max(r), "rates": r,
+                   "units": units[side]}
+            for side, r in rates.items()}

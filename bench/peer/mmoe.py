@@ -1,0 +1,51 @@
+"""PyTorch peer of MMoE (``src/mmoe/mmoe.py``).
+
+Same parameters, same layout: experts ``(F, E*U)`` and gates ``(F, T*E)`` as
+one matrix each (every expert's / gate's ``(F, U)`` / ``(F, E)`` block drawn
+separately with its own fans), per-task towers as stacked weights
+(``TaskTowers``). Loss: per-task mean BCE-with-logits, weighted sum over tasks.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.peer.common import PeerModel, TaskTowers, init_stack, weighted_bce
+
+
+class MMoENet(nn.Module):
+    def __init__(self, input_dim, num_tasks, num_experts, expert_units, tower_units, init,
+                 init_scale, tower_dropout, generator):
+        super().__init__()
+        f, t, e, u = int(input_dim), int(num_tasks), int(num_experts), int(expert_units)
+        self.num_tasks, self.num_experts, self.expert_units = t, e, u
+        experts = init_stack(e, f, u, init, init_scale, generator)          # (E, F, U)
+        self.expert_kernel = nn.Parameter(experts.permute(1, 0, 2).reshape(f, e * u).contiguous())
+        self.expert_bias = nn.Parameter(torch.zeros(e * u))
+        gates = init_stack(t, f, e, init, init_scale, generator)            # (T, F, E)
+        self.gate_kernel = nn.Parameter(gates.permute(1, 0, 2).reshape(f, t * e).contiguous())
+        self.gate_bias = nn.Parameter(torch.zeros(t * e))
+        self.towers = TaskTowers(t, u, list(tower_units), 1, init, init_scale, tower_dropout,
+                                 generator)
+
+    def forward(self, x):
+        experts = F.relu(torch.addmm(self.expert_bias, x, self.expert_kernel))
+        experts = experts.view(-1, self.num_experts, self.expert_units)          # (B, E, U)
+        gates = torch.addmm(self.gate_bias, x, self.gate_kernel)
+        gates = F.softmax(gates.view(-1, self.num_tasks, self.num_experts), dim=-1)  # (B, T, E)
+        mixed = torch.bmm(gates, experts)                                         # (B, T, U)
+        return self.towers(mixed).reshape(-1, self.num_tasks)                     # (B, T)
+
+
+class MMoEPeer(PeerModel):
+    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None):
+        generator = torch.Generator().manual_seed(int(seed))
+        tasks = list(feature_map["tasks"])
+        module = MMoENet(feature_map["input_dim"], len(tasks), cfg.num_experts, cfg.expert_units,
+                         cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator)
+        weights = cfg.get("task_weights") or [1.0] * len(tasks)
+        self.task_weights = torch.tensor(weights, dtype=torch.float32)
+        super().__init__(module, cfg, feature_map, module.parameters(),
+                         steps_per_epoch=steps_per_epoch)
+
+    def loss(self, x, labels):
+        return weighted_bce(self.module(x), labels, self.task_weights)

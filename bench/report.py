@@ -1,0 +1,155 @@
+"""The benchmark table: machine, versions, command and one row per case,
+as JSON and as markdown."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+from bench.workload import ROOT
+from src.fileio import write_json_atomic
+
+GROUPS = {
+    "train": ("Training throughput",
+              "Samples/s of whole training steps: the batch read from MindRecord by the project's "
+              "reader, forward, backward, optimizer update, loss fetched. Ratio = ours / peer."),
+    "pipeline": ("Input pipeline",
+                 "Rows/s the MindRecord reader delivers with the transform training applies, "
+                 "against the samples/s this project's training consumes in the same case. "
+                 "Ratio = reader / training."),
+    "predict": ("Inference from Python",
+                "Samples/s of predicting one fixed batch, numpy in, probabilities out "
+                "(ours: the exported Predictor cell in GRAPH_MODE; peer: eval mode under "
+                "torch.inference_mode). Latency = batch / rate. Ratio = ours / peer."),
+    "cpp": ("Inference from C++",
+            "Samples/s of ascend310_infer/'s program on CPU (MindSpore Lite) running the "
+            "exported model, Model::Predict timed alone, against the peer's Python figure of the "
+            "same batch. Ratio = ours / peer."),
+    "converter": ("Criteo converter",
+                  "Lines/s of `python -m src.data.criteo` (both passes, end to end) on generated "
+                  "Kaggle-format files, and its peak resident memory."),
+}
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib():
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+        return round(kib / 2 ** 20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception:          # not installed, or broken: the table says so
+        return "not installed"
+
+
+def _commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(command):
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "commit": _commit(),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+                    "os": platform.platform()},
+        "versions": {"python": platform.python_version(), "mindspore": _version("mindspore"),
+                     "torch": _version("torch"), "numpy": _version("numpy")},
+    }
+
+
+def _num(value, digits=3):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.{digits}g}"
+
+
+def _met(row):
+    return {True: "yes", False: "**no**", None: "-"}[row.get("met")]
+
+
+def markdown(report):
+    env = report["environment"]
+    m, v = env["machine"], env["versions"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "This project against a PyTorch implementation of the same networks (bench/peer/), "
+        "measured side by side in one run. How the figures are taken, what was tried where a "
+        "target was missed, and how to rerun: see the end of this page.",
+        "",
+        f"- Date: {env['date']}; commit {env['commit']}",
+        f"- Command: `{env['command']}`",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
+        f"- Versions: Python {v['python']}, MindSpore {v['mindspore']}, PyTorch {v['torch']}, "
+        f"NumPy {v['numpy']}",
+        f"- Repetitions: median of {report['settings']['reps']} interleaved repetitions of about "
+        f"{report['settings']['seconds']} s per side, after warm-up",
+        "",
+    ]
+    for group, (title, about) in GROUPS.items():
+        rows = [r for r in report["cases"] if r["group"] == group]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", about, ""]
+        if group == "converter":
+            lines += ["| case | lines | lines/s | peak RSS (MiB) | seconds | target | met |",
+                      "|---|---:|---:|---:|---:|---|---|"]
+            for r in rows:
+                lines.append(f"| {r['case']} | {r['lines']:,} | {_num(r['ours'])} | "
+                             f"{_num(r.get('peak_rss_mb'))} | {_num(r.get('seconds'))} | "
+                             f"{r['target']} | {_met(r)} |")
+        else:
+            latency = group in ("predict", "cpp")
+            head = "| case | unit | ours | peer | ratio |" + (" ours ms/batch | peer ms/batch |" if latency else "")
+            lines += [head + " target | met |",
+                      "|---|---|---:|---:|---:|" + ("---:|---:|" if latency else "") + "---|---|"]
+            for r in rows:
+                extra = ""
+                if latency:
+                    extra = f" {_num(r.get('ours_ms'))} | {_num(r.get('peer_ms'))} |"
+                lines.append(f"| {r['case']} | {r['unit']} | {_num(r['ours'])} | {_num(r.get('peer'))} | "
+                             f"{_num(r.get('ratio'), 2)} |{extra} {r['target']} | {_met(r)} |")
+        lines.append("")
+    if report.get("errors"):
+        lines += ["## Cases that failed", ""] + [f"- {e}" for e in report["errors"]] + [""]
+    return "\n".join(lines)
+
+
+def write(report, json_path, md_path, notes=None):
+    """The JSON and the markdown (``notes``: markdown appended after the table)."""
+    write_json_atomic(json_path, report)
+    text = markdown(report) + ("\n" + notes if notes else "")
+    tmp = md_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, md_path)

@@ -1,0 +1,228 @@
+"""Run the benchmark suite: this project against the PyTorch peer, side by side.
+
+    python -m bench.run                       # everything -> docs/benchmarks.md and .json
+    python -m bench.run --groups train --models dlrm --reps 3
+    python -m bench.run --quick               # a few steps of everything (the smoke test)
+
+Groups: train (training throughput, MindRecord input included), pipeline (the
+reader alone against what training consumes), predict (Python inference),
+cpp (the C++ inference program), converter (the Criteo converter). Data are
+generated in the real raw formats and converted once into --work_dir.
+Needs the peer's requirements for the peer side: pip install -r bench/requirements.txt
+(without torch, --sides ours measures this project alone).
+"""
+import argparse
+import os
+import shlex
+import sys
+import time
+import traceback
+
+from bench import data, report
+from bench.measure import Worker, WorkerError, interleaved
+from bench.workload import ROOT
+
+TRAIN_CASES = [("mmoe", 32), ("mmoe", 256), ("mmoe", 2048), ("deepfm", 1024), ("deepfm", 16000),
+               ("dlrm", 128), ("dlrm", 2048), ("dselect_k", 256)]
+PREDICT_LARGE = {"mmoe": 8192, "deepfm": 16384, "dlrm": 16384, "dselect_k": 1024}
+MODELS = ["mmoe", "deepfm", "dlrm", "dselect_k"]
+GROUPS = list(report.GROUPS)
+NOTES = os.path.join(ROOT, "bench", "notes.md")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
+    p.add_argument("--reps", type=int, default=5, help="interleaved repetitions per case (median)")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of one repetition per side")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up units (steps, batches) per side")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for both frameworks (0: all cores)")
+    p.add_argument("--converter_sizes", default="1000000,4000000",
+                   help="generated Criteo lines per converter case")
+    p.add_argument("--work_dir", default=os.path.join(ROOT, ".cache", "bench"),
+                   help="generated data, exported models and worker logs")
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"),
+                   help="markdown table; the JSON goes beside it (.json)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few steps of every case on small data, one repetition (smoke test)")
+    args = p.parse_args(argv)
+    args.groups = _choices(args.groups, GROUPS, "--groups", p)
+    args.models = _choices(args.models, MODELS, "--models", p)
+    args.sides = _choices(args.sides, ["ours", "peer"], "--sides", p)
+    if "ours" not in args.sides:
+        p.error("--sides must include ours")
+    if args.quick:
+        args.reps, args.seconds, args.warmup = 1, 0.2, 2
+        args.converter_sizes = "20000"
+    args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
+    if args.reps < 1 or args.seconds <= 0 or args.warmup < 1:
+        p.error("--reps and --warmup must be at least 1 and --seconds positive")
+    return args
+
+
+def _choices(text, allowed, flag, parser):
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        parser.error(f"{flag}: {', '.join(bad) or 'nothing given'} not in {', '.join(allowed)}")
+    return items
+
+
+class Suite:
+    def __init__(self, args, command):
+        self.args = args
+        self.work = os.path.abspath(args.work_dir)
+        self.logs = os.path.join(self.work, "logs")
+        self.cwd = os.path.join(self.work, "cwd")      # failed compiles write rank_*/ here
+        os.makedirs(self.logs, exist_ok=True)
+        os.makedirs(self.cwd, exist_ok=True)
+        self.report = {"environment": report.environment(command),
+                       "settings": {"reps": args.reps, "seconds": args.seconds, "warmup": args.warmup,
+                                    "threads": args.threads or os.cpu_count(), "quick": args.quick,
+                                    "sides": args.sides},
+                       "cases": [], "errors": []}
+        self.train_rates = {}
+
+    def log(self, text):
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def data(self, model):
+        return data.data_path(model, self.work, quick=self.args.quick, log=self.log)
+
+    def add(self, row):
+        self.report["cases"].append(row)
+        report.write_json_atomic(os.path.join(self.work, "partial.json"), self.report)
+        shown = ", ".join(f"{k} {report._num(row.get(k))}" for k in ("ours", "peer", "ratio")
+                          if row.get(k) is not None)
+        self.log(f"{row['group']} {row['case']}: {shown} {row['unit']}")
+
+    def failed(self, what, exc):
+        self.report["errors"].append(f"{what}: {exc}")
+        self.log(f"FAILED {what}: {exc}")
+
+    def workers(self, kind, model, batch, sides):
+        made = {}
+        try:
+            for side in sides:
+                log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{side}.log")
+                made[side] = Worker(side, kind, model, batch, self.data(model), log, self.cwd,
+                                    threads=self.args.threads)
+        except Exception:
+            for w in made.values():
+                w.close()
+            raise
+        return made
+
+    def measure(self, kind, model, batch, sides):
+        workers = self.workers(kind, model, batch, sides)
+        try:
+            return interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds)
+        finally:
+            for w in workers.values():
+                w.close()
+
+    # ------------------------------------------------------------ groups
+    def train(self, model, batch):
+        res = self.measure("train", model, batch, self.args.sides)
+        ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
+        self.train_rates[(model, batch)] = ours
+        self.add({"group": "train", "case": f"{model} batch {batch}", "model": model, "batch": batch,
+                  "unit": "samples/s", "ours": ours, "peer": peer,
+                  "ratio": ours / peer if peer else None, "target": "ratio >= 1.0",
+                  "met": (ours >= peer) if peer else None, "spread": res})
+
+    def pipeline(self, model, batch):
+        res = self.measure("pipeline", model, batch, ["ours"])
+        rows = res["ours"]["median"]
+        trained = self.train_rates.get((model, batch))
+        self.add({"group": "pipeline", "case": f"{model} batch {batch}", "model": model, "batch": batch,
+                  "unit": "rows/s", "ours": rows, "peer": trained,
+                  "ratio": rows / trained if trained else None,
+                  "target": "reader >= 3x training", "met": (rows >= 3 * trained) if trained else None,
+                  "spread": res})
+
+    def predict(self, model, batch):
+        res = self.measure("predict", model, batch, self.args.sides)
+        ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
+        self.predict_rates[(model, batch)] = peer
+        self.add({"group": "predict", "case": f"{model} batch {batch}", "model": model, "batch": batch,
+                  "unit": "samples/s", "ours": ours, "peer": peer,
+                  "ratio": ours / peer if peer else None, "ours_ms": 1000.0 * batch / ours,
+                  "peer_ms": 1000.0 * batch / peer if peer else None, "target": "ratio >= 1.0",
+                  "met": (ours >= peer) if peer else None, "spread": res})
+
+    def cpp(self, model, batch):
+        from bench import infer_cpp
+        ours = infer_cpp.measure(model, batch, self.data(model), self.work, reps=self.args.reps,
+                                 quick=self.args.quick, log=self.log)
+        peer = self.predict_rates.get((model, batch))
+        self.add({"group": "cpp", "case": f"{model} batch {batch}", "model": model, "batch": batch,
+                  "unit": "samples/s", "ours": ours["rate"], "peer": peer,
+                  "ratio": ours["rate"] / peer if peer else None, "ours_ms": ours["ms"],
+                  "peer_ms": 1000.0 * batch / peer if peer else None, "target": "ratio >= 1.0",
+                  "met": (ours["rate"] >= peer) if peer else None, "spread": ours})
+
+    def converter(self):
+        from bench import converter
+        for row in converter.run(os.path.join(self.work, "converter"), sizes=self.args.converter_sizes,
+                                 reps=1, log=self.log):
+            row.setdefault("group", "converter")
+            row.setdefault("unit", "lines/s")
+            row.setdefault("met", row["ours"] >= 250_000 if row.get("ours") else None)
+            self.add(row)
+
+    def run(self):
+        a = self.args
+        self.predict_rates = {}
+        jobs = []
+        if "train" in a.groups or "pipeline" in a.groups:
+            for model, batch in TRAIN_CASES:
+                if model in a.models:
+                    if "train" in a.groups:
+                        jobs.append((f"train {model} batch {batch}", self.train, (model, batch)))
+                    if "pipeline" in a.groups:
+                        jobs.append((f"pipeline {model} batch {batch}", self.pipeline, (model, batch)))
+        for model in a.models:
+            for batch in (1, PREDICT_LARGE[model]):
+                if "predict" in a.groups:
+                    jobs.append((f"predict {model} batch {batch}", self.predict, (model, batch)))
+                if "cpp" in a.groups:
+                    jobs.append((f"cpp {model} batch {batch}", self.cpp, (model, batch)))
+        if "converter" in a.groups:
+            jobs.append(("converter", self.converter, ()))
+        for what, fn, fargs in jobs:
+            self.log(f"{what} ...")
+            try:
+                fn(*fargs)
+            except (WorkerError, RuntimeError, OSError, ValueError) as exc:
+                traceback.print_exc()
+                self.failed(what, exc)
+        return self.report
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if "peer" in args.sides:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sys.exit("error: the peer needs PyTorch: pip install -r bench/requirements.txt "
+                     "(or run with --sides ours)")
+    command = "python -m bench.run" + "".join(" " + shlex.quote(a) for a in argv)
+    suite = Suite(args, command)
+    result = suite.run()
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    notes = open(NOTES).read() if os.path.isfile(NOTES) else None
+    report.write(result, os.path.splitext(out)[0] + ".json", out, notes=notes)
+    suite.log(f"wrote {out} and {os.path.splitext(out)[0]}.json"
+              + (f"; {len(result['errors'])} case(s) failed" if result["errors"] else ""))
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

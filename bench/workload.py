@@ -1,0 +1,148 @@
+"""What a benchmark worker runs, for this project ("ours") and the PyTorch peer.
+
+Every workload is set up once (network, reader, compiled graph) and then
+``run(n)`` does ``n`` units of work and returns ``(seconds, items)``:
+
+* ``train``: ``n`` training steps, each reading its batch from MindRecord
+  through the project's reader (:class:`~src.data.reader.BlockDataset`, the
+  same for both sides), running forward, backward and the optimizer update
+  and fetching the loss; items = samples.
+* ``predict``: ``n`` predictions of one fixed batch, from numpy input to
+  numpy probabilities; items = samples.
+* ``pipeline``: ``n`` batches from the reader alone, with the transform
+  training applies (ours only); items = rows.
+"""
+import os
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
+# Long enough that the learning-rate table outlasts any benchmark run.
+EPOCHS = "100"
+
+
+def load_cfg(model, batch_size, data_path, extra=()):
+    from src.config import parse_config
+    argv = ["--model", model, "--batch_size", str(batch_size), "--eval_batch_size",
+            str(batch_size), "--data_path", data_path, "--epoch_size", EPOCHS] + list(extra)
+    return parse_config(argv, config_path=CPU_CONFIG)
+
+
+def _forever(reader):
+    """The reader's batches, epoch after epoch."""
+    epoch = 1
+    while True:
+        yield from reader.epoch(epoch)
+        epoch += 1
+
+
+def _fixed_batch(spec, fmap, cfg, batch_size):
+    """The first ``batch_size`` rows of the test split, as network inputs."""
+    from src.engine.setup import split_reader
+    reader = split_reader(spec, fmap, cfg, "test")
+    inputs = next(iter(reader.epoch(1)))[:-1]
+    reps = -(-batch_size // len(inputs[0]))
+    return [np.ascontiguousarray(np.concatenate([a] * reps)[:batch_size]) for a in inputs]
+
+
+class Ours:
+    """This project: the CPU config, GRAPH_MODE, the trainer's own train step."""
+
+    def __init__(self, kind, model, batch_size, data_path, threads=0):
+        from src.engine.runtime import setup_runtime
+        from src.engine.setup import build_network, model_and_data
+        # setup_runtime gives MindSpore's CPU kernels cpu_threads threads (0: all cores)
+        extra = ["--cpu_threads", str(threads)] if threads else []
+        self.cfg = cfg = load_cfg(model, batch_size, data_path, extra)
+        setup_runtime(cfg)
+        self.spec, self.fmap = model_and_data(cfg)
+        self.network = build_network(self.spec, cfg, self.fmap)
+        self.batch_size = int(batch_size)
+        getattr(self, "_setup_" + kind)()
+        self.run = getattr(self, "_run_" + kind)
+
+    def _train_reader(self):
+        from src.engine.setup import split_reader
+        transform = self.spec.train_transform(self.fmap, self.network)
+        return split_reader(self.spec, self.fmap, self.cfg, "train", training=True,
+                            transform=transform)
+
+    def _setup_train(self):
+        from src.engine.trainer import Trainer
+        reader = self._train_reader()
+        trainer = Trainer(self.spec, self.cfg, self.fmap, self.network, len(reader), printer=lambda *a, **k: None)
+        self.network.set_train(True)
+        set_epoch = getattr(trainer.net_with_loss, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(1)
+        self.step = trainer.train_step
+        self.batches = _forever(reader)
+
+    def _run_train(self, n):
+        from mindspore import Tensor
+        start = time.perf_counter()
+        for _ in range(n):
+            batch = next(self.batches)
+            float(self.step(*[Tensor(a) for a in batch]).asnumpy())
+        return time.perf_counter() - start, n * self.batch_size
+
+    def _setup_predict(self):
+        self.network.set_train(False)
+        self.predictor = self.spec.predictor(self.network)
+        self.inputs = _fixed_batch(self.spec, self.fmap, self.cfg, self.batch_size)
+
+    def _run_predict(self, n):
+        from mindspore import Tensor
+        start = time.perf_counter()
+        for _ in range(n):
+            self.predictor(*[Tensor(a) for a in self.inputs]).asnumpy()
+        return time.perf_counter() - start, n * self.batch_size
+
+    def _setup_pipeline(self):
+        self.batches = _forever(self._train_reader())
+
+    def _run_pipeline(self, n):
+        start = time.perf_counter()
+        rows = sum(len(next(self.batches)[-1]) for _ in range(n))
+        return time.perf_counter() - start, rows
+
+
+class Peer:
+    """The PyTorch peer (bench/peer/): the same network, initialisation,
+    optimizer and batches, read by the same reader."""
+
+    def __init__(self, kind, model, batch_size, data_path, threads=0):
+        from bench.peer import build_peer, torch_threads
+        from src.engine.setup import model_and_data
+        if kind == "pipeline":
+            raise ValueError("the pipeline case measures this project's reader only")
+        torch_threads(int(threads) or os.cpu_count())
+        self.cfg = cfg = load_cfg(model, batch_size, data_path)
+        self.spec, self.fmap = model_and_data(cfg)
+        self.peer = build_peer(cfg, self.fmap, seed=int(cfg.seed))
+        self.batch_size = int(batch_size)
+        if kind == "train":
+            from src.engine.setup import split_reader
+            reader = split_reader(self.spec, self.fmap, cfg, "train", training=True)
+            self.batches = _forever(reader)
+            self.run = self._run_train
+        else:
+            self.inputs = _fixed_batch(self.spec, self.fmap, cfg, self.batch_size)
+            self.run = self._run_predict
+
+    def _run_train(self, n):
+        start = time.perf_counter()
+        for _ in range(n):
+            self.peer.train_step(*next(self.batches))
+        return time.perf_counter() - start, n * self.batch_size
+
+    def _run_predict(self, n):
+        start = time.perf_counter()
+        for _ in range(n):
+            self.peer.predict(*self.inputs)
+        return time.perf_counter() - start, n * self.batch_size
+
+
+SIDES = {"ours": Ours, "peer": Peer}

@@ -1,0 +1,55 @@
+"""Smoke test of the benchmark suite (bench/): a few steps of every group for
+MMoE on small generated data. No timing is asserted; the figures only have
+to exist and be positive. The peer side runs when PyTorch is installed
+(bench/requirements.txt; CI installs it)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_quick_suite_writes_the_table(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    sides = "ours,peer" if HAVE_TORCH else "ours"
+    env = dict(os.environ, GLOG_v="3")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--models", "mmoe", "--sides", sides,
+         "--work_dir", str(tmp_path / "work"), "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert report["errors"] == []
+    assert report["environment"]["versions"]["mindspore"] == "2.10.0"
+    groups = {}
+    for row in report["cases"]:
+        groups.setdefault(row["group"], []).append(row)
+        assert row["ours"] > 0, row
+    assert [r["batch"] for r in groups["train"]] == [32, 256, 2048]
+    assert [r["batch"] for r in groups["predict"]] == [1, 8192]
+    assert [r["batch"] for r in groups["cpp"]] == [1, 8192]
+    assert groups["converter"][0]["lines"] == 20000
+    for row in groups["pipeline"]:           # compared with the training figure of its case
+        train = next(r for r in groups["train"] if r["batch"] == row["batch"])
+        assert row["peer"] == train["ours"]
+    for row in groups["train"] + groups["predict"]:
+        if HAVE_TORCH:
+            assert row["peer"] > 0 and abs(row["ratio"] - row["ours"] / row["peer"]) < 1e-9
+        else:
+            assert row["peer"] is None
+    text = out.read_text()
+    for title in ("Training throughput", "Input pipeline", "Inference from Python",
+                  "Inference from C++", "Criteo converter"):
+        assert f"## {title}" in text
+    assert "| mmoe batch 2048 | samples/s |" in text
+
+
+def test_bad_arguments_are_refused():
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--models", "resnet"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--models: resnet not in mmoe, deepfm, dlrm, dselect_k" in done.stderr
