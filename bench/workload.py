@@ -81,11 +81,11 @@ class Ours:
         self.batches = _forever(reader)
 
     def _run_train(self, n):
-        from mindspore import Tensor
+        from src.engine.runtime import as_tensors
         start = time.perf_counter()
         for _ in range(n):
             batch = next(self.batches)
-            float(self.step(*[Tensor(a) for a in batch]).asnumpy())
+            float(self.step(*as_tensors(batch)).asnumpy())
         return time.perf_counter() - start, n * self.batch_size
 
     def _setup_predict(self):
@@ -94,10 +94,10 @@ class Ours:
         self.inputs = _fixed_batch(self.spec, self.fmap, self.cfg, self.batch_size)
 
     def _run_predict(self, n):
-        from mindspore import Tensor
+        from src.engine.runtime import as_tensors
         start = time.perf_counter()
         for _ in range(n):
-            self.predictor(*[Tensor(a) for a in self.inputs]).asnumpy()
+            self.predictor(*as_tensors(self.inputs)).asnumpy()
         return time.perf_counter() - start, n * self.batch_size
 
     def _setup_pipeline(self):
@@ -118,7 +118,9 @@ class Peer:
         from src.engine.setup import model_and_data
         if kind == "pipeline":
             raise ValueError("the pipeline case measures this project's reader only")
+        from src.data.reader import quick_thread_handoff
         torch_threads(int(threads) or os.cpu_count())
+        quick_thread_handoff()           # what setup_runtime does for ours: the same reader
         self.cfg = cfg = load_cfg(model, batch_size, data_path)
         self.spec, self.fmap = model_and_data(cfg)
         self.peer = build_peer(cfg, self.fmap, seed=int(cfg.seed))

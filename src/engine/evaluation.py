@@ -1,7 +1,7 @@
 """Prediction and evaluation over a split: one code path for the training
 callback and eval.py."""
 import numpy as np
-from mindspore import Tensor
+from src.engine.runtime import as_tensors
 
 from src.metrics import task_metrics
 
@@ -14,7 +14,7 @@ def predict(spec, network, dataset, predictor=None):
     probs, labels = [], []
     try:
         for batch in dataset.epoch(0):
-            probs.append(predictor(*[Tensor(a) for a in batch[:-1]]).asnumpy())
+            probs.append(predictor(*as_tensors(batch[:-1])).asnumpy())
             labels.append(batch[-1])
     finally:
         network.set_train(was_training)

@@ -6,6 +6,7 @@ import numpy as np
 
 import mindspore as ms
 
+from src.data.reader import quick_thread_handoff
 from src.engine.distributed import device_id_from_env, launched_distributed
 
 
@@ -24,6 +25,7 @@ def setup_runtime(cfg):
         ms.set_device(cfg.device_target, int(device_id))
     if cfg.device_target == "CPU":
         _set_cpu_threads(cpu_threads(cfg.get("cpu_threads") or 0))
+    quick_thread_handoff()
     seed = int(cfg.seed)
     random.seed(seed)
     np.random.seed(seed)
@@ -56,3 +58,10 @@ def cpu_threads(requested=0, environ=None, cores=None):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = int(env.get("MS_WORKER_NUM", "1")) if launched_distributed(env) else 1
     return max(1, int(cores or 1) // max(1, workers))
+
+
+def as_tensors(arrays):
+    """A step's numpy inputs as MindSpore tensors that share their memory
+    (``from_numpy``: no copy; ``Tensor(array)`` copied every batch, about a
+    millisecond per MMoE step of 2048 rows here)."""
+    return [ms.from_numpy(np.ascontiguousarray(a)) for a in arrays]

@@ -2,12 +2,11 @@
 import math
 import time
 
-from mindspore import Tensor
-
 from src.engine import checkpoint
 from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
+from src.engine.runtime import as_tensors
 from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import build_train_step
 from src.engine.evaluation import evaluate
@@ -84,7 +83,7 @@ class Trainer:
             state.epoch, state.step_in_epoch, state.epoch_loss_sum = epoch, 0, 0.0
             state.epoch_start = time.time()
             for batch in train_data.epoch(epoch):
-                loss = float(self.train_step(*[Tensor(a) for a in batch]).asnumpy())
+                loss = float(self.train_step(*as_tensors(batch)).asnumpy())
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if not math.isfinite(loss):
