@@ -61,19 +61,31 @@ def units_for(seconds_per_unit, target_seconds, least=2, most=100_000):
     return int(min(most, max(least, round(target_seconds / seconds_per_unit))))
 
 
+def _time_per_unit(worker, first, least_seconds):
+    """Seconds per unit, from runs of growing length until one lasts
+    ``least_seconds``: a few units can take no time at all (batches a reader
+    had prepared ahead), which would size a repetition far too long."""
+    n = first
+    while True:
+        seconds, _ = worker.run(n)
+        if seconds >= least_seconds or n >= 10_000:
+            return seconds / n
+        n *= 4
+
+
 def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
     in turns so machine noise hits all sides: each is warmed up (``warmup``
-    units: graph compiles, first reads), timed once to size a repetition of
-    about ``target_seconds``, then the sides take turns ``reps`` times (the
-    order alternating). Returns ``{side: {"median", "min", "max", "rates",
+    units: graph compiles, first reads), timed (in runs of growing length) to
+    size a repetition of about ``target_seconds``, then the sides take turns
+    ``reps`` times (the order alternating). Returns ``{side: {"median", "min", "max", "rates",
     "units"}}``."""
     sides = list(workers)
     units = {}
     for side in sides:
         workers[side].run(warmup)
-        seconds, _ = workers[side].run(calibrate)
-        units[side] = units_for(seconds / calibrate, target_seconds)
+        per_unit = _time_per_unit(workers[side], calibrate, target_seconds / 10)
+        units[side] = units_for(per_unit, target_seconds)
     rates = {side: [] for side in sides}
     for rep in range(reps):
         order = sides if rep % 2 == 0 else sides[::-1]

@@ -12,6 +12,7 @@ Needs the peer's requirements for the peer side: pip install -r bench/requiremen
 (without torch, --sides ours measures this project alone).
 """
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -48,6 +49,8 @@ def parse_args(argv):
                    help="markdown table; the JSON goes beside it (.json)")
     p.add_argument("--quick", action="store_true",
                    help="a few steps of every case on small data, one repetition (smoke test)")
+    p.add_argument("--render", metavar="JSON",
+                   help="measure nothing: rewrite the markdown (--out) from a saved JSON table")
     args = p.parse_args(argv)
     args.groups = _choices(args.groups, GROUPS, "--groups", p)
     args.models = _choices(args.models, MODELS, "--models", p)
@@ -206,6 +209,13 @@ class Suite:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    notes = open(NOTES).read() if os.path.isfile(NOTES) else None
+    if args.render:
+        with open(args.render) as f:
+            saved = json.load(f)
+        report.write(saved, os.path.splitext(os.path.abspath(args.out))[0] + ".json",
+                     os.path.abspath(args.out), notes=notes)
+        return 0
     if "peer" in args.sides:
         try:
             import torch  # noqa: F401
@@ -217,7 +227,6 @@ def main(argv=None):
     result = suite.run()
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    notes = open(NOTES).read() if os.path.isfile(NOTES) else None
     report.write(result, os.path.splitext(out)[0] + ".json", out, notes=notes)
     suite.log(f"wrote {out} and {os.path.splitext(out)[0]}.json"
               + (f"; {len(result['errors'])} case(s) failed" if result["errors"] else ""))
