@@ -59,8 +59,9 @@ class DeepFM(nn.Cell):
         flat = v.reshape((batch, self.num_fields * self.dim))
         # sums over the field axis as products with a 0/1 matrix: ReduceSum over
         # a middle axis took a tenth of a DeepFM step on CPU
-        summed = self.matmul(flat, self.field_sum)                                 # (B, D)
-        fm = 0.5 * (summed * summed - self.matmul(flat * flat, self.field_sum)).sum(axis=1, keepdims=True)
+        field_sum = ops.cast(self.field_sum, flat.dtype)                           # float16 under amp
+        summed = self.matmul(flat, field_sum)                                      # (B, D)
+        fm = 0.5 * (summed * summed - self.matmul(flat * flat, field_sum)).sum(axis=1, keepdims=True)
         deep = self.deep(flat)
         return linear + fm + deep
 
