@@ -18,50 +18,52 @@ MNIST_TRAIN_DIGITS = 8_000
 QUICK_FRACTION = 0.05
 
 
-def _ready(path):
-    return os.path.isfile(os.path.join(path, FEATURE_MAP_FILE))
+def _prepared(work_dir, name, build):
+    """``work_dir/<name>/mindrecord``, built by ``build(raw_dir, out_dir)``
+    unless a previous run completed it (its feature map is written last)."""
+    out = os.path.join(work_dir, name, "mindrecord")
+    if not os.path.isfile(os.path.join(out, FEATURE_MAP_FILE)):
+        build(os.path.join(work_dir, name, "raw"), out)
+    return out
 
 
 def census(work_dir, fraction=1.0, log=print):
     """MindRecord of generated Census-Income files (MMoE)."""
     from src.data import census as census_data, census_synth
-    out = os.path.join(work_dir, "census", "mindrecord")
-    if not _ready(out):
-        raw = os.path.join(work_dir, "census", "raw")
+
+    def build(raw, out):
         rows = int(CENSUS_TRAIN_ROWS * fraction)
         log(f"bench data: generating Census-Income ({rows:,} train rows)")
         census_synth.generate_dataset(raw, rows, rows // 2, seed=1)
         census_data.convert(raw, out, val_fraction=0.5, seed=1)
-    return out
+    return _prepared(work_dir, "census", build)
 
 
 def criteo(work_dir, fraction=1.0, log=print):
     """MindRecord of a generated Kaggle-format Criteo file, hashed into 26
     tables of CRITEO_HASH_ROWS rows (DeepFM and DLRM)."""
     from src.data import criteo as criteo_data, criteo_synth
-    out = os.path.join(work_dir, "criteo", "mindrecord")
-    if not _ready(out):
-        raw = os.path.join(work_dir, "criteo", "raw")
+
+    def build(raw, out):
         lines = int(CRITEO_LINES * fraction)
         log(f"bench data: generating Criteo ({lines:,} lines)")
         criteo_synth.generate(raw, lines, seed=1)
         hash_rows = max(1000, int(CRITEO_HASH_ROWS * fraction))
         criteo_data.convert(raw, out, max_ind_range=hash_rows, split="random", val_fraction=0.05,
                             test_fraction=0.05, seed=1, log=log)
-    return out
+    return _prepared(work_dir, "criteo", build)
 
 
 def multimnist(work_dir, fraction=1.0, log=print):
     """MindRecord of MultiMNIST composed from generated IDX digits (DSelect-k)."""
     from src.data import mnist_synth, multimnist as mm
-    out = os.path.join(work_dir, "multimnist", "mindrecord")
-    if not _ready(out):
-        raw = os.path.join(work_dir, "multimnist", "raw")
+
+    def build(raw, out):
         digits = int(MNIST_TRAIN_DIGITS * fraction)
         log(f"bench data: generating MNIST digits ({digits:,} train)")
         mnist_synth.generate_idx(raw, train=digits, test=max(200, digits // 8), seed=1)
         mm.convert(raw, out, source="idx", seed=1)
-    return out
+    return _prepared(work_dir, "multimnist", build)
 
 
 PREPARE = {"mmoe": census, "dselect_k": multimnist, "deepfm": criteo, "dlrm": criteo}

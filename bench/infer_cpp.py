@@ -34,7 +34,7 @@ def prepare(model, batch, data_path, out_dir, files):
     """(child process) checkpoint, ONNX export and ``files`` copies of a test batch."""
     import numpy as np
     import export
-    from bench.workload import _fixed_batch, load_cfg
+    from bench.workload import fixed_batch, load_cfg
     from src.engine.checkpoint import save_checkpoint
     from src.engine.runtime import setup_runtime
     from src.engine.setup import build_network, model_and_data
@@ -51,7 +51,7 @@ def prepare(model, batch, data_path, out_dir, files):
                           str(batch), "--file_name", base])
     if status:
         raise RuntimeError(f"export.py failed with status {status}")
-    inputs = _fixed_batch(spec, fmap, cfg, batch)
+    inputs = fixed_batch(spec, fmap, cfg, batch)
     signature = spec.input_signature(fmap)
     names = [n for n, _, _ in signature]
     for (name, dtype, _), array in zip(signature, inputs):

@@ -1,7 +1,6 @@
 """The benchmark table: machine, versions, command and one row per case,
 as JSON and as markdown."""
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -81,7 +80,7 @@ def environment(command):
     }
 
 
-def _num(value, digits=3):
+def num(value, digits=3):
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -99,7 +98,7 @@ CONVERTER_TARGET = ">= 250,000 lines/s; memory flat in lines"
 def _ratio(value):
     if value is None:
         return "-"
-    return f"{value:.3f}" if value < 10 else _num(value)
+    return f"{value:.3f}" if value < 10 else num(value)
 
 
 def _met(row):
@@ -139,9 +138,9 @@ def markdown(report):
                       "target | met |",
                       "|---|---:|---:|---:|---:|---:|---|---|"]
             for r in rows:
-                lines.append(f"| {r['case']} | {r['lines']:,} | {_num(r['ours'])} | "
-                             f"{_num(r.get('seconds'))} | {_num(r.get('peak_pss_total_mb'))} | "
-                             f"{_num(r.get('vocabulary_rows'))} | "
+                lines.append(f"| {r['case']} | {r['lines']:,} | {num(r['ours'])} | "
+                             f"{num(r.get('seconds'))} | {num(r.get('peak_pss_total_mb'))} | "
+                             f"{num(r.get('vocabulary_rows'))} | "
                              f"{CONVERTER_TARGET} | {_met(r)} |")
         else:
             latency = group in ("predict", "cpp")
@@ -151,8 +150,8 @@ def markdown(report):
             for r in rows:
                 extra = ""
                 if latency:
-                    extra = f" {_num(r.get('ours_ms'))} | {_num(r.get('peer_ms'))} |"
-                lines.append(f"| {r['case']} | {r['unit']} | {_num(r['ours'])} | {_num(r.get('peer'))} | "
+                    extra = f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
+                lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
                              f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r)} |")
         lines.append("")
     if report.get("errors"):

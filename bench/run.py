@@ -74,6 +74,18 @@ def _choices(text, allowed, flag, parser):
     return items
 
 
+def _against_peer(group, model, batch, ours, peer, spread, latency=False):
+    """A table row of samples/s, ours against the peer's (None: no peer);
+    ``latency`` adds milliseconds per batch."""
+    row = {"group": group, "case": f"{model} batch {batch}", "model": model, "batch": batch,
+           "unit": "samples/s", "ours": ours, "peer": peer, "ratio": ours / peer if peer else None,
+           "target": "ratio >= 1.0", "met": (ours >= peer) if peer else None, "spread": spread}
+    if latency:
+        row["ours_ms"] = 1000.0 * batch / ours
+        row["peer_ms"] = 1000.0 * batch / peer if peer else None
+    return row
+
+
 class Suite:
     def __init__(self, args, command):
         self.args = args
@@ -98,7 +110,7 @@ class Suite:
     def add(self, row):
         self.report["cases"].append(row)
         report.write_json_atomic(os.path.join(self.work, "partial.json"), self.report)
-        shown = ", ".join(f"{k} {report._num(row.get(k))}" for k in ("ours", "peer", "ratio")
+        shown = ", ".join(f"{k} {report.num(row.get(k))}" for k in ("ours", "peer", "ratio")
                           if row.get(k) is not None)
         self.log(f"{row['group']} {row['case']}: {shown} {row['unit']}")
 
@@ -132,10 +144,7 @@ class Suite:
         res = self.measure("train", model, batch, self.args.sides)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
-        self.add({"group": "train", "case": f"{model} batch {batch}", "model": model, "batch": batch,
-                  "unit": "samples/s", "ours": ours, "peer": peer,
-                  "ratio": ours / peer if peer else None, "target": "ratio >= 1.0",
-                  "met": (ours >= peer) if peer else None, "spread": res})
+        self.add(_against_peer("train", model, batch, ours, peer, res))
 
     def pipeline(self, model, batch):
         res = self.measure("pipeline", model, batch, ["ours"])
@@ -151,22 +160,14 @@ class Suite:
         res = self.measure("predict", model, batch, self.args.sides)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.predict_rates[(model, batch)] = peer
-        self.add({"group": "predict", "case": f"{model} batch {batch}", "model": model, "batch": batch,
-                  "unit": "samples/s", "ours": ours, "peer": peer,
-                  "ratio": ours / peer if peer else None, "ours_ms": 1000.0 * batch / ours,
-                  "peer_ms": 1000.0 * batch / peer if peer else None, "target": "ratio >= 1.0",
-                  "met": (ours >= peer) if peer else None, "spread": res})
+        self.add(_against_peer("predict", model, batch, ours, peer, res, latency=True))
 
     def cpp(self, model, batch):
         from bench import infer_cpp
         ours = infer_cpp.measure(model, batch, self.data(model), self.work, reps=self.args.reps,
                                  quick=self.args.quick, log=self.log)
         peer = self.predict_rates.get((model, batch))
-        self.add({"group": "cpp", "case": f"{model} batch {batch}", "model": model, "batch": batch,
-                  "unit": "samples/s", "ours": ours["rate"], "peer": peer,
-                  "ratio": ours["rate"] / peer if peer else None, "ours_ms": ours["ms"],
-                  "peer_ms": 1000.0 * batch / peer if peer else None, "target": "ratio >= 1.0",
-                  "met": (ours["rate"] >= peer) if peer else None, "spread": ours})
+        self.add(_against_peer("cpp", model, batch, ours["rate"], peer, ours, latency=True))
 
     def converter(self):
         from bench import converter

@@ -38,7 +38,7 @@ def _forever(reader):
         epoch += 1
 
 
-def _fixed_batch(spec, fmap, cfg, batch_size):
+def fixed_batch(spec, fmap, cfg, batch_size):
     """The first ``batch_size`` rows of the test split, as network inputs."""
     from src.engine.setup import split_reader
     reader = split_reader(spec, fmap, cfg, "test")
@@ -91,7 +91,7 @@ class Ours:
     def _setup_predict(self):
         self.network.set_train(False)
         self.predictor = self.spec.predictor(self.network)
-        self.inputs = _fixed_batch(self.spec, self.fmap, self.cfg, self.batch_size)
+        self.inputs = fixed_batch(self.spec, self.fmap, self.cfg, self.batch_size)
 
     def _run_predict(self, n):
         from src.engine.runtime import as_tensors
@@ -131,7 +131,7 @@ class Peer:
             self.batches = _forever(reader)
             self.run = self._run_train
         else:
-            self.inputs = _fixed_batch(self.spec, self.fmap, cfg, self.batch_size)
+            self.inputs = fixed_batch(self.spec, self.fmap, cfg, self.batch_size)
             self.run = self._run_predict
 
     def _run_train(self, n):
