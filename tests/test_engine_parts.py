@@ -8,7 +8,8 @@ from mindspore import Tensor
 from src.engine import checkpoint
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
-from src.engine.train_step import build_train_step
+from src.engine.graph_call import GraphCall
+from src.engine.train_step import build_train_step, clip_by_global_norm
 from src.mmoe import MMoE
 from src.models import MultiTaskBCELoss, NetWithLoss
 
@@ -59,6 +60,68 @@ def test_clipping_bounds_the_update():
     step(x, y)
     delta = np.sqrt(sum(((p.asnumpy() - b) ** 2).sum() for p, b in zip(net.trainable_params(), before)))
     assert 0 < delta <= 0.01 + 1e-6
+
+
+class _Clip(ms.nn.Cell):
+    def __init__(self, clip_norm):
+        super().__init__()
+        self.clip_norm = clip_norm
+
+    def construct(self, a, b, c):
+        return clip_by_global_norm((a, b, c), self.clip_norm)
+
+
+@pytest.mark.parametrize("clip_norm", [0.5, 100.0])
+def test_clip_by_global_norm_matches_the_formula(clip_norm):
+    rng = np.random.default_rng(4)
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in ((3, 4), (7,), (2, 3, 5))]
+    norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))
+    factor = clip_norm / max(norm, clip_norm)
+    out = _Clip(clip_norm)(*[Tensor(g) for g in grads])
+    assert len(out) == 3
+    for got, g in zip(out, grads):
+        assert got.shape == g.shape
+        np.testing.assert_allclose(got.asnumpy(), g * factor, rtol=1e-6, atol=1e-7)
+    if clip_norm > norm:                     # nothing to clip: the gradients pass unchanged
+        for got, g in zip(out, grads):
+            np.testing.assert_array_equal(got.asnumpy(), g)
+
+
+def test_graph_call_trains_exactly_as_the_cell_call():
+    """The direct run of the compiled graph gives the losses and weights of
+    ordinary calls, and a new batch shape compiles its own graph."""
+    rng = np.random.default_rng(2)
+    batches = [(rng.standard_normal((n, 6)).astype(np.float32), (rng.random((n, 2)) > 0.5).astype(np.float32))
+               for n in (8, 8, 8, 5, 8, 5)]
+    ms.set_seed(5)
+    plain_net, plain = _step(clip_norm=1.0, optimizer="adam")
+    ms.set_seed(5)
+    fast_net, fast_step = _step(clip_norm=1.0, optimizer="adam")
+    fast = GraphCall(fast_step)
+    for x, y in batches:
+        a = plain(Tensor(x), Tensor(y)).asnumpy()
+        b = fast(ms.from_numpy(x), ms.from_numpy(y)).asnumpy()
+        np.testing.assert_array_equal(a, b)
+    assert len(fast._checked) == 2           # both shapes ran directly after their first call
+    for p, q in zip(plain_net.trainable_params(), fast_net.trainable_params()):
+        np.testing.assert_array_equal(p.asnumpy(), q.asnumpy())
+    assert fast_step.optimizer.global_step.asnumpy().item() == len(batches)
+
+
+def test_graph_call_follows_the_phase_of_the_cell():
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4], tower_dropout=0.5)
+    call = GraphCall(net)
+    x = Tensor(np.random.default_rng(3).standard_normal((16, 6)).astype(np.float32))
+    net.set_train(False)
+    first = [call(x).asnumpy() for _ in range(3)]
+    net.set_train(True)                      # dropout on: another graph, different outputs
+    trained = call(x).asnumpy()
+    net.set_train(False)
+    again = call(x).asnumpy()
+    np.testing.assert_array_equal(first[0], first[2])
+    np.testing.assert_array_equal(first[0], again)
+    assert not np.array_equal(trained, again)
+    np.testing.assert_array_equal(net(x).asnumpy(), again)
 
 
 def test_checkpoint_roundtrip_and_checks(tmp_path):

@@ -1,6 +1,7 @@
 """Prediction and evaluation over a split: one code path for the training
 callback and eval.py."""
 import numpy as np
+from src.engine.graph_call import GraphCall
 from src.engine.runtime import as_tensors
 
 from src.metrics import task_metrics
@@ -8,7 +9,7 @@ from src.metrics import task_metrics
 
 def predict(spec, network, dataset, predictor=None):
     """``(probabilities, labels)`` of ``network`` over a whole split, in order."""
-    predictor = predictor or spec.predictor(network)
+    predictor = GraphCall(predictor or spec.predictor(network))
     was_training = network.training
     network.set_train(False)
     probs, labels = [], []

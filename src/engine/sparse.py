@@ -22,6 +22,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.engine.train_step import clip_by_global_norm
+
 ROW_OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 _unscale = ops.MultitypeFuncGraph("unscale")
@@ -151,7 +153,7 @@ class SparseTrainStep(nn.Cell):
         if self.scale != 1.0:
             grads = self.hyper_map(ops.partial(_unscale, self.inverse_scale), grads)
         if self.clip:
-            clipped = ops.clip_by_global_norm(grads + (row_grad,), self.clip_norm)
+            clipped = clip_by_global_norm(grads + (row_grad,), self.clip_norm)
             grads, row_grad = clipped[:-1], clipped[-1]
         if self.distributed:
             grads = self.grad_reducer(grads)

@@ -14,6 +14,34 @@ def _unscale(scale, grad):
     return grad * ops.cast(ops.Reciprocal()(scale), ops.dtype(grad))
 
 
+_flat = ops.MultitypeFuncGraph("flat")
+
+
+@_flat.register("Tensor")
+def _flatten(grad):
+    return ops.cast(grad, ms.float32).reshape((-1,))
+
+
+_scale_by = ops.MultitypeFuncGraph("scale_by")
+
+
+@_scale_by.register("Tensor", "Tensor")
+def _scale(factor, grad):
+    return grad * ops.cast(factor, ops.dtype(grad))
+
+
+def clip_by_global_norm(grads, clip_norm):
+    """``grads`` scaled by ``clip_norm / max(global_norm, clip_norm)``, as
+    ``ops.clip_by_global_norm`` (deprecated in MindSpore 2.10) does, in a
+    dozen kernels instead of four per gradient: the squared norm is one dot
+    product of all gradients concatenated. Kernel launches, not arithmetic,
+    are most of a small model's step on CPU (bench/notes.md)."""
+    flat = ops.concat(ops.HyperMap()(_flat, grads)).reshape((1, -1))
+    norm = ops.sqrt(ops.matmul(flat, flat.T).reshape(()))
+    factor = clip_norm / ops.maximum(norm, clip_norm)
+    return ops.HyperMap()(ops.partial(_scale_by, factor), grads)
+
+
 _all_finite = ops.MultitypeFuncGraph("all_finite")
 
 
@@ -36,7 +64,7 @@ class TrainStep(nn.TrainOneStepCell):
         grads = self.grad(self.network, self.weights)(*inputs, sens)
         grads = self.grad_reducer(grads)
         if self.clip:
-            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+            grads = clip_by_global_norm(grads, self.clip_norm)
         return ops.depend(loss, self.optimizer(grads))
 
 
@@ -62,7 +90,7 @@ class LossScaleTrainStep(nn.TrainOneStepWithLossScaleCell):
             overflow = self.allreduce(ops.cast(overflow, ms.float32)) > 0
         overflow = self.process_loss_scale(overflow)
         if self.clip:
-            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+            grads = clip_by_global_norm(grads, self.clip_norm)
         if not overflow:
             loss = ops.depend(loss, self.optimizer(grads))
         return loss

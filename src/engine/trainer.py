@@ -10,6 +10,7 @@ from src.engine.runtime import as_tensors
 from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import build_train_step
 from src.engine.evaluation import evaluate
+from src.engine.graph_call import GraphCall
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,8 +47,13 @@ class Trainer:
                                                loss_scale=cfg.loss_scale,
                                                scale_window=cfg.scale_window,
                                                clip_norm=cfg.clip_norm)
+        self._run_step = GraphCall(self.train_step)
         self.predictor = spec.predictor(network)
         self.start_epoch = 0
+
+    def step(self, batch):
+        """One training step on a batch of numpy arrays; returns the loss."""
+        return float(self._run_step(*as_tensors(batch)).asnumpy())
 
     def resume_from(self, path):
         """Restore weights, optimizer state and the epoch counter from a
@@ -83,7 +89,7 @@ class Trainer:
             state.epoch, state.step_in_epoch, state.epoch_loss_sum = epoch, 0, 0.0
             state.epoch_start = time.time()
             for batch in train_data.epoch(epoch):
-                loss = float(self.train_step(*as_tensors(batch)).asnumpy())
+                loss = self.step(batch)
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if not math.isfinite(loss):

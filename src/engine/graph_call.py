@@ -1,0 +1,61 @@
+"""Calling a compiled GRAPH_MODE cell many times, at the cost of running it.
+
+Every ``cell(*args)`` in GRAPH_MODE first re-checks the compile cache in
+Python: it inspects the signature of ``construct``, builds the arguments key,
+sets a dozen attributes on the cell and the auto-parallel context. On this
+CPU that took about 130 us of the 170 us a call to a one-op graph costs, a
+tenth of an MMoE training step at batch 32 (bench/notes.md).
+
+:class:`GraphCall` makes the first call with a given input signature the
+ordinary way (it compiles, or finds the graph MindSpore already compiled)
+and remembers which graph that was; later calls with the same signature run
+that graph directly, the way MindSpore's own ``Cell._predict`` does for
+compiled inference phases. Anything else - PyNative mode, inputs that are
+not all tensors, a graph the executor refuses - goes through ``cell(*args)``.
+"""
+import mindspore as ms
+from mindspore import Tensor
+from mindspore.graph import api as _api
+from mindspore.graph.jit_config import _DEFAULT_JIT_CONFIG
+
+
+class GraphCall:
+    """``GraphCall(cell)(*tensors)`` returns what ``cell(*tensors)`` returns.
+
+    The remembered graph is keyed by the cell's phase (``train`` or
+    ``predict``, from ``set_train``) and the shapes and dtypes of the inputs,
+    which is what selects a compiled graph; a new batch size (the last batch of
+    an epoch) or a phase change is one more ordinary call.
+    """
+
+    def __init__(self, cell):
+        self.cell = cell
+        self._graph = ms.get_context("mode") == ms.GRAPH_MODE
+        self._phases = {}
+        self._checked = set()
+
+    def __call__(self, *args):
+        if not self._graph or not all(isinstance(a, Tensor) for a in args):
+            return self.cell(*args)
+        key = (self.cell.phase, tuple((a.shape, a.dtype) for a in args))
+        phase = self._phases.get(key)
+        if phase is None:
+            out = self.cell(*args)
+            self._phases[key] = self.cell.phase_cache.get(self.cell.phase, False)
+            return out
+        if phase is False:                 # this signature always goes the ordinary way
+            return self.cell(*args)
+        executor = _api._cell_graph_executor._graph_executor
+        executor.set_jit_config(getattr(self.cell, "jit_config_dict", None) or _DEFAULT_JIT_CONFIG)
+        if key in self._checked:
+            return _api._convert_python_data(executor(args, phase))
+        try:
+            out = _api._convert_python_data(executor(args, phase))
+        except (RuntimeError, TypeError, ValueError):
+            # the first direct run of this graph was refused (the executor
+            # checks its arguments before running anything): always go the
+            # ordinary way for it
+            self._phases[key] = False
+            return self.cell(*args)
+        self._checked.add(key)
+        return out
