@@ -45,7 +45,7 @@ def main(argv=None):
     network = build_network(spec, cfg, fmap)
     train_data = split_reader(spec, fmap, cfg, "train", training=True,
                               num_shards=cluster.size, shard_id=cluster.rank,
-                              transform=spec.train_transform(fmap, network))
+                              transform=spec.train_transform(fmap, network, cfg, cluster.distributed))
     val_data = split_reader(spec, fmap, cfg, "val")
     where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
     print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows "

@@ -65,7 +65,7 @@ class Ours:
 
     def _train_reader(self):
         from src.engine.setup import split_reader
-        transform = self.spec.train_transform(self.fmap, self.network)
+        transform = self.spec.train_transform(self.fmap, self.network, self.cfg)
         return split_reader(self.spec, self.fmap, self.cfg, "train", training=True,
                             transform=transform)
 

@@ -156,14 +156,17 @@ class ModelSpec:
         """The reader's per-batch transform for this model (evaluation, inference)."""
         return lambda batch: self.make_batch(batch, feature_map)
 
-    def train_transform(self, feature_map, network):
+    def train_transform(self, feature_map, network, cfg=None, distributed=False):
         """The training reader's transform: for sparse models the table ids
-        become the batch's unique rows and their positions."""
+        become the batch's unique rows and their positions, padded by
+        ``cfg.row_buckets`` (1 in distributed runs, whose ranks exchange
+        rows in collectives that need one length on every rank)."""
         if not self.sparse:
             return self.transform(feature_map)
         from src.engine.sparse import rows_transform
+        buckets = 1 if distributed or cfg is None else int(cfg.get("row_buckets") or 1)
         return rows_transform(self.transform(feature_map), network.table_ids,
-                              network.embedding.scratch_row)
+                              network.embedding.scratch_row, buckets)
 
 
 def _columns(fmap):

@@ -20,7 +20,46 @@ def test_unique_rows_pads_with_the_scratch_row():
     uniq, inverse = unique_rows(ids, scratch_row=99)
     assert uniq.dtype == np.int32 and uniq.shape == (6,) and inverse.shape == (2, 3)
     np.testing.assert_array_equal(uniq[inverse], ids)
-    np.testing.assert_array_equal(uniq, [0, 3, 5, 9, 99, 99])
+    np.testing.assert_array_equal(uniq, [5, 3, 9, 0, 99, 99])      # first appearance, then padding
+
+
+@pytest.mark.parametrize("buckets, size", [(1, 12), (4, 6), (3, 8), (12, 5), (100, 5)])
+def test_unique_rows_buckets_pad_to_the_next_bucket(buckets, size):
+    ids = np.array([[5, 3, 5, 7], [9, 3, 0, 5], [5, 3, 3, 5]])       # 5 unique of 12
+    uniq, inverse = unique_rows(ids, scratch_row=99, buckets=buckets)
+    assert uniq.shape == (size,)
+    np.testing.assert_array_equal(uniq[inverse], ids)
+    np.testing.assert_array_equal(uniq[:5], [5, 3, 7, 9, 0])
+    assert (uniq[5:] == 99).all()
+
+
+def test_bucketed_rows_train_like_full_padding():
+    """Padding only adds scratch rows: three lazy-Adam steps with bucketed
+    lengths (two different ones) give the weights of full padding."""
+    batches = [_batch(seed=s, n=n) for s, n in ((1, 12), (2, 12), (3, 7))]
+    nets = []
+    for buckets in (1, 6):
+        net = _net(seed=2)
+        loss = NetWithRowsLoss(net, MultiTaskBCELoss([1.0]), 0.01)
+        rows = RowOptimizer(net.embedding.weight, "adam", np.full(10, 0.05, np.float32))
+        step = SparseTrainStep(loss, net.embedding.weight, nn.Adam(net.trainable_params(), 0.01), rows,
+                               clip_norm=1.0)
+        step.set_train()
+        sizes = set()
+        for cat, dense, label in batches:
+            uniq, inverse = unique_rows(cat, net.embedding.scratch_row, buckets)
+            sizes.add(len(uniq))
+            step(Tensor(uniq), Tensor(inverse), Tensor(dense), Tensor(label))
+        nets.append((net, sizes))
+    (full, full_sizes), (bucketed, sizes) = nets
+    assert full_sizes == {36, 21} and len(sizes) >= 2 and max(sizes) < 36
+    for a, b in zip(full.get_parameters(), bucketed.get_parameters()):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_row_buckets_must_be_positive():
+    with pytest.raises(ValueError, match="row_buckets must be a positive integer"):
+        rows_transform(lambda b: b, lambda c: c, 9, buckets=0)
 
 
 def _net(seed=0):

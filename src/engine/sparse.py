@@ -20,6 +20,7 @@ batch (upstream DeepFM penalised the whole tables every step).
 """
 import mindspore as ms
 import numpy as np
+import pandas as pd
 from mindspore import Parameter, Tensor, nn, ops
 
 from src.engine.train_step import clip_by_global_norm
@@ -34,12 +35,24 @@ def _unscale_grad(inverse_scale, grad):
     return grad * ops.cast(inverse_scale, ops.dtype(grad))
 
 
-def unique_rows(ids, scratch_row):
-    """``(uniq (ids.size,) int32, inverse ids.shape int32)`` with
-    ``uniq[inverse] == ids``; ``uniq`` is padded with ``scratch_row``."""
+def unique_rows(ids, scratch_row, buckets=1):
+    """``(uniq int32, inverse ids.shape int32)`` with ``uniq[inverse] == ids``:
+    the distinct ids in order of first appearance (a hash table, pandas'
+    ``factorize``: 15x faster than sorting with ``np.unique`` on a Criteo
+    batch), padded with ``scratch_row``.
+
+    ``buckets=1`` pads to ``ids.size`` (every batch one length, one compiled
+    step). ``buckets=k`` pads to the next multiple of ``ids.size / k``: a
+    Criteo batch of 1024 rows has about 6,000 unique ids of 39,936, and the
+    step's gather, row optimizer and scatters then cost the ~7,500 rows of
+    its bucket; each length used compiles one more graph."""
     ids = np.asarray(ids)
-    values, inverse = np.unique(ids.reshape(-1), return_inverse=True)
-    uniq = np.full(ids.size, scratch_row, np.int32)
+    inverse, values = pd.factorize(ids.reshape(-1))
+    size = ids.size
+    if buckets > 1 and size:
+        step = -(-size // int(buckets))
+        size = min(size, -(-len(values) // step) * step)
+    uniq = np.full(size, scratch_row, np.int32)
     uniq[:len(values)] = values
     return uniq, inverse.reshape(ids.shape).astype(np.int32)
 
@@ -174,13 +187,16 @@ class SparseTrainStep(nn.Cell):
         return ids, ops.gather(self.table, ids, 0), mean
 
 
-def rows_transform(transform, table_ids, scratch_row):
+def rows_transform(transform, table_ids, scratch_row, buckets=1):
     """Wrap a batch transform ``batch -> (cat, *rest)`` into the sparse step's
     ``batch -> (uniq, inverse, *rest)`` (``table_ids(cat)`` gives the table
-    rows the batch looks up)."""
+    rows the batch looks up; ``buckets``: see :func:`unique_rows`)."""
+    if int(buckets) < 1:
+        raise ValueError(f"row_buckets must be a positive integer, got {buckets}")
+
     def apply(batch):
         cat, *rest = transform(batch)
-        uniq, inverse = unique_rows(table_ids(cat), scratch_row)
+        uniq, inverse = unique_rows(table_ids(cat), scratch_row, buckets)
         return (uniq, inverse, *rest)
     return apply
 
