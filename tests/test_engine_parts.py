@@ -65,7 +65,7 @@ def test_clipping_bounds_the_update():
 class _Clip(ms.nn.Cell):
     def __init__(self, clip_norm):
         super().__init__()
-        self.clip_norm = clip_norm
+        self.clip_norm = Tensor([clip_norm], ms.float32)
 
     def construct(self, a, b, c):
         return clip_by_global_norm((a, b, c), self.clip_norm)

@@ -142,7 +142,7 @@ class SparseTrainStep(nn.Cell):
         self.weights = optimizer.parameters
         self.grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
         self.clip = clip_norm > 0
-        self.clip_norm = float(clip_norm) if clip_norm > 0 else 1.0
+        self.clip_norm = Tensor([float(clip_norm) if clip_norm > 0 else 1.0], ms.float32)
         self.scale = float(loss_scale)
         self.inverse_scale = Tensor(1.0 / self.scale, ms.float32)
         self.hyper_map = ops.HyperMap()
