@@ -172,3 +172,24 @@ def test_rows_transform_and_learning():
     losses = [float(step(Tensor(uniq), Tensor(inverse), Tensor(d), Tensor(y)).asnumpy())
               for _ in range(150)]
     assert losses[-1] < 0.2 < losses[0]
+
+
+def test_static_loss_scale_gives_the_unscaled_step():
+    """The loss is scaled before the backward pass and the dense and row
+    gradients unscaled after it: in float32 the weights match an unscaled step."""
+    nets = []
+    for scale in (1.0, 1024.0):
+        net = _net(seed=5)
+        loss = NetWithRowsLoss(net, MultiTaskBCELoss([1.0]))
+        # SGD: an update proportional to the gradient shows any scale left in it
+        rows = RowOptimizer(net.embedding.weight, "sgd", np.full(10, 0.05, np.float32))
+        step = SparseTrainStep(loss, net.embedding.weight, nn.SGD(net.trainable_params(), 0.05), rows,
+                               loss_scale=scale)
+        step.set_train()
+        for seed in (1, 2, 3):
+            cat, dense, label = _batch(seed=seed)
+            uniq, inverse = unique_rows(cat, net.embedding.scratch_row)
+            step(Tensor(uniq), Tensor(inverse), Tensor(dense), Tensor(label))
+        nets.append(net)
+    for a, b in zip(nets[0].get_parameters(), nets[1].get_parameters()):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)

@@ -23,16 +23,9 @@ import numpy as np
 import pandas as pd
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.engine.train_step import clip_by_global_norm
+from src.engine.train_step import clip_by_global_norm, scale_by
 
 ROW_OPTIMIZERS = ("sgd", "adagrad", "adam")
-
-_unscale = ops.MultitypeFuncGraph("unscale")
-
-
-@_unscale.register("Tensor", "Tensor")
-def _unscale_grad(inverse_scale, grad):
-    return grad * ops.cast(inverse_scale, ops.dtype(grad))
 
 
 def unique_rows(ids, scratch_row, buckets=1):
@@ -164,7 +157,7 @@ class SparseTrainStep(nn.Cell):
         input_grads, grads = self.grad(self.network, self.weights)(rows, inverse, *inputs, sens)
         row_grad = input_grads[0] / self.scale
         if self.scale != 1.0:
-            grads = self.hyper_map(ops.partial(_unscale, self.inverse_scale), grads)
+            grads = self.hyper_map(ops.partial(scale_by, self.inverse_scale), grads)
         if self.clip:
             clipped = clip_by_global_norm(grads + (row_grad,), self.clip_norm)
             grads, row_grad = clipped[:-1], clipped[-1]

@@ -23,18 +23,21 @@ def _sum_of_squares(grad):
     return ops.cast(_reduce_sum(ops.square(grad), ()), ms.float32).expand_dims(0)      # (1,)
 
 
-_scale_by = ops.MultitypeFuncGraph("scale_by")
+# ``hyper_map(ops.partial(scale_by, factor), grads)``: every gradient times a
+# float32 factor, in the gradient's dtype
+scale_by = ops.MultitypeFuncGraph("scale_by")
 
 
-@_scale_by.register("Tensor", "Tensor")
+@scale_by.register("Tensor", "Tensor")
 def _scale(factor, grad):
     return grad * ops.cast(factor, ops.dtype(grad))
 
 
 def clip_by_global_norm(grads, clip_norm):
     """``grads`` scaled by ``clip_norm / max(global_norm, clip_norm)``
-    (``clip_norm``: a ``(1,)`` float32 tensor), as ``ops.clip_by_global_norm`` (deprecated in
-    MindSpore 2.10) does, with one multiplication per gradient instead of two.
+    (``clip_norm``: a ``(1,)`` float32 tensor), as ``ops.clip_by_global_norm``
+    (deprecated in MindSpore 2.10) does, with one multiplication per gradient
+    instead of two.
 
     Measured on CPU (bench/notes.md): norms kept as ``(1,)`` tensors run this
     way; the same arithmetic on ``()`` scalars, with a Python float bound or
@@ -42,7 +45,7 @@ def clip_by_global_norm(grads, clip_norm):
     third slower, not only the clipping."""
     norm = ops.sqrt(ops.addn(ops.HyperMap()(_square_sum, grads)))
     factor = clip_norm / ops.maximum(norm, clip_norm)
-    return ops.HyperMap()(ops.partial(_scale_by, factor), grads)
+    return ops.HyperMap()(ops.partial(scale_by, factor), grads)
 
 
 _all_finite = ops.MultitypeFuncGraph("all_finite")
