@@ -6,14 +6,6 @@ Cell, so both steps are Cells compiled once.
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-_grad_scale = ops.MultitypeFuncGraph("grad_scale")
-
-
-@_grad_scale.register("Tensor", "Tensor")
-def _unscale(scale, grad):
-    return grad * ops.cast(ops.Reciprocal()(scale), ops.dtype(grad))
-
-
 _square_sum = ops.MultitypeFuncGraph("square_sum")
 _reduce_sum = ops.ReduceSum(keep_dims=False)
 
@@ -89,7 +81,7 @@ class LossScaleTrainStep(nn.TrainOneStepWithLossScaleCell):
         scaling_sens = self.scale_sense
         sens = ops.ones_like(loss) * ops.cast(scaling_sens, ops.dtype(loss))
         grads = self.grad(self.network, self.weights)(*inputs, sens)
-        grads = self.hyper_map(ops.partial(_grad_scale, scaling_sens), grads)
+        grads = self.hyper_map(ops.partial(scale_by, ops.Reciprocal()(scaling_sens)), grads)
         grads = self.grad_reducer(grads)
         overflow = ops.logical_not(ops.stack(self.hyper_map(_all_finite, grads)).all())
         if self.is_distributed:
