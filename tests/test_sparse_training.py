@@ -141,9 +141,12 @@ def test_lazy_adam_moves_only_the_batch_rows_and_their_moments():
     untouched = np.setdiff1d(np.arange(len(table) - 1), used)
     after = net.embedding.weight.asnumpy()
     np.testing.assert_array_equal(after[untouched], table[untouched])
-    assert np.all(rows.moment1.asnumpy()[untouched] == 0)
+    moments = rows.moments.asnumpy()                                  # (rows, 2, D)
+    assert np.all(moments[untouched] == 0)
     # first Adam step: m = 0.1 g, v = 0.001 g^2, bias-corrected update = lr * g / (|g| + eps')
     m, v = 0.1 * grad[used], 0.001 * grad[used] ** 2
+    np.testing.assert_allclose(moments[used, 0], m, rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(moments[used, 1], v, rtol=1e-4, atol=1e-15)
     step = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9) * m / (np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(after[used], table[used] - step, rtol=1e-3, atol=1e-6)
     assert int(rows.step.asnumpy()) == 1
