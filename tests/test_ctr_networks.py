@@ -2,13 +2,15 @@
 NumPy, constructor checks, initialisation and dropout."""
 import math
 
+import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Tensor, nn, ops
 
 from src.deepfm import DeepFM
 from src.dlrm import DLRM, interaction_width
 from src.layers.mlp import MLP
+from src.layers.select import ColumnSelect
 
 CARD = [30, 5, 70, 11]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -96,3 +98,45 @@ def test_mlp_checks():
         MLP([4], "reference_dlrm")
     with pytest.raises(ValueError, match="dropout"):
         MLP([4, 2], "reference_dlrm", dropout=1.0)
+
+
+class _Gather(nn.Cell):
+    def __init__(self, columns):
+        super().__init__()
+        self.columns = Tensor(np.asarray(columns, np.int32))
+
+    def construct(self, x):
+        return ops.gather(x, self.columns, 1)
+
+
+class _Weighted(nn.Cell):
+    """``sum(select(x) * sens)``: its gradient is ``select``'s gradient of ``sens``."""
+
+    def __init__(self, select, sens):
+        super().__init__()
+        self.select, self.sens = select, sens
+
+    def construct(self, x):
+        return (self.select(x) * self.sens).sum()
+
+
+def test_column_select_values_and_gradient_equal_the_gather():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(5, 9)).astype(np.float32))
+    columns = np.array([7, 0, 3, 4])
+    sens = Tensor(rng.normal(size=(5, 4)).astype(np.float32))
+    select = ColumnSelect(columns, 9)
+    np.testing.assert_array_equal(select(x).asnumpy(), x.asnumpy()[:, columns])
+    ours = ms.grad(_Weighted(select, sens))(x).asnumpy()
+    gathered = ms.grad(_Weighted(_Gather(columns), sens))(x)
+    expected = np.zeros((5, 9), np.float32)
+    expected[:, columns] = sens.asnumpy()
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(ours, gathered.asnumpy())
+
+
+def test_column_select_refuses_repeated_or_outside_columns():
+    with pytest.raises(ValueError, match="distinct"):
+        ColumnSelect([1, 2, 1], 4)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        ColumnSelect([1, 4], 4)

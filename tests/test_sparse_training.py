@@ -7,6 +7,7 @@ import pytest
 from mindspore import Tensor, nn
 
 from src.dlrm import DLRM
+from src.engine import checkpoint
 from src.engine.sparse import (NetWithRowsLoss, RowOptimizer, SparseTrainStep, rows_transform,
                                unique_rows)
 from src.models import MultiTaskBCELoss
@@ -196,3 +197,22 @@ def test_static_loss_scale_gives_the_unscaled_step():
         nets.append(net)
     for a, b in zip(nets[0].get_parameters(), nets[1].get_parameters()):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_with_the_two_moment_tables_resumes_into_row_moments(tmp_path):
+    """Checkpoints written before the moments were joined (row_moment1 and
+    row_moment2) load into today's row_moments, each moment in its half."""
+    net = _net()
+    rows = _sparse_step(net, "adam", lr=0.01, steps=2)
+    moments = rows.moments.asnumpy()
+    old = [{"name": "row_moment1", "data": Tensor(moments[:, 0].copy())},
+           {"name": "row_moment2", "data": Tensor(moments[:, 1].copy())},
+           {"name": "row_step", "data": Tensor(rows.step.asnumpy())}]
+    path = str(tmp_path / "old.ckpt")
+    ms.save_checkpoint(old, path)
+    params, _ = checkpoint.read_checkpoint(path)
+    assert "row_moment1" not in params and "row_moment2" not in params
+    fresh = RowOptimizer(_net().embedding.weight, "adam", np.full(10, 0.01, np.float32))
+    checkpoint.load_into(fresh, path, "dlrm", allow_missing=("embedding.", "row_learning_rate"))
+    np.testing.assert_array_equal(fresh.moments.asnumpy(), moments)
+    assert int(fresh.step.asnumpy()) == 2

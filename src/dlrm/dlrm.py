@@ -1,9 +1,10 @@
 """DLRM (Naumov et al., 2019): bottom MLP, embeddings, interaction, top MLP."""
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
 from src.layers.embedding import EmbeddingTable, uniform_rows
 from src.layers.mlp import MLP
+from src.layers.select import ColumnSelect
 
 INTERACTIONS = ("dot", "cat")
 
@@ -68,7 +69,8 @@ class DLRM(nn.Cell):
         self.dot = interaction == "dot"
         vectors = self.num_sparse + 1
         li, lj = np.tril_indices(vectors, 0 if self_interaction else -1)
-        self.pairs = Tensor((li * vectors + lj).astype(np.int32))
+        # the pairs' positions in the flattened (F+1) x (F+1) products
+        self.pairs = ColumnSelect(li * vectors + lj, vectors * vectors)
         self.vectors = vectors
         # transpose flag, not a Transpose op (forward and gradient): cheaper on CPU
         self.gram = ops.BatchMatMul(transpose_b=True)
@@ -79,7 +81,7 @@ class DLRM(nn.Cell):
         if not self.dot:
             return t.reshape((-1, self.vectors * self.dim))
         z = self.gram(t, t).reshape((-1, self.vectors * self.vectors))
-        return ops.concat((x, ops.gather(z, self.pairs, 1)), axis=1)
+        return ops.concat((x, self.pairs(z)), axis=1)
 
     def head(self, emb, dense):
         x = self.bottom(dense)

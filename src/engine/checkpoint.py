@@ -12,6 +12,7 @@ import os
 import re
 
 import mindspore as ms
+import numpy as np
 
 META_KEYS = ("model", "epoch", "global_step")
 # Stored with a prefix: the optimizer has a parameter named global_step.
@@ -48,7 +49,19 @@ def read_checkpoint(path):
         if _META_PREFIX + key in params:
             value = params.pop(_META_PREFIX + key)
             meta[key] = value.asnumpy().item() if hasattr(value, "asnumpy") else value
+    _join_row_moments(params)
     return params, meta
+
+
+def _join_row_moments(params):
+    """Checkpoints written before lazy Adam kept a row's two moments side by
+    side hold them as ``row_moment1`` and ``row_moment2`` (rows x D each):
+    joined into ``row_moments`` (rows x 2 x D), so such runs still resume."""
+    if "row_moments" in params or not {"row_moment1", "row_moment2"} <= set(params):
+        return
+    first, second = params.pop("row_moment1").asnumpy(), params.pop("row_moment2").asnumpy()
+    params["row_moments"] = ms.Parameter(ms.Tensor(np.stack([first, second], axis=1)),
+                                         name="row_moments", requires_grad=False)
 
 
 def load_into(cell, path, model, allow_missing=(), skip=()):

@@ -1,0 +1,35 @@
+"""Selecting distinct columns, with a gradient that is a gather too."""
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+
+class ColumnSelect(nn.Cell):
+    """``x[:, columns]`` of a ``(B, width)`` input, ``columns`` distinct.
+
+    The gradient of ``ops.gather`` on axis 1 must allow for repeated columns:
+    on CPU it transposes, sums segments and transposes back (about 6 ms of a
+    DLRM step at batch 2048, bench/notes.md). With distinct columns every
+    input column receives at most one output column's gradient, so the
+    gradient is itself a gather: the output gradient with a zero column
+    appended, read at each input column's position (the zero column for
+    columns not selected).
+    """
+
+    def __init__(self, columns, width):
+        super().__init__()
+        columns = np.asarray(columns, np.int64).reshape(-1)
+        width = int(width)
+        if columns.size and (columns.min() < 0 or columns.max() >= width):
+            raise ValueError(f"columns must lie in [0, {width}), got {columns.min()}..{columns.max()}")
+        if len(np.unique(columns)) != len(columns):
+            raise ValueError("ColumnSelect needs distinct columns")
+        back = np.full(width, len(columns), np.int32)        # not selected: the zero column
+        back[columns] = np.arange(len(columns), dtype=np.int32)
+        self.columns, self.back = Tensor(columns.astype(np.int32)), Tensor(back)
+
+    def construct(self, x):
+        return ops.gather(x, self.columns, 1)
+
+    def bprop(self, x, out, dout):
+        padded = ops.concat((dout, ops.zeros((dout.shape[0], 1), dout.dtype)), axis=1)
+        return (ops.gather(padded, self.back, 1),)
