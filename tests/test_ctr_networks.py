@@ -10,7 +10,7 @@ from mindspore import Tensor, nn, ops
 from src.deepfm import DeepFM
 from src.dlrm import DLRM, interaction_width
 from src.layers.mlp import MLP
-from src.layers.select import ColumnSelect
+from src.layers.select import ColumnSelect, SplitLast
 
 CARD = [30, 5, 70, 11]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -140,3 +140,27 @@ def test_column_select_refuses_repeated_or_outside_columns():
         ColumnSelect([1, 2, 1], 4)
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         ColumnSelect([1, 4], 4)
+
+
+def test_split_last_values_and_gradient():
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.normal(size=(3, 4, 6)).astype(np.float32))
+    split = SplitLast(5)
+    head, tail = split(x)
+    np.testing.assert_array_equal(head.asnumpy(), x.asnumpy()[..., :5])
+    np.testing.assert_array_equal(tail.asnumpy(), x.asnumpy()[..., 5:])
+    sens = rng.normal(size=(3, 4, 6)).astype(np.float32)
+    weighted = _SplitWeighted(split, Tensor(sens[..., :5]), Tensor(sens[..., 5:]))
+    np.testing.assert_array_equal(ms.grad(weighted)(x).asnumpy(), sens)
+    with pytest.raises(ValueError, match="k >= 1"):
+        SplitLast(0)
+
+
+class _SplitWeighted(nn.Cell):
+    def __init__(self, split, first, second):
+        super().__init__()
+        self.split, self.first, self.second = split, first, second
+
+    def construct(self, x):
+        head, tail = self.split(x)
+        return (head * self.first).sum() + (tail * self.second).sum()

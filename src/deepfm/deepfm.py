@@ -6,6 +6,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from src.layers.embedding import EmbeddingTable, uniform_rows
 from src.layers.initializers import make_initializer
 from src.layers.mlp import MLP
+from src.layers.select import SplitLast
 
 
 class DeepFM(nn.Cell):
@@ -45,6 +46,7 @@ class DeepFM(nn.Cell):
         # (fields * D, D): row j*D + d holds a 1 in column d
         self.field_sum = Tensor(np.tile(np.eye(self.dim, dtype=np.float32), (self.num_fields, 1)))
         self.matmul = ops.MatMul()
+        self.split = SplitLast(self.dim)                  # a row: (v_j, w_j)
         self.deep = MLP([self.num_fields * self.dim] + [int(u) for u in deep_units] + [1],
                         make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm)
 
@@ -53,8 +55,9 @@ class DeepFM(nn.Cell):
         batch = dense.shape[0]
         values = ops.concat((dense, ops.ones((batch, self.num_fields - self.num_dense), dense.dtype)),
                             axis=1).expand_dims(2)                                 # (B, fields, 1)
-        v = rows[:, :, :self.dim] * values                                         # (B, fields, D)
-        linear = (rows[:, :, self.dim:] * values).reshape((batch, self.num_fields)).sum(
+        vectors, weights = self.split(rows)
+        v = vectors * values                                                       # (B, fields, D)
+        linear = (weights * values).reshape((batch, self.num_fields)).sum(
             axis=1, keepdims=True) + self.bias                                     # (B, 1)
         flat = v.reshape((batch, self.num_fields * self.dim))
         # sums over the field axis as products with a 0/1 matrix: ReduceSum over

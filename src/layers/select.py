@@ -1,4 +1,6 @@
-"""Selecting distinct columns, with a gradient that is a gather too."""
+"""Column selections whose gradients avoid costly defaults on CPU: distinct
+columns (:class:`ColumnSelect`) and a split of the last axis
+(:class:`SplitLast`)."""
 import numpy as np
 from mindspore import Tensor, nn, ops
 
@@ -33,3 +35,25 @@ class ColumnSelect(nn.Cell):
     def bprop(self, x, out, dout):
         padded = ops.concat((dout, ops.zeros((dout.shape[0], 1), dout.dtype)), axis=1)
         return (ops.gather(padded, self.back, 1),)
+
+
+class SplitLast(nn.Cell):
+    """``(x[..., :k], x[..., k:])``.
+
+    Each slice's default gradient is a ``StridedSliceGrad`` (zeros of the
+    input's shape with the slice written in) and the two are then added:
+    about 2.4 ms of a DeepFM step at batch 1024 on CPU. The gradient of the
+    whole split is one concatenation of the halves' gradients.
+    """
+
+    def __init__(self, k):
+        super().__init__()
+        if int(k) < 1:
+            raise ValueError(f"SplitLast needs k >= 1, got {k}")
+        self.k = int(k)
+
+    def construct(self, x):
+        return x[..., :self.k], x[..., self.k:]
+
+    def bprop(self, x, out, dout):
+        return (ops.concat((dout[0], dout[1]), axis=-1),)
