@@ -164,7 +164,7 @@ class ModelSpec:
         if not self.sparse:
             return self.transform(feature_map)
         from src.engine.sparse import rows_transform
-        buckets = 1 if distributed or cfg is None else int(cfg.get("row_buckets") or 1)
+        buckets = 1 if distributed or cfg is None else int(cfg.get("row_buckets", 1))
         return rows_transform(self.transform(feature_map), network.table_ids,
                               network.embedding.scratch_row, buckets)
 

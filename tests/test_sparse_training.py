@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
+from src.config import Config
 from src.dlrm import DLRM
 from src.engine import checkpoint
 from src.engine.sparse import (NetWithRowsLoss, RowOptimizer, SparseTrainStep, rows_transform,
                                unique_rows)
-from src.models import MultiTaskBCELoss
+from src.models import MultiTaskBCELoss, get_model_spec
 
 CARD = [40, 6, 90]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -61,6 +62,10 @@ def test_bucketed_rows_train_like_full_padding():
 def test_row_buckets_must_be_positive():
     with pytest.raises(ValueError, match="row_buckets must be a positive integer"):
         rows_transform(lambda b: b, lambda c: c, 9, buckets=0)
+    # through the config too: 0 is refused, not read as the default
+    spec, cfg = get_model_spec("dlrm"), Config({"row_buckets": 0}, config_path=None)
+    with pytest.raises(ValueError, match="row_buckets must be a positive integer"):
+        spec.train_transform({"offsets": OFFSETS}, _net(), cfg)
 
 
 def _net(seed=0):
