@@ -90,9 +90,11 @@ class ExpertConv2d(nn.Cell):
         flat = ops.concat((self.weight.reshape((-1,)), ops.zeros((1,), ms.float32)))
         band = ops.gather(flat, self.band_index, 0)                            # (E, k*in*W, out*Wo)
         x = x.reshape((batch, self.e, self.cin, self.h, self.w)).transpose((1, 0, 3, 2, 4))
-        rows = x[:, :, 0:self.ho].expand_dims(3)                               # (E, B, Ho, 1, in, W)
-        for dy in range(1, self.k):
-            rows = ops.concat((rows, x[:, :, dy:dy + self.ho].expand_dims(3)), axis=3)
+        # one concatenation of the k row windows: growing the result one window
+        # at a time copied it k - 1 times, and its gradient split it as often
+        # (DSelect-k step at batch 256 on CPU: 485 -> 442 ms)
+        rows = ops.concat([x[:, :, dy:dy + self.ho].expand_dims(3) for dy in range(self.k)],
+                          axis=3)                                              # (E, B, Ho, k, in, W)
         rows = rows.reshape((self.e, batch * self.ho, self.k * self.cin * self.w))
         out = ops.bmm(rows, band)                                              # (E, B*Ho, out*Wo)
         out = out.reshape((self.e, batch, self.ho, self.cout, self.wo)).transpose((1, 0, 3, 2, 4))
