@@ -11,7 +11,9 @@ from src.fileio import write_json_atomic
 GROUPS = {
     "train": ("Training throughput",
               "Samples/s of whole training steps: the batch read from MindRecord by the project's "
-              "reader, forward, backward, optimizer update, loss fetched. Ratio = ours / peer."),
+              "reader, forward, backward, optimizer update, loss fetched. Ratio = ours / peer. "
+              "A/A: ours against a second process of ours, measured in the same turns: how far "
+              "from 1.0 a ratio lands by chance on this machine."),
     "pipeline": ("Input pipeline",
                  "Rows/s the MindRecord reader delivers with the transform training applies, "
                  "against the samples/s this project's training consumes in the same case. "
@@ -144,13 +146,18 @@ def markdown(report):
                              f"{CONVERTER_TARGET} | {_met(r)} |")
         else:
             latency = group in ("predict", "cpp")
-            head = "| case | unit | ours | peer | ratio |" + (" ours ms/batch | peer ms/batch |" if latency else "")
+            control = any("control" in r for r in rows)
+            head = ("| case | unit | ours | peer | ratio |" + (" A/A |" if control else "")
+                    + (" ours ms/batch | peer ms/batch |" if latency else ""))
             lines += [head + " target | met |",
-                      "|---|---|---:|---:|---:|" + ("---:|---:|" if latency else "") + "---|---|"]
+                      "|---|---|---:|---:|---:|" + ("---:|" if control else "")
+                      + ("---:|---:|" if latency else "") + "---|---|"]
             for r in rows:
                 extra = ""
+                if control:
+                    extra += f" {_ratio(r.get('control'))} |"
                 if latency:
-                    extra = f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
+                    extra += f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
                 lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
                              f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r)} |")
         lines.append("")

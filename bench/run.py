@@ -23,6 +23,9 @@ from bench import data, report
 from bench.measure import Worker, WorkerError, interleaved
 from bench.workload import ROOT
 
+# A label of a side that runs the same worker as another (the A/A control).
+CONTROL = "ours_again"
+SIDE_OF = {CONTROL: "ours"}
 TRAIN_CASES = [("mmoe", 32), ("mmoe", 256), ("mmoe", 2048), ("deepfm", 1024), ("deepfm", 16000),
                ("dlrm", 128), ("dlrm", 2048), ("dselect_k", 256)]
 PREDICT_LARGE = {"mmoe": 8192, "deepfm": 16384, "dlrm": 16384, "dselect_k": 1024}
@@ -36,8 +39,11 @@ def parse_args(argv):
     p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
-    p.add_argument("--reps", type=int, default=5, help="interleaved repetitions per case (median)")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of one repetition per side")
+    p.add_argument("--reps", type=int, default=15, help="interleaved repetitions per case (median)")
+    p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per side")
+    p.add_argument("--no_control", dest="control", action="store_false",
+                   help="skip the A/A control of the training cases (a second process of ours "
+                        "measured in the same turns; its ratio shows the machine's resolution)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up units (steps, batches) per side")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both frameworks (0: all cores)")
@@ -96,6 +102,7 @@ class Suite:
         os.makedirs(self.cwd, exist_ok=True)
         self.report = {"environment": report.environment(command),
                        "settings": {"reps": args.reps, "seconds": args.seconds, "warmup": args.warmup,
+                                    "control": args.control,
                                     "threads": args.threads or os.cpu_count(), "quick": args.quick,
                                     "sides": args.sides},
                        "cases": [], "errors": []}
@@ -123,8 +130,8 @@ class Suite:
         try:
             for side in sides:
                 log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{side}.log")
-                made[side] = Worker(side, kind, model, batch, self.data(model), log, self.cwd,
-                                    threads=self.args.threads)
+                made[side] = Worker(SIDE_OF.get(side, side), kind, model, batch, self.data(model),
+                                    log, self.cwd, threads=self.args.threads)
         except Exception:
             for w in made.values():
                 w.close()
@@ -141,10 +148,15 @@ class Suite:
 
     # ------------------------------------------------------------ groups
     def train(self, model, batch):
-        res = self.measure("train", model, batch, self.args.sides)
+        sides = self.args.sides + ([CONTROL] if self.args.control else [])
+        res = self.measure("train", model, batch, sides)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
-        self.add(_against_peer("train", model, batch, ours, peer, res))
+        row = _against_peer("train", model, batch, ours, peer, res)
+        if CONTROL in res:
+            # ours against ours: how far from 1.0 a ratio lands by chance here
+            row["control"] = ours / res[CONTROL]["median"]
+        self.add(row)
 
     def pipeline(self, model, batch):
         res = self.measure("pipeline", model, batch, ["ours"])

@@ -36,6 +36,8 @@ def test_quick_suite_writes_the_table(tmp_path):
     for row in groups["pipeline"]:           # compared with the training figure of its case
         train = next(r for r in groups["train"] if r["batch"] == row["batch"])
         assert row["peer"] == train["ours"]
+    for row in groups["train"]:              # the A/A control: ours against ours
+        assert row["control"] > 0 and set(row["spread"]) >= {"ours", "ours_again"}
     for row in groups["train"] + groups["predict"]:
         if HAVE_TORCH:
             assert row["peer"] > 0 and abs(row["ratio"] - row["ours"] / row["peer"]) < 1e-9
@@ -46,6 +48,7 @@ def test_quick_suite_writes_the_table(tmp_path):
                   "Inference from C++", "Criteo converter"):
         assert f"## {title}" in text
     assert "| mmoe batch 2048 | samples/s |" in text
+    assert "| case | unit | ours | peer | ratio | A/A | target | met |" in text
 
 
 def test_bad_arguments_are_refused():
