@@ -95,3 +95,20 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
     return {side: {"median": statistics.median(r), "min": min(r), "max": max(r), "rates": r,
                    "units": units[side]}
             for side, r in rates.items()}
+
+
+def pooled(results):
+    """Rates of labels ``side#n`` (a side's n-th process) pooled per side:
+    ``{side: {"median", "min", "max", "rates", "processes"}}`` with
+    ``processes`` the median of each process in label order. A label without
+    ``#`` is its own side."""
+    sides = {}
+    for label, figures in results.items():
+        sides.setdefault(label.split("#")[0], []).append(figures)
+    out = {}
+    for side, parts in sides.items():
+        rates = [r for part in parts for r in part["rates"]]
+        out[side] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
+                     "rates": rates, "processes": [part["median"] for part in parts],
+                     "units": [part["units"] for part in parts]}
+    return out

@@ -12,8 +12,9 @@ GROUPS = {
     "train": ("Training throughput",
               "Samples/s of whole training steps: the batch read from MindRecord by the project's "
               "reader, forward, backward, optimizer update, loss fetched. Ratio = ours / peer. "
-              "A/A: ours against a second process of ours, measured in the same turns: how far "
-              "from 1.0 a ratio lands by chance on this machine."),
+              "Each side runs in several processes, measured in turns and pooled. A/A: ours' first "
+              "process against its second: how far from 1.0 a ratio lands by chance on this "
+              "machine."),
     "pipeline": ("Input pipeline",
                  "Rows/s the MindRecord reader delivers with the transform training applies, "
                  "against the samples/s this project's training consumes in the same case. "
@@ -123,7 +124,8 @@ def markdown(report):
         f"- Versions: Python {v['python']}, MindSpore {v['mindspore']}, PyTorch {v['torch']}, "
         f"NumPy {v['numpy']}",
         f"- Repetitions: median of {report['settings']['reps']} interleaved repetitions of about "
-        f"{report['settings']['seconds']} s per side, after warm-up",
+        f"{report['settings']['seconds']} s per process, after warm-up; "
+        f"{report['settings'].get('processes', 1)} process(es) per side in the training cases",
         "",
     ]
     for group, (title, about) in GROUPS.items():

@@ -20,12 +20,9 @@ import time
 import traceback
 
 from bench import data, report
-from bench.measure import Worker, WorkerError, interleaved
+from bench.measure import Worker, WorkerError, interleaved, pooled
 from bench.workload import ROOT
 
-# A label of a side that runs the same worker as another (the A/A control).
-CONTROL = "ours_again"
-SIDE_OF = {CONTROL: "ours"}
 TRAIN_CASES = [("mmoe", 32), ("mmoe", 256), ("mmoe", 2048), ("deepfm", 1024), ("deepfm", 16000),
                ("dlrm", 128), ("dlrm", 2048), ("dselect_k", 256)]
 PREDICT_LARGE = {"mmoe": 8192, "deepfm": 16384, "dlrm": 16384, "dselect_k": 1024}
@@ -41,9 +38,10 @@ def parse_args(argv):
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
     p.add_argument("--reps", type=int, default=15, help="interleaved repetitions per case (median)")
     p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per side")
-    p.add_argument("--no_control", dest="control", action="store_false",
-                   help="skip the A/A control of the training cases (a second process of ours "
-                        "measured in the same turns; its ratio shows the machine's resolution)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="worker processes per side in the training cases, measured in turns and "
+                        "pooled; with 2 or more the A/A column compares ours' first two "
+                        "(a process's speed varies by itself, beyond the machine's load)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up units (steps, batches) per side")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both frameworks (0: all cores)")
@@ -67,8 +65,8 @@ def parse_args(argv):
         args.reps, args.seconds, args.warmup = 1, 0.2, 2
         args.converter_sizes = "20000"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
-    if args.reps < 1 or args.seconds <= 0 or args.warmup < 1:
-        p.error("--reps and --warmup must be at least 1 and --seconds positive")
+    if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
+        p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
     return args
 
 
@@ -102,7 +100,7 @@ class Suite:
         os.makedirs(self.cwd, exist_ok=True)
         self.report = {"environment": report.environment(command),
                        "settings": {"reps": args.reps, "seconds": args.seconds, "warmup": args.warmup,
-                                    "control": args.control,
+                                    "processes": args.processes,
                                     "threads": args.threads or os.cpu_count(), "quick": args.quick,
                                     "sides": args.sides},
                        "cases": [], "errors": []}
@@ -125,37 +123,41 @@ class Suite:
         self.report["errors"].append(f"{what}: {exc}")
         self.log(f"FAILED {what}: {exc}")
 
-    def workers(self, kind, model, batch, sides):
+    def workers(self, kind, model, batch, labels):
+        """``{label: Worker}``; a label is a side, or ``side#n`` for its n-th process."""
         made = {}
         try:
-            for side in sides:
-                log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{side}.log")
-                made[side] = Worker(SIDE_OF.get(side, side), kind, model, batch, self.data(model),
-                                    log, self.cwd, threads=self.args.threads)
+            for label in labels:
+                log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{label.replace('#', '_')}.log")
+                made[label] = Worker(label.split("#")[0], kind, model, batch, self.data(model),
+                                     log, self.cwd, threads=self.args.threads)
         except Exception:
             for w in made.values():
                 w.close()
             raise
         return made
 
-    def measure(self, kind, model, batch, sides):
-        workers = self.workers(kind, model, batch, sides)
+    def measure(self, kind, model, batch, sides, processes=1):
+        """``{side: figures}`` (see :func:`bench.measure.pooled`), every side in
+        ``processes`` worker processes, all measured in turns."""
+        labels = [f"{side}#{n}" for n in range(1, processes + 1) for side in sides]
+        workers = self.workers(kind, model, batch, labels)
         try:
-            return interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds)
+            return pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
         finally:
             for w in workers.values():
                 w.close()
 
     # ------------------------------------------------------------ groups
     def train(self, model, batch):
-        sides = self.args.sides + ([CONTROL] if self.args.control else [])
-        res = self.measure("train", model, batch, sides)
+        res = self.measure("train", model, batch, self.args.sides, self.args.processes)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
         row = _against_peer("train", model, batch, ours, peer, res)
-        if CONTROL in res:
+        first, second = (res["ours"]["processes"] + [None])[:2]
+        if second:
             # ours against ours: how far from 1.0 a ratio lands by chance here
-            row["control"] = ours / res[CONTROL]["median"]
+            row["control"] = first / second
         self.add(row)
 
     def pipeline(self, model, batch):

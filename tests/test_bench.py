@@ -37,7 +37,8 @@ def test_quick_suite_writes_the_table(tmp_path):
         train = next(r for r in groups["train"] if r["batch"] == row["batch"])
         assert row["peer"] == train["ours"]
     for row in groups["train"]:              # the A/A control: ours against ours
-        assert row["control"] > 0 and set(row["spread"]) >= {"ours", "ours_again"}
+        assert row["control"] > 0 and len(row["spread"]["ours"]["processes"]) == 2
+        assert len(row["spread"]["ours"]["rates"]) == 2      # 1 repetition x 2 processes
     for row in groups["train"] + groups["predict"]:
         if HAVE_TORCH:
             assert row["peer"] > 0 and abs(row["ratio"] - row["ours"] / row["peer"]) < 1e-9
@@ -49,6 +50,17 @@ def test_quick_suite_writes_the_table(tmp_path):
         assert f"## {title}" in text
     assert "| mmoe batch 2048 | samples/s |" in text
     assert "| case | unit | ours | peer | ratio | A/A | target | met |" in text
+
+
+def test_pooled_joins_the_processes_of_a_side():
+    from bench.measure import pooled
+    res = pooled({"ours#1": {"median": 2.0, "rates": [1.0, 2.0, 3.0], "units": 5},
+                  "peer#1": {"median": 5.0, "rates": [5.0], "units": 2},
+                  "ours#2": {"median": 10.0, "rates": [10.0, 20.0], "units": 6}})
+    assert res["ours"]["rates"] == [1.0, 2.0, 3.0, 10.0, 20.0]
+    assert res["ours"]["median"] == 3.0 and res["ours"]["processes"] == [2.0, 10.0]
+    assert (res["ours"]["min"], res["ours"]["max"], res["ours"]["units"]) == (1.0, 20.0, [5, 6])
+    assert res["peer"]["median"] == 5.0 and res["peer"]["processes"] == [5.0]
 
 
 def test_bad_arguments_are_refused():
