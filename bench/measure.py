@@ -99,9 +99,9 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
 
 def pooled(results):
     """Rates of labels ``side#n`` (a side's n-th process) pooled per side:
-    ``{side: {"median", "min", "max", "rates", "processes"}}`` with
-    ``processes`` the median of each process in label order. A label without
-    ``#`` is its own side."""
+    ``{side: {"median", "min", "max", "rates", "processes", "units"}}`` with
+    ``processes`` the median of each process and ``units`` its units per
+    repetition, in label order. A label without ``#`` is its own side."""
     sides = {}
     for label, figures in results.items():
         sides.setdefault(label.split("#")[0], []).append(figures)

@@ -37,7 +37,7 @@ def parse_args(argv):
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
     p.add_argument("--reps", type=int, default=15, help="interleaved repetitions per case (median)")
-    p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per side")
+    p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per process")
     p.add_argument("--processes", type=int, default=2,
                    help="worker processes per side in the training cases, measured in turns and "
                         "pooled; with 2 or more the A/A column compares ours' first two "
