@@ -97,6 +97,11 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
             for side, r in rates.items()}
 
 
+def side_of(label):
+    """The side a worker label names: ``ours#2`` (ours' second process) -> ``ours``."""
+    return label.split("#")[0]
+
+
 def pooled(results):
     """Rates of labels ``side#n`` (a side's n-th process) pooled per side:
     ``{side: {"median", "min", "max", "rates", "processes", "units"}}`` with
@@ -104,7 +109,7 @@ def pooled(results):
     repetition, in label order. A label without ``#`` is its own side."""
     sides = {}
     for label, figures in results.items():
-        sides.setdefault(label.split("#")[0], []).append(figures)
+        sides.setdefault(side_of(label), []).append(figures)
     out = {}
     for side, parts in sides.items():
         rates = [r for part in parts for r in part["rates"]]

@@ -20,7 +20,7 @@ import time
 import traceback
 
 from bench import data, report
-from bench.measure import Worker, WorkerError, interleaved, pooled
+from bench.measure import Worker, WorkerError, interleaved, pooled, side_of
 from bench.workload import ROOT
 
 TRAIN_CASES = [("mmoe", 32), ("mmoe", 256), ("mmoe", 2048), ("deepfm", 1024), ("deepfm", 16000),
@@ -129,7 +129,7 @@ class Suite:
         try:
             for label in labels:
                 log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{label.replace('#', '_')}.log")
-                made[label] = Worker(label.split("#")[0], kind, model, batch, self.data(model),
+                made[label] = Worker(side_of(label), kind, model, batch, self.data(model),
                                      log, self.cwd, threads=self.args.threads)
         except Exception:
             for w in made.values():
