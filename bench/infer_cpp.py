@@ -6,13 +6,18 @@ in a child process, with copies of one test batch as the program's .bin
 inputs; the program is built against the Lite SDK (scripts/fetch_lite_sdk.sh,
 cached), the ONNX converted to a Lite MindIR, and the program run ``reps``
 times. Each run prints the median time of Model::Predict over its batches;
-the figure is the median of the runs.
+the figure is the median of the runs. Exports are cached in the work folder
+with a fingerprint of the code and configs they were made from, and made
+again when that changes.
 
     python -m bench.infer_cpp --prepare --model mmoe --batch_size 1 --data_path DIR --out DIR
 """
 import argparse
+import glob
+import hashlib
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +67,18 @@ def prepare(model, batch, data_path, out_dir, files):
         f.write("\n".join(names) + "\n")
 
 
+def code_fingerprint(root=ROOT):
+    """A hash of what an export depends on: export.py, the configs and src/."""
+    paths = [os.path.join(root, "export.py")] + sorted(glob.glob(os.path.join(root, "default_config*.yaml")))
+    paths += sorted(glob.glob(os.path.join(root, "src", "**", "*.py"), recursive=True))
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.relpath(path, root).encode() + b"\0")
+        with open(path, "rb") as f:
+            digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _run(cmd, what, log_path, **kw):
     with open(log_path, "w") as log:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, **kw)
@@ -92,11 +109,16 @@ def measure(model, batch, data_path, work, reps=5, quick=False, log=print):
     files = _files_for(batch, quick)
     env = dict(os.environ, PYTHONPATH=ROOT, GLOG_v=os.environ.get("GLOG_v", "3"))
     tag = f"cpp_{model}_{batch}"
-    if not os.path.isfile(os.path.join(out, "inputs", "order.txt")):
+    stamp, fingerprint = os.path.join(out, "fingerprint"), code_fingerprint()
+    made_from = open(stamp).read().strip() if os.path.isfile(stamp) else None
+    if made_from != fingerprint or not os.path.isfile(os.path.join(out, "inputs", "order.txt")):
+        shutil.rmtree(out, ignore_errors=True)          # an export of other code, or none
         _run([PYTHON, "-m", "bench.infer_cpp", "--prepare", "--model", model, "--batch_size", str(batch),
               "--data_path", data_path, "--out", out, "--files", str(files)],
              f"exporting {model} batch {batch}", os.path.join(logs, tag + "_export.log"),
              cwd=os.path.join(work, "cwd"), env=env)
+        with open(stamp, "w") as f:
+            f.write(fingerprint + "\n")
     _program(work, log)
     lite = os.path.join(out, f"{model}_lite")
     if not os.path.isfile(lite + ".mindir"):

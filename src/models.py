@@ -193,7 +193,7 @@ def _mmoe_spec():
         return MMoE(input_dim=fmap["input_dim"], num_tasks=len(fmap["tasks"]),
                     num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                     tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
-                    tower_dropout=cfg.tower_dropout)
+                    tower_dropout=cfg.tower_dropout, mixture=cfg.mixture)
 
     return ModelSpec(
         name="mmoe", dataset="census-income",
@@ -206,6 +206,7 @@ def _mmoe_spec():
         prepare_data=lambda cfg: census.convert(
             cfg.raw_data_path, cfg.data_path, keep_instance_weight=cfg.keep_instance_weight,
             val_fraction=cfg.val_fraction, seed=cfg.seed, block_rows=cfg.block_rows),
+        export_overrides={"mixture": "broadcast"},
     )
 
 

@@ -63,6 +63,27 @@ def test_pooled_joins_the_processes_of_a_side():
     assert res["peer"]["median"] == 5.0 and res["peer"]["processes"] == [5.0]
 
 
+def test_exports_are_made_again_when_the_code_changes(tmp_path):
+    """The C++ case caches exports under a fingerprint of export.py, the
+    configs and src/: an edit anywhere in them changes it, other files do not."""
+    from bench.infer_cpp import code_fingerprint
+    (tmp_path / "src" / "mmoe").mkdir(parents=True)
+    for name, text in (("export.py", "e"), ("default_config.yaml", "a: 1"),
+                       ("default_config_cpu.yaml", "a: 2"), ("src/mmoe/mmoe.py", "m = 1"),
+                       ("README.md", "r")):
+        (tmp_path / name).write_text(text)
+    first = code_fingerprint(str(tmp_path))
+    (tmp_path / "README.md").write_text("other")
+    assert code_fingerprint(str(tmp_path)) == first
+    seen = {first}
+    for name, text in (("src/mmoe/mmoe.py", "m = 2"), ("default_config_cpu.yaml", "a: 3"),
+                       ("export.py", "f")):
+        (tmp_path / name).write_text(text)
+        now = code_fingerprint(str(tmp_path))
+        assert now not in seen
+        seen.add(now)
+
+
 def test_bad_arguments_are_refused():
     done = subprocess.run([sys.executable, "-m", "bench.run", "--models", "resnet"], cwd=ROOT,
                           capture_output=True, text=True)

@@ -11,6 +11,7 @@ from src.deepfm import DeepFM
 from src.dlrm import DLRM, interaction_width
 from src.layers.mlp import MLP
 from src.layers.select import ColumnSelect, SplitLast
+from weighted import WeightedSum
 
 CARD = [30, 5, 70, 11]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -109,17 +110,6 @@ class _Gather(nn.Cell):
         return ops.gather(x, self.columns, 1)
 
 
-class _Weighted(nn.Cell):
-    """``sum(select(x) * sens)``: its gradient is ``select``'s gradient of ``sens``."""
-
-    def __init__(self, select, sens):
-        super().__init__()
-        self.select, self.sens = select, sens
-
-    def construct(self, x):
-        return (self.select(x) * self.sens).sum()
-
-
 def test_column_select_values_and_gradient_equal_the_gather():
     rng = np.random.default_rng(0)
     x = Tensor(rng.normal(size=(5, 9)).astype(np.float32))
@@ -127,8 +117,8 @@ def test_column_select_values_and_gradient_equal_the_gather():
     sens = Tensor(rng.normal(size=(5, 4)).astype(np.float32))
     select = ColumnSelect(columns, 9)
     np.testing.assert_array_equal(select(x).asnumpy(), x.asnumpy()[:, columns])
-    ours = ms.grad(_Weighted(select, sens))(x).asnumpy()
-    gathered = ms.grad(_Weighted(_Gather(columns), sens))(x)
+    ours = ms.grad(WeightedSum(select, sens))(x).asnumpy()
+    gathered = ms.grad(WeightedSum(_Gather(columns), sens))(x)
     expected = np.zeros((5, 9), np.float32)
     expected[:, columns] = sens.asnumpy()
     np.testing.assert_array_equal(ours, expected)

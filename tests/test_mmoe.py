@@ -1,3 +1,4 @@
+import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor
@@ -5,6 +6,7 @@ from mindspore import Tensor
 from src.layers.towers import TaskTowers
 from src.layers.initializers import make_initializer
 from src.mmoe import MMoE
+from weighted import WeightedSum
 
 
 def _x(b, f, seed=0):
@@ -28,10 +30,11 @@ def test_parameter_shapes_follow_config():
     assert shapes["towers.weight1"] == (2, 8, 1)
 
 
-def test_matches_a_numpy_reference():
+@pytest.mark.parametrize("mixture", ["batch_matmul", "broadcast"])
+def test_matches_a_numpy_reference(mixture):
     """Experts, softmax gates, mixture and towers compute what MMoE defines."""
     net = MMoE(input_dim=6, num_tasks=2, num_experts=3, expert_units=2, tower_units=[4],
-               init="normal", init_scale=0.5)
+               init="normal", init_scale=0.5, mixture=mixture)
     p = {q.name: q.asnumpy() for q in net.get_parameters()}
     x = np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)
     experts = np.maximum(x @ p["expert_kernel"] + p["expert_bias"], 0).reshape(7, 3, 2)
@@ -62,12 +65,35 @@ def test_tasks_have_their_own_gates():
                                           ({"input_dim": 0}, "input_dim"),
                                           ({"tower_units": [4, 0]}, "tower hidden units"),
                                           ({"tower_dropout": 1.0}, "dropout"),
-                                          ({"init": "bogus"}, "unknown initializer")])
+                                          ({"init": "bogus"}, "unknown initializer"),
+                                          ({"mixture": "einsum"}, "mixture must be one of")])
 def test_bad_sizes_are_rejected(kwargs, match):
     args = dict(input_dim=10, num_tasks=2, num_experts=2, expert_units=2, tower_units=[4])
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         MMoE(**args)
+
+
+def test_mixture_forms_give_the_same_outputs_and_gradients():
+    """Training uses one form and export the other, on the same checkpoint."""
+    kwargs = dict(input_dim=12, num_tasks=3, num_experts=5, expert_units=4, tower_units=[6],
+                  init="normal", init_scale=0.5)
+    product = MMoE(mixture="batch_matmul", **kwargs)
+    broadcast = MMoE(mixture="broadcast", **kwargs)
+    ms.load_param_into_net(broadcast, {p.name: p for p in product.get_parameters()}, strict_load=True)
+    x = _x(9, 12, seed=3)
+    weights = Tensor(np.random.default_rng(4).standard_normal((9, 3)).astype(np.float32))
+    outputs, grads = [], []
+    for net in (product, broadcast):
+        net.set_train(True)
+        outputs.append(net(x).asnumpy())
+        grad = ms.grad(WeightedSum(net, weights), grad_position=None, weights=net.trainable_params())
+        grads.append([g.asnumpy() for g in grad(x)])
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    assert len(grads[0]) == len(grads[1]) == 8
+    for a, b in zip(*grads):
+        assert np.abs(a).max() > 0
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_tower_dropout_is_active_only_in_training():

@@ -100,13 +100,16 @@ def test_divergence_stops_with_a_clear_message(data_dir, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".ckpt")]
 
 
-def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monkeypatch):
+def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monkeypatch, capsys):
     """export.py's MindIR gives the network's outputs; preprocess.py -> an
-    inference run over the .bin files -> postprocess.py gives eval.py's metrics."""
+    inference run over the .bin files -> postprocess.py gives eval.py's metrics.
+    The MindIR mixes the experts in the broadcast form and eval.py in the
+    batched product, so this also checks that the two forms agree."""
     monkeypatch.chdir(tmp_path)
     ckpt = str(trained / "best_avg_auc.ckpt")
     common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "64"]
     assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs64"]) == 0
+    assert "using mixture=broadcast (training used batch_matmul)" in capsys.readouterr().out
     assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
     manifest = read_manifest("pre")
     assert manifest["rows"] == 1500 and manifest["num_batches"] == 24

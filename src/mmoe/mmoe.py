@@ -5,6 +5,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from src.layers.initializers import init_stack, make_initializer
 from src.layers.towers import TaskTowers
 
+MIXTURES = ("batch_matmul", "broadcast")
+
 
 class MMoE(nn.Cell):
     """Multi-gate Mixture-of-Experts.
@@ -17,19 +19,28 @@ class MMoE(nn.Cell):
       computed as one ``(F, E*U)`` matrix product;
     - gates: one softmax gate per task over the E experts, computed as one
       ``(F, T*E)`` product;
-    - mixture: per task, the gate-weighted sum of expert outputs ``(B, T, U)``;
+    - mixture: per task, the gate-weighted sum of expert outputs ``(B, T, U)``,
+      computed as ``mixture`` says: ``batch_matmul`` (one ``(T, E) x (E, U)``
+      product per sample; the faster form in MindSpore on CPU) or
+      ``broadcast`` (the product ``(B, T, E, 1) * (B, 1, E, U)`` summed over
+      E; the faster form in MindSpore Lite, hence export's choice). Both give
+      the same outputs and take the same checkpoints;
     - towers: per task an MLP ``U -> tower_units... -> 1``
       (:class:`src.layers.TaskTowers`).
     """
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
-                 init="truncated_normal", init_scale=0.01, tower_dropout=0.0):
+                 init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
+                 mixture="batch_matmul"):
         super().__init__()
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
                             ("num_experts", num_experts), ("expert_units", expert_units)):
             if int(value) < 1:
                 raise ValueError(f"MMoE: {name} must be a positive integer, got {value}")
+        if mixture not in MIXTURES:
+            raise ValueError(f"MMoE: mixture must be one of {MIXTURES}, got {mixture!r}")
         self.num_tasks, self.num_experts, self.expert_units = num_tasks, num_experts, expert_units
+        self.broadcast_mixture = mixture == "broadcast"
         weight_init = make_initializer(init, init_scale)
         experts = init_stack(weight_init, num_experts, input_dim, expert_units)   # (E, F, U)
         self.expert_kernel = Parameter(Tensor(np.ascontiguousarray(
@@ -53,5 +64,9 @@ class MMoE(nn.Cell):
         experts = experts.reshape((-1, self.num_experts, self.expert_units))          # (B, E, U)
         gates = self.matmul(x, self.gate_kernel) + self.gate_bias
         gates = self.softmax(gates.reshape((-1, self.num_tasks, self.num_experts)))   # (B, T, E)
-        mixed = self.batch_matmul(gates, experts)                                     # (B, T, U)
+        if self.broadcast_mixture:
+            mixed = (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
+                     * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
+        else:
+            mixed = self.batch_matmul(gates, experts)                                 # (B, T, U)
         return self.towers(mixed).reshape((-1, self.num_tasks))                      # (B, T)
