@@ -110,7 +110,10 @@ def measure(model, batch, data_path, work, reps=5, quick=False, log=print):
     env = dict(os.environ, PYTHONPATH=ROOT, GLOG_v=os.environ.get("GLOG_v", "3"))
     tag = f"cpp_{model}_{batch}"
     stamp, fingerprint = os.path.join(out, "fingerprint"), code_fingerprint()
-    made_from = open(stamp).read().strip() if os.path.isfile(stamp) else None
+    made_from = None
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            made_from = f.read().strip()
     if made_from != fingerprint or not os.path.isfile(os.path.join(out, "inputs", "order.txt")):
         shutil.rmtree(out, ignore_errors=True)          # an export of other code, or none
         _run([PYTHON, "-m", "bench.infer_cpp", "--prepare", "--model", model, "--batch_size", str(batch),
