@@ -6,7 +6,8 @@ Every workload is set up once (network, reader, compiled graph) and then
 * ``train``: ``n`` training steps, each reading its batch from MindRecord
   through the project's reader (:class:`~src.data.reader.BlockDataset`, the
   same for both sides), running forward, backward and the optimizer update
-  and fetching the loss; items = samples.
+  and fetching the loss (ours as ``Trainer.fit`` runs them, with the CPU
+  config's ``steps_per_call``); items = samples.
 * ``predict``: ``n`` predictions of one fixed batch, from numpy input to
   numpy probabilities; items = samples.
 * ``pipeline``: ``n`` batches from the reader alone, with the transform
@@ -47,6 +48,16 @@ def fixed_batch(spec, fmap, cfg, batch_size):
     return [np.ascontiguousarray(np.concatenate([a] * reps)[:batch_size]) for a in inputs]
 
 
+def _trained(trainer, reader):
+    """The losses of training on the reader, epoch after epoch, the way
+    ``Trainer.fit`` runs an epoch (``steps_per_call`` steps per graph call, so
+    a unit of work may finish a few steps ahead: the next run gets them free)."""
+    epoch = 1
+    while True:
+        yield from trainer.run_batches(reader.epoch(epoch))
+        epoch += 1
+
+
 class Ours:
     """This project: the CPU config, GRAPH_MODE, the trainer's own train step."""
 
@@ -77,13 +88,12 @@ class Ours:
         set_epoch = getattr(trainer.net_with_loss, "set_epoch", None)
         if set_epoch is not None:
             set_epoch(1)
-        self.step = trainer.step               # what Trainer.fit runs per batch
-        self.batches = _forever(reader)
+        self.losses = _trained(trainer, reader)
 
     def _run_train(self, n):
         start = time.perf_counter()
         for _ in range(n):
-            self.step(next(self.batches))
+            next(self.losses)
         return time.perf_counter() - start, n * self.batch_size
 
     def _setup_predict(self):

@@ -1,4 +1,5 @@
 import os
+import types
 
 import mindspore as ms
 import numpy as np
@@ -9,7 +10,8 @@ from src.engine import checkpoint
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.graph_call import GraphCall
-from src.engine.train_step import build_train_step, clip_by_global_norm
+from src.engine.train_step import MultiStep, build_train_step, clip_by_global_norm, random_cells
+from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS, _steps_per_call
 from src.mmoe import MMoE
 from src.models import MultiTaskBCELoss, NetWithLoss
 
@@ -43,11 +45,14 @@ def test_schedule_errors():
         learning_rates("constant", 0.1, 0, 3)
 
 
-def _step(clip_norm=0.0, lr=0.1, optimizer="sgd"):
-    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+def _step(clip_norm=0.0, lr=0.1, optimizer="sgd", loss_scale_mode="none", tower_dropout=0.0):
+    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4],
+               tower_dropout=tower_dropout)
     nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
-    opt = build_optimizer(optimizer, net.trainable_params(), np.full(100, lr, np.float32))
-    return net, build_train_step(nwl, opt, clip_norm=clip_norm)
+    rates = np.full(100, lr, np.float32) if np.isscalar(lr) else np.asarray(lr, np.float32)
+    opt = build_optimizer(optimizer, net.trainable_params(), rates)
+    return net, build_train_step(nwl, opt, loss_scale_mode=loss_scale_mode, loss_scale=1024.0,
+                                 clip_norm=clip_norm)
 
 
 def test_clipping_bounds_the_update():
@@ -106,6 +111,63 @@ def test_graph_call_trains_exactly_as_the_cell_call():
     for p, q in zip(plain_net.trainable_params(), fast_net.trainable_params()):
         np.testing.assert_array_equal(p.asnumpy(), q.asnumpy())
     assert fast_step.optimizer.global_step.asnumpy().item() == len(batches)
+
+
+@pytest.mark.parametrize("loss_scale_mode", ["none", "dynamic"])
+def test_multi_step_trains_exactly_as_single_steps(loss_scale_mode):
+    """k steps in one graph = k calls: the same losses, weights, Adam moments
+    and step counter, with a learning rate that changes every step (so each
+    step of a call must read its own)."""
+    rng = np.random.default_rng(6)
+    batches = [(rng.standard_normal((8, 6)).astype(np.float32),
+                (rng.random((8, 2)) > 0.5).astype(np.float32)) for _ in range(6)]
+    rates = learning_rates("noam", 0.05, steps_per_epoch=4, epochs=5, warmup_epochs=2)
+    nets, steps = [], []
+    for _ in range(2):
+        ms.set_seed(7)
+        net, step = _step(clip_norm=0.5, lr=rates, optimizer="adam", loss_scale_mode=loss_scale_mode)
+        nets.append(net)
+        steps.append(step)
+    single = [steps[0](Tensor(x), Tensor(y)).asnumpy().item() for x, y in batches]
+    multi = GraphCall(MultiStep(steps[1], 3))
+    grouped = []
+    for i in (0, 3):
+        tensors = [ms.from_numpy(a) for batch in batches[i:i + 3] for a in batch]
+        losses = multi(*tensors).asnumpy()
+        assert losses.shape == (3,)
+        grouped += losses.tolist()
+    np.testing.assert_allclose(grouped, single, rtol=1e-6)
+    assert len(set(np.round(single, 6))) == 6            # six different steps, not one repeated
+    for (name, a), b in zip(steps[0].parameters_and_names(), steps[1].get_parameters()):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+    assert steps[1].optimizer.global_step.asnumpy().item() == 6
+
+
+def test_multi_step_refuses_what_it_cannot_run():
+    class Cfg(dict):
+        def get(self, key, default=None):
+            return dict.get(self, key, default)
+
+    dense, sparse = types.SimpleNamespace(sparse=False, name="mmoe"), types.SimpleNamespace(
+        sparse=True, name="dlrm")
+    plain, _ = _step()
+    assert _steps_per_call(Cfg(), dense, plain) == 1 and _steps_per_call(Cfg(steps_per_call=4), dense, plain) == 4
+    with pytest.raises(ValueError, match="at least 1"):
+        _steps_per_call(Cfg(steps_per_call=-2), dense, plain)
+    with pytest.raises(ValueError, match="sparse step"):
+        _steps_per_call(Cfg(steps_per_call=2), sparse, plain)
+    dropped, step = _step(tower_dropout=0.2)
+    assert random_cells(dropped) == ["towers.dropout"] and random_cells(plain) == []
+    assert _steps_per_call(Cfg(steps_per_call=1), dense, dropped) == 1
+    # 0 chooses: several steps per call for large batches of a dense step without dropout
+    auto = [_steps_per_call(Cfg(steps_per_call=0, batch_size=b), dense, plain) for b in (32, 511, 512, 4096)]
+    assert auto == [1, 1, AUTO_STEPS, AUTO_STEPS] and AUTO_STEPS > 1 and AUTO_MIN_BATCH == 512
+    assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), sparse, plain) == 1
+    assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), dense, dropped) == 1
+    with pytest.raises(ValueError, match="same masks"):
+        _steps_per_call(Cfg(steps_per_call=2), dense, dropped)
+    with pytest.raises(ValueError, match="2 or more"):
+        MultiStep(step, 1)
 
 
 def test_graph_call_follows_the_phase_of_the_cell():

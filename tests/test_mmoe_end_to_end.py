@@ -87,6 +87,23 @@ def test_same_seed_same_result_and_resume_continues_exactly(data_dir, tmp_path):
     assert [r["epoch"] for r in read_metrics_log(str(tmp_path / "b" / "metrics.jsonl"))] == [1, 2, 3]
 
 
+def test_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path):
+    """Four steps per graph call against one: the same weights, optimizer
+    state and logged losses after two epochs of 46 steps (11 calls of 4 steps
+    and 2 single steps each)."""
+    assert _train(data_dir, tmp_path / "k1", "--epoch_size", "2", "--steps_per_call", "1") == 0
+    assert _train(data_dir, tmp_path / "k4", "--epoch_size", "2", "--steps_per_call", "4") == 0
+    one, _ = checkpoint.read_checkpoint(str(tmp_path / "k1" / "mmoe-2_46.ckpt"))
+    four, meta = checkpoint.read_checkpoint(str(tmp_path / "k4" / "mmoe-2_46.ckpt"))
+    assert meta["global_step"] == 92 and set(one) == set(four)
+    for name in one:
+        np.testing.assert_allclose(four[name].asnumpy(), one[name].asnumpy(), rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
+    logs = [read_metrics_log(str(tmp_path / k / "metrics.jsonl")) for k in ("k1", "k4")]
+    for a, b in zip(*logs):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+
+
 def test_fresh_run_refuses_a_used_output_path(trained, data_dir, capsys):
     with pytest.raises(ValueError, match="--resume True"):
         _train(data_dir, trained, "--epoch_size", "1")

@@ -94,6 +94,43 @@ class LossScaleTrainStep(nn.TrainOneStepWithLossScaleCell):
         return loss
 
 
+class MultiStep(nn.Cell):
+    """``steps`` train steps in one graph: ``MultiStep(step, k)(*inputs)``
+    takes the inputs of ``k`` batches one after the other (each batch's
+    tensors in the order ``step`` takes them) and returns the ``k`` losses.
+
+    The steps run in order, each on the parameters and optimizer state the
+    one before left (MindSpore orders a graph's parameter reads and writes as
+    written), so the result is that of ``k`` separate calls; one graph call
+    costs the framework's fixed per-call work (about 0.3-0.5 ms on the CPU of
+    bench/notes.md) once instead of ``k`` times.
+
+    Every random op of ``step`` would draw the same numbers in each of the
+    ``k`` copies within a call (a graph gives each op instance one seeded
+    stream): :func:`random_cells` lists the cells that make this unusable.
+    """
+
+    def __init__(self, step, steps):
+        super().__init__(auto_prefix=False)      # the parameters keep their names
+        if int(steps) < 2:
+            raise ValueError(f"MultiStep runs 2 or more steps per call, got {steps}")
+        self.step, self.steps = step, int(steps)
+
+    def construct(self, *inputs):
+        n = len(inputs) // self.steps
+        losses = ()
+        for i in range(self.steps):
+            losses = losses + (self.step(*inputs[i * n:(i + 1) * n]),)
+        return ops.stack(losses)
+
+
+def random_cells(network):
+    """Names of the cells of ``network`` that draw random numbers in training
+    (dropout with a positive rate)."""
+    return [name for name, cell in network.cells_and_names()
+            if isinstance(cell, nn.Dropout) and ((cell.p or 0) > 0 or (cell.keep_prob or 1) < 1)]
+
+
 def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scale=1.0,
                      scale_window=1000, clip_norm=0.0):
     """``loss_scale_mode``: ``none`` (float32 on CPU), ``static`` (a fixed

@@ -8,7 +8,7 @@ from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.runtime import as_tensors
 from src.engine.sparse import build_sparse_train_step
-from src.engine.train_step import build_train_step
+from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall
 
@@ -17,13 +17,40 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+# steps_per_call 0 (auto): AUTO_STEPS steps per call from AUTO_MIN_BATCH rows a batch
+# (MMoE on the 2-core CPU, bench/notes.md: 4 steps per call trained 10-18 % faster at
+# batch 512-2048 and 9-12 % slower at 32-256)
+AUTO_STEPS, AUTO_MIN_BATCH = 4, 512
+
+
+def _steps_per_call(cfg, spec, network):
+    """``cfg.steps_per_call`` (0: chosen from the batch size), checked against
+    what the model can run that way."""
+    steps = int(cfg.get("steps_per_call", 1))
+    if steps < 0:
+        raise ValueError(f"steps_per_call must be 0 (auto) or at least 1, got {steps}")
+    random = random_cells(network) if steps != 1 else []
+    if steps == 0:
+        big = int(cfg.get("batch_size", 0)) >= AUTO_MIN_BATCH
+        return AUTO_STEPS if big and not spec.sparse and not random else 1
+    if steps > 1 and spec.sparse:
+        raise ValueError(f"steps_per_call {steps}: {spec.name} trains its embedding rows with a "
+                         "sparse step whose row count changes from batch to batch, so it runs "
+                         "one step per call; set steps_per_call 1")
+    if random:
+        raise ValueError(f"steps_per_call {steps}: the dropout of {', '.join(random)} would draw "
+                         f"the same masks in all {steps} steps of a call (one random stream per "
+                         "op of a graph); set steps_per_call 1 or the dropout rate to 0")
+    return steps
+
+
 class Trainer:
     """Builds the train step of a model from config and runs the epochs.
 
     ``cfg`` keys used: epoch_size, batch_size, optimizer, learning_rate,
     lr_schedule, warmup_epochs, lr_decay_rate, min_lr, weight_decay, adam_beta1,
     adam_beta2, adam_eps, momentum, loss_scale_mode, loss_scale, scale_window,
-    clip_norm.
+    clip_norm, steps_per_call.
     """
 
     def __init__(self, spec, cfg, feature_map, network, steps_per_epoch, is_main=True, printer=print):
@@ -48,12 +75,44 @@ class Trainer:
                                                scale_window=cfg.scale_window,
                                                clip_norm=cfg.clip_norm)
         self._run_step = GraphCall(self.train_step)
+        self.steps_per_call = _steps_per_call(cfg, spec, network)
+        self._run_steps = None
+        if self.steps_per_call > 1:
+            multi = MultiStep(self.train_step, self.steps_per_call)
+            multi.set_train(True)
+            self._run_steps = GraphCall(multi)
         self.predictor = spec.predictor(network)
         self.start_epoch = 0
 
     def step(self, batch):
         """One training step on a batch of numpy arrays; returns the loss."""
         return float(self._run_step(*as_tensors(batch)).asnumpy())
+
+    def run_batches(self, batches):
+        """Train on ``batches`` (numpy batches, e.g. one epoch of a reader) in
+        order, yielding each step's loss. With ``steps_per_call`` k > 1, every
+        k consecutive batches of one shape go through one graph call
+        (:class:`~src.engine.train_step.MultiStep`), so losses come k at a
+        time; the last batches of ``batches`` that do not fill a call run one
+        by one."""
+        if self._run_steps is None:
+            for batch in batches:
+                yield self.step(batch)
+            return
+        group = []
+        for batch in batches:
+            group.append(batch)
+            if len(group) == self.steps_per_call:
+                yield from self._steps(group)
+                group = []
+        for batch in group:
+            yield self.step(batch)
+
+    def _steps(self, group):
+        if len({tuple(a.shape for a in batch) for batch in group}) > 1:
+            return [self.step(batch) for batch in group]          # a partial last batch
+        losses = self._run_steps(*[t for batch in group for t in as_tensors(batch)])
+        return [float(loss) for loss in losses.asnumpy()]
 
     def resume_from(self, path):
         """Restore weights, optimizer state and the epoch counter from a
@@ -88,8 +147,7 @@ class Trainer:
                 set_epoch(epoch)
             state.epoch, state.step_in_epoch, state.epoch_loss_sum = epoch, 0, 0.0
             state.epoch_start = time.time()
-            for batch in train_data.epoch(epoch):
-                loss = self.step(batch)
+            for loss in self.run_batches(train_data.epoch(epoch)):
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if not math.isfinite(loss):
