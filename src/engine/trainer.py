@@ -18,8 +18,8 @@ class TrainingDiverged(RuntimeError):
 
 
 # steps_per_call 0 (auto): AUTO_STEPS steps per call from AUTO_MIN_BATCH rows a batch
-# (MMoE on the 2-core CPU, bench/notes.md: 4 steps per call trained 10-18 % faster at
-# batch 512-2048 and 9-12 % slower at 32-256)
+# (MMoE on the 2-core CPU, bench/notes.md: 4 steps per call trained 4-18 % faster at
+# batch 512-4096 and 9-12 % slower at 32 and 256)
 AUTO_STEPS, AUTO_MIN_BATCH = 4, 512
 
 
