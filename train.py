@@ -52,6 +52,8 @@ def main(argv=None):
           f"({where}{len(train_data)} steps/epoch), {val_data.num_rows} validation rows, "
           f"device {cfg.device_target}", flush=True)
     trainer = Trainer(spec, cfg, fmap, network, len(train_data), is_main=cluster.is_main)
+    if trainer.steps_per_call > 1:
+        print(f"{trainer.steps_per_call} training steps per graph call (steps_per_call)", flush=True)
     if resume_path:
         trainer.resume_from(resume_path)
     os.makedirs(cfg.output_path, exist_ok=True)

@@ -87,12 +87,14 @@ def test_same_seed_same_result_and_resume_continues_exactly(data_dir, tmp_path):
     assert [r["epoch"] for r in read_metrics_log(str(tmp_path / "b" / "metrics.jsonl"))] == [1, 2, 3]
 
 
-def test_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path):
+def test_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path, capsys):
     """Four steps per graph call against one: the same weights, optimizer
     state and logged losses after two epochs of 46 steps (11 calls of 4 steps
     and 2 single steps each)."""
     assert _train(data_dir, tmp_path / "k1", "--epoch_size", "2", "--steps_per_call", "1") == 0
+    assert "steps per graph call" not in capsys.readouterr().out
     assert _train(data_dir, tmp_path / "k4", "--epoch_size", "2", "--steps_per_call", "4") == 0
+    assert "4 training steps per graph call" in capsys.readouterr().out
     one, _ = checkpoint.read_checkpoint(str(tmp_path / "k1" / "mmoe-2_46.ckpt"))
     four, meta = checkpoint.read_checkpoint(str(tmp_path / "k4" / "mmoe-2_46.ckpt"))
     assert meta["global_step"] == 92 and set(one) == set(four)
