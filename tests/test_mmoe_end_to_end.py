@@ -102,6 +102,7 @@ def test_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path, capsys):
         np.testing.assert_allclose(four[name].asnumpy(), one[name].asnumpy(), rtol=1e-5, atol=1e-7,
                                    err_msg=name)
     logs = [read_metrics_log(str(tmp_path / k / "metrics.jsonl")) for k in ("k1", "k4")]
+    assert [r["epoch"] for r in logs[0]] == [r["epoch"] for r in logs[1]] == [1, 2]
     for a, b in zip(*logs):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
 
