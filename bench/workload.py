@@ -31,12 +31,18 @@ def load_cfg(model, batch_size, data_path, extra=()):
     return parse_config(argv, config_path=CPU_CONFIG)
 
 
-def _forever(reader):
-    """The reader's batches, epoch after epoch."""
+def _epochs(reader, each=lambda batches: batches):
+    """``each`` of the reader's epochs (its batches), epoch after epoch from
+    epoch 1, as one stream."""
     epoch = 1
     while True:
-        yield from reader.epoch(epoch)
+        yield from each(reader.epoch(epoch))
         epoch += 1
+
+
+def _forever(reader):
+    """The reader's batches, epoch after epoch."""
+    return _epochs(reader)
 
 
 def fixed_batch(spec, fmap, cfg, batch_size):
@@ -52,10 +58,7 @@ def _trained(trainer, reader):
     """The losses of training on the reader, epoch after epoch, the way
     ``Trainer.fit`` runs an epoch (``steps_per_call`` steps per graph call, so
     a unit of work may finish a few steps ahead: the next run gets them free)."""
-    epoch = 1
-    while True:
-        yield from trainer.run_batches(reader.epoch(epoch))
-        epoch += 1
+    return _epochs(reader, trainer.run_batches)
 
 
 class Ours:
