@@ -2,8 +2,6 @@
 to MindRecord by the project's own converters, cached in the work folder."""
 import os
 
-from src.fileio import FEATURE_MAP_FILE
-
 # Rows of the generated data sets: enough batches for every case without
 # wrapping too often, small enough to generate in seconds.
 CENSUS_TRAIN_ROWS = 120_000
@@ -18,11 +16,15 @@ MNIST_TRAIN_DIGITS = 8_000
 QUICK_FRACTION = 0.05
 
 
-def _prepared(work_dir, name, build):
+def _prepared(work_dir, name, build, load):
     """``work_dir/<name>/mindrecord``, built by ``build(raw_dir, out_dir)``
-    unless a previous run completed it (its feature map is written last)."""
+    unless a previous run completed it in the format this code reads
+    (``load(out_dir)`` accepts its feature map; conversions are published
+    whole, so a feature map means a complete data set)."""
     out = os.path.join(work_dir, name, "mindrecord")
-    if not os.path.isfile(os.path.join(out, FEATURE_MAP_FILE)):
+    try:
+        load(out)
+    except (FileNotFoundError, ValueError):
         build(os.path.join(work_dir, name, "raw"), out)
     return out
 
@@ -36,7 +38,7 @@ def census(work_dir, fraction=1.0, log=print):
         log(f"bench data: generating Census-Income ({rows:,} train rows)")
         census_synth.generate_dataset(raw, rows, rows // 2, seed=1)
         census_data.convert(raw, out, val_fraction=0.5, seed=1)
-    return _prepared(work_dir, "census", build)
+    return _prepared(work_dir, "census", build, census_data.load_feature_map)
 
 
 def criteo(work_dir, fraction=1.0, log=print):
@@ -51,7 +53,7 @@ def criteo(work_dir, fraction=1.0, log=print):
         hash_rows = max(1000, int(CRITEO_HASH_ROWS * fraction))
         criteo_data.convert(raw, out, max_ind_range=hash_rows, split="random", val_fraction=0.05,
                             test_fraction=0.05, seed=1, log=log)
-    return _prepared(work_dir, "criteo", build)
+    return _prepared(work_dir, "criteo", build, criteo_data.load_feature_map)
 
 
 def multimnist(work_dir, fraction=1.0, log=print):
@@ -63,7 +65,7 @@ def multimnist(work_dir, fraction=1.0, log=print):
         log(f"bench data: generating MNIST digits ({digits:,} train)")
         mnist_synth.generate_idx(raw, train=digits, test=max(200, digits // 8), seed=1)
         mm.convert(raw, out, source="idx", seed=1)
-    return _prepared(work_dir, "multimnist", build)
+    return _prepared(work_dir, "multimnist", build, mm.load_feature_map)
 
 
 PREPARE = {"mmoe": census, "dselect_k": multimnist, "deepfm": criteo, "dlrm": criteo}

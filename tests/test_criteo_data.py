@@ -7,6 +7,8 @@ import gzip
 import json
 import math
 import os
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -16,6 +18,8 @@ from src.data import criteo, criteo_synth
 from src.data.criteo import CriteoFormatError
 from src.data.mindrecord_io import BlockWriter, shard_file, split_file, split_files
 from src.data.reader import BlockDataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                       "data", "criteo", "train.sample.txt")
@@ -93,7 +97,7 @@ def assert_split_equal(got, want):
 
 def test_parse_pads_stripped_rows_and_reads_values():
     text = ("1\t5\t-2\t\t7" + "\t" * 10 + "00ab12CD\t\tffffffff\n"   # 17 fields
-            "0\n"                                                   # label only
+            "0" + "\t" * 13 + "\n"                                    # 14 fields: no categorical
             + "0\t" + "\t".join(["12345678901"] + [""] * 12) + "\t" + "\t".join(["0000000a"] * 26)
             + "\r\n")
     p = criteo.parse_lines(text.encode())
@@ -102,6 +106,17 @@ def test_parse_pads_stripped_rows_and_reads_values():
     assert list(p.cat[0, :3]) == [0x00AB12CD, -1, 0xFFFFFFFF] and (p.cat[0, 3:] == -1).all()
     assert (p.cat[1] == -1).all() and not p.dense[1].any()
     assert p.dense[2, 0] == 12345678901 and (p.cat[2] == 10).all()
+
+
+@pytest.mark.parametrize("fields_kept", [1, 2, 13])
+def test_a_line_cut_inside_the_dense_block_is_malformed(fields_kept):
+    """Only trailing empty categoricals are stripped in the real files: a line
+    that ends before its 13th dense value was cut, not padded."""
+    good = "1\t" + "\t".join(["3"] * 13) + "\t" + "\t".join(["0000000a"] * 26)
+    cut = "\t".join(good.split("\t")[:fields_kept])
+    p = criteo.parse_lines((good + "\n" + cut + "\n").encode())
+    assert p.reason[0] == 0 and p.reason[1] != 0
+    assert "ends inside the dense block" in p.problems[0][1]
 
 
 def test_parse_real_sample_layout_37_38_40_fields():
@@ -127,7 +142,7 @@ def test_parse_real_sample_layout_37_38_40_fields():
     ("0" + "\t" * 14 + "\x10" + "0" * 7, "not 8 hex digits"),
 ])
 def test_parse_flags_malformed_lines(line, reason):
-    p = criteo.parse_lines(f"0\t1\n{line}\n".encode())
+    p = criteo.parse_lines(("0\t1" + "\t" * 12 + f"\n{line}\n").encode())
     assert p.reason[0] == 0 and p.reason[1] != 0
     assert p.problems[0][0] == 1 and reason in p.problems[0][1]
 
@@ -159,7 +174,8 @@ def test_convert_matches_reference_encoding(tmp_path):
 
 
 def test_dense_negative_and_missing_are_zero_then_log1p(tmp_path):
-    lines = ["1\t-5\t\t0\t3\t1000000\t-1\t7\t\t\t\t\t\t2", "0\t99999999\t123456789012"]
+    lines = ["1\t-5\t\t0\t3\t1000000\t-1\t7\t\t\t\t\t\t2",
+             "0\t99999999\t123456789012" + "\t" * 11]
     write(tmp_path / "train.txt", lines)
     for transform in ("log1p", "none"):
         convert(str(tmp_path), tmp_path / transform, val_fraction=0.0, test_fraction=0.0,
@@ -317,7 +333,7 @@ def test_value_counter_and_vocabulary_fit():
 
 def test_time_split_of_one_file(tmp_path):
     assert criteo.day_sizes(23, 7) == [4, 4, 3, 3, 3, 3, 3]
-    lines = [f"{i % 2}\t{i}" for i in range(23)]            # I1 = line number
+    lines = [f"{i % 2}\t{i}" + "\t" * 12 for i in range(23)]    # I1 = line number
     write(tmp_path / "train.txt", lines)
     fmap = convert(str(tmp_path), tmp_path / "out", split="time", days=7)
     got = {s: np.expm1(read_split(tmp_path / "out", s)["dense"][:, 0].astype(np.float64)).round()
@@ -331,7 +347,7 @@ def test_time_split_of_day_files(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     for d, n in enumerate((3, 4, 5)):
-        write(raw / f"day_{d}", [f"1\t{100 * d + i}" for i in range(n)], gz=d == 1)
+        write(raw / f"day_{d}", [f"1\t{100 * d + i}" + "\t" * 12 for i in range(n)], gz=d == 1)
     (raw / "day_2.prob.npy").write_bytes(b"not a day file")
     fmap = convert(str(raw), tmp_path / "out", split="time")
     assert [os.path.basename(f["path"]) for f in fmap["source_files"]] == ["day_0", "day_1", "day_2"]
@@ -463,7 +479,11 @@ def test_cli(tmp_path, capsys):
     fmap = criteo.load_feature_map(str(out))
     assert fmap["split"]["mode"] == "time" and fmap["table_size"] == 2600
     assert "pass 2/2" in capsys.readouterr().out
-    assert criteo.main(["--raw_data_path", str(tmp_path / "nope"), "--data_path", str(out)]) == 1
+    missing = subprocess.run([sys.executable, "-m", "src.data.criteo", "--raw_data_path",
+                              str(tmp_path / "nope"), "--data_path", str(out)], capture_output=True,
+                             text=True, cwd=ROOT, env=dict(os.environ, GLOG_v="3"), timeout=120)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("error: ") and "nope" in missing.stderr
 
 
 # --------------------------------------------------------------------------------------------

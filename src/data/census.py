@@ -41,7 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
+from src import faults
+from src.data.publish import StagedConversion
+from src.fileio import read_feature_map
 
 COLUMNS = (
     "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour",
@@ -71,7 +73,7 @@ INSTANCE_WEIGHT = "instance_weight"
 INCOME_VALUES = {"- 50000.": 0, "50000+.": 1}
 MARITAL_POSITIVE = "Never married"
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/publish.py)
 TRAIN_FILE_NAMES = ("census-income.data.gz", "census-income.data")
 TEST_FILE_NAMES = ("census-income.test.gz", "census-income.test")
 
@@ -238,8 +240,14 @@ def fit_feature_map(train_rows, keep_instance_weight=False):
     numeric = []
     for col in numeric_features(keep_instance_weight):
         x = train_rows.numbers[col]
-        std = float(x.std())
-        numeric.append({"name": col, "mean": float(x.mean()),
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(x.mean()), float(x.std())
+        if not (np.isfinite(mean) and np.isfinite(std)):
+            worst = int(np.argmax(np.abs(x)))
+            raise CensusFormatError(
+                f"{train_rows.path}: line {int(train_rows.line_numbers[worst])}: column {col!r} "
+                f"holds {x[worst]:g}, too large to scale (the column's mean or spread overflows)")
+        numeric.append({"name": col, "mean": mean,
                         "std": std if std > 0 and np.isfinite(std) else 1.0})
     return {
         "dataset": "census-income",
@@ -273,7 +281,14 @@ def encode(rows, feature_map):
         cat[:, j] = lookup[codes] if len(values) else -1
     num = np.empty((n, len(feature_map["numeric"])), dtype=np.float32)
     for j, spec in enumerate(feature_map["numeric"]):
-        num[:, j] = (rows.numbers[spec["name"]] - spec["mean"]) / spec["std"]
+        with np.errstate(over="ignore"):
+            num[:, j] = (rows.numbers[spec["name"]] - spec["mean"]) / spec["std"]
+        bad = np.flatnonzero(~np.isfinite(num[:, j]))
+        if len(bad):
+            raw = rows.numbers[spec["name"]][bad[0]]
+            raise CensusFormatError(
+                f"{rows.path}: line {int(rows.line_numbers[bad[0]])}: column {spec['name']!r} "
+                f"holds {raw:g}, which overflows float32 once scaled")
     return {"cat": cat, "num": num, "label": rows.labels()}
 
 
@@ -320,8 +335,9 @@ def _find_file(raw_dir, wanted, explicit, kind):
 def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, seed=1,
             block_rows=1024, train_name=None, test_name=None):
     """Convert the raw train and test files in ``raw_dir`` to
-    ``output_dir/{train,val,test}.mindrecord`` plus ``feature_map.json``
-    (written last, so its presence means a complete conversion).
+    ``output_dir/{train,val,test}.mindrecord`` plus ``feature_map.json``,
+    published all at once (:class:`~src.data.publish.StagedConversion`): a
+    killed conversion leaves the previous data set as it was.
 
     Returns the feature map.
     """
@@ -348,26 +364,32 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
              "test": test_all.take(np.sort(perm[n_val:]))}
 
     fmap = fit_feature_map(train, keep_instance_weight=keep_instance_weight)
-    os.makedirs(output_dir, exist_ok=True)
     columns = {name: (np.dtype(spec["dtype"]), spec["width"]) for name, spec in fmap["columns"].items()}
-    for split, table in parts.items():
-        arrays = encode(table, fmap)
-        writer = BlockWriter(split_file(output_dir, split), columns, block_rows=block_rows)
-        with writer:
-            writer.write(arrays)
-        fmap["splits"][split] = int(writer.rows_written)
-        unknown = int((arrays["cat"] < 0).sum())
-        print(f"census: wrote {writer.rows_written} rows to {split_file(output_dir, split)}"
-              + (f" ({unknown} field values unseen in train -> all-zero)" if unknown else ""),
-              flush=True)
-    fmap["options"].update({
-        "seed": int(seed), "val_fraction": float(val_fraction), "block_rows": int(block_rows),
-        "train_file": os.path.basename(train_path), "test_file": os.path.basename(test_path),
-        "raw_rows": {"train": len(train), "test": n_test},
-        "blank_lines_skipped": {"train": train.blank_lines, "test": test_all.blank_lines},
-    })
-    write_json_atomic(os.path.join(output_dir, FEATURE_MAP_FILE), fmap)
+    encoded = {split: encode(table, fmap) for split, table in parts.items()}
+    with StagedConversion(output_dir) as stage:
+        for split, arrays in encoded.items():
+            path = split_file(stage.path, split)
+            with BlockWriter(path, columns, block_rows=block_rows, on_close=stage.record) as writer:
+                writer.write(arrays)
+            fmap["splits"][split] = int(writer.rows_written)
+            faults.point("convert.split_written")
+            unknown = int((arrays["cat"] < 0).sum())
+            print(f"census: wrote {writer.rows_written} {split} rows"
+                  + (f" ({unknown} field values unseen in train -> all-zero)" if unknown else ""),
+                  flush=True)
+        fmap["options"].update({
+            "seed": int(seed), "val_fraction": float(val_fraction), "block_rows": int(block_rows),
+            "train_file": os.path.basename(train_path), "test_file": os.path.basename(test_path),
+            "raw_rows": {"train": len(train), "test": n_test},
+            "blank_lines_skipped": {"train": train.blank_lines, "test": test_all.blank_lines},
+        })
+        stage.publish(fmap, ENCODING_KEYS)
+    print(f"census: published {stage.target} (fingerprint {fmap['fingerprint']})", flush=True)
     return fmap
+
+
+# what decides the model inputs (a checkpoint must agree with these)
+ENCODING_KEYS = ("tasks", "categorical", "numeric", "input_dim", "columns")
 
 
 def load_feature_map(data_dir):

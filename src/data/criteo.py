@@ -13,9 +13,9 @@ a line with fewer than 40 fields is padded with empty fields. Files may be
 plain or gzip'd (told by the magic bytes, not the name); ``\\r\\n`` ends are
 accepted.
 
-Malformed lines (more than 40 fields, an empty line, a label other than 0/1, a
-dense value that is not an integer, a categorical value that is not 8 hex
-digits) stop the conversion with a :class:`CriteoFormatError` naming the file
+Malformed lines (more than 40 fields, fewer than 14 (the line ends inside
+the dense block), an empty line, a label other than 0/1, a dense value that
+is not an integer, a categorical value that is not 8 hex digits) stop the conversion with a :class:`CriteoFormatError` naming the file
 and the 1-based line number; with ``skip_malformed`` they are skipped, and
 their count and the first few (file, line, reason) are printed and recorded in
 the feature map. Nothing is dropped silently.
@@ -64,10 +64,11 @@ Splits:
 Output in ``out_dir``: per split the shard files ``<split>_000.mindrecord``,
 ``<split>_001.mindrecord``, ... (:func:`src.data.mindrecord_io.shard_file`)
 of at most ``shard_rows`` rows each (rounded down to whole blocks of
-``block_rows`` rows), written through :class:`BlockWriter` (atomic per file),
-then ``vocabulary.npz`` and, last, ``feature_map.json``: its presence marks a
-complete conversion. The old feature map, vocabulary and split files of
-``out_dir`` are deleted when pass 2 starts. Memory: the vocabularies (with
+``block_rows`` rows), then ``vocabulary.npz`` and ``feature_map.json``, all in a staging folder
+that replaces ``out_dir`` in one step when everything is written
+(:class:`~src.data.publish.StagedConversion`): a killed conversion leaves the
+previous data set untouched. Workers die with this process, whatever kills
+it (``PR_SET_PDEATHSIG``). Memory: the vocabularies (with
 their hash tables), never the rows; pass 1 of the time split of one file is
 preceded by a line count (the last day must be known before counting train
 values).
@@ -108,6 +109,7 @@ chunk counts them and one hash lookup per chunk encodes them.
 import argparse
 import collections
 import ctypes
+import hashlib
 import math
 import mmap
 import multiprocessing
@@ -125,13 +127,15 @@ import pandas as pd
 from src.data.criteo_parse import (CAT_FIELDS, DEFAULT_CHUNK_BYTES, DENSE_FIELDS, MAX_REPORTED,
                                    NUM_CAT, NUM_DENSE, OK, CriteoFormatError, is_gzip, iter_chunks,
                                    parse_lines, read_span)
+from src import faults
 from src.data.mindrecord_io import BlockWriter, shard_file
-from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
+from src.data.publish import StagedConversion
+from src.fileio import FEATURE_MAP_FILE, read_feature_map  # noqa: F401 (part of this module's interface)
 
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
 VOCABULARY_FILE = "vocabulary.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/publish.py)
 DEFAULT_SHARD_ROWS = 2048 * 1024
 DAY_FILE = re.compile(r"^day_(\d+)(\.gz)?$")
 TRAIN_FILES = ("train.txt", "train.txt.gz")
@@ -387,6 +391,14 @@ class Vocabulary:
     def cardinalities(self):
         return [len(v) + 1 for v in self.values]
 
+    def digest(self):
+        """sha256 of the kept values in id order (what the ids mean)."""
+        digest = hashlib.sha256()
+        for values in self.values:
+            digest.update(np.int64(len(values)).tobytes())
+            digest.update(np.ascontiguousarray(values, np.int64).tobytes())
+        return digest.hexdigest()
+
     def encode(self, cat):
         """Local ids int32 (n, 26) of hex values (n, 26) (-1 missing)."""
         pos = self._index.get_indexer(field_keys(cat).ravel()).reshape(cat.shape)
@@ -442,8 +454,8 @@ class ShardedSplitWriter:
     """Rows of one split into ``<split>_000.mindrecord``, ``_001``, ... of
     ``shard_rows`` rows each (the last shorter), through :class:`BlockWriter`."""
 
-    def __init__(self, out_dir, split, shard_rows, block_rows):
-        self.out_dir, self.split = out_dir, split
+    def __init__(self, out_dir, split, shard_rows, block_rows, on_close=None):
+        self.out_dir, self.split, self.on_close = out_dir, split, on_close
         self.shard_rows, self.block_rows = int(shard_rows), int(block_rows)
         self.columns = {name: (np.dtype(dt), w) for name, (dt, w) in COLUMNS.items()}
         self.files, self.rows = [], 0
@@ -456,7 +468,7 @@ class ShardedSplitWriter:
             if self._writer is None:
                 path = shard_file(self.out_dir, self.split, len(self.files))
                 self._writer = BlockWriter(path, self.columns, block_rows=self.block_rows,
-                                           description=f"criteo {self.split}")
+                                           description=f"criteo {self.split}", on_close=self.on_close)
                 self.files.append(os.path.basename(path))
                 self._in_shard = 0
             take = min(n - pos, self.shard_rows - self._in_shard)
@@ -477,17 +489,6 @@ class ShardedSplitWriter:
         if self._writer is not None:
             self._writer.__exit__(RuntimeError, None, None)     # drops the partial file
             self._writer = None
-
-
-def _clear_outputs(out_dir):
-    """Delete a previous conversion's feature map, vocabulary and split files."""
-    for name in (FEATURE_MAP_FILE, VOCABULARY_FILE):
-        if os.path.isfile(os.path.join(out_dir, name)):
-            os.remove(os.path.join(out_dir, name))
-    pattern = re.compile(r"^(train|val|test)(_\d{3,})?\.mindrecord(\.db)?$")
-    for name in os.listdir(out_dir):
-        if pattern.match(name):
-            os.remove(os.path.join(out_dir, name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,9 +631,27 @@ def convert(raw, out_dir, min_count=1, max_ind_range=0, dense_transform="log1p",
         del keys, counts
         clock.lap("fit_s")
 
-    os.makedirs(out_dir, exist_ok=True)
-    _clear_outputs(out_dir)
-    writers, malformed = run.write_splits(plan, encoder, dense_transform, out_dir, shard_rows, block_rows)
+    with StagedConversion(out_dir, printer=log) as stage:
+        fmap, timing = _write_and_describe(run, clock, stage, files, plan, encoder, min_count,
+                                           max_ind_range, dense_transform, seed, shard_rows,
+                                           block_rows)
+    log(f"criteo: published {stage.target}: " + ", ".join(
+        f"{n} {s['rows']:,} rows in {len(s['files'])} file(s)" for n, s in fmap["splits"].items())
+        + f"; table size {fmap['table_size']:,} (fingerprint {fmap['fingerprint']})")
+    return dict(fmap, timing=timing, counted_values=clock.counted_values)
+
+
+# what decides the model inputs (with vocabulary.npz; a checkpoint must agree with these)
+ENCODING_KEYS = ("cat_fields", "dense_fields", "cardinalities", "offsets", "table_size", "encoding",
+                 "min_count", "max_ind_range", "dense_transform", "columns")
+
+
+def _write_and_describe(run, clock, stage, files, plan, encoder, min_count, max_ind_range,
+                        dense_transform, seed, shard_rows, block_rows):
+    """Pass 2 into ``stage``, then the feature map; publishes the stage."""
+    log = run.log
+    writers, malformed = run.write_splits(plan, encoder, dense_transform, stage, shard_rows,
+                                          block_rows)
     clock.lap("pass2_s")
     if malformed.count:
         log(f"criteo: skipped {malformed.count} malformed line(s); first: "
@@ -669,13 +688,12 @@ def convert(raw, out_dir, min_count=1, max_ind_range=0, dense_transform="log1p",
         "shard_rows": int(shard_rows),
     }
     if not max_ind_range:
-        encoder.save(os.path.join(out_dir, VOCABULARY_FILE))
-    write_json_atomic(os.path.join(out_dir, FEATURE_MAP_FILE), fmap)
+        encoder.save(os.path.join(stage.path, VOCABULARY_FILE))
+    faults.point("convert.before_publish")
+    stage.publish(fmap, ENCODING_KEYS,
+                  encoding_extra=None if max_ind_range else {"vocabulary": encoder.digest()})
     clock.lap("finish_s")
-    log(f"criteo: wrote {out_dir}: " + ", ".join(f"{n} {w.rows:,} rows in {len(w.files)} file(s)"
-                                                 for n, w in writers.items())
-        + f"; table size {fmap['table_size']:,}")
-    return dict(fmap, timing=clock.laps, counted_values=clock.counted_values)
+    return fmap, clock.laps
 
 
 class _Clock:
@@ -861,7 +879,21 @@ class _Slots:
         return self.memory[k * self.size:(k + 1) * self.size]
 
 
-def _worker_main(task, inbox, outbox, slots):
+def _die_with_parent(parent):
+    """Ask the kernel to SIGKILL this process when its parent dies, whatever
+    kills the parent (Linux prctl PR_SET_PDEATHSIG); if the parent is
+    already gone, end now."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)         # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass                                            # not Linux: _get's liveness polling
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_main(task, inbox, outbox, slots, parent):
+    _die_with_parent(parent)
     _tune_malloc()
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent stops the workers
     try:
@@ -898,7 +930,8 @@ class _Workers:
                     self.outbox.append(ctx.Queue())
                     self.slots.append(_Slots(depth, slot_bytes))
                     proc = ctx.Process(target=_worker_main, name=f"criteo-worker-{w}", daemon=True,
-                                       args=(task, self.inbox[w], self.outbox[w], self.slots[w]))
+                                       args=(task, self.inbox[w], self.outbox[w], self.slots[w],
+                                             os.getpid()))
                     proc.start()
                     self.procs.append(proc)
             except BaseException:
@@ -1069,11 +1102,13 @@ class _Run:
         keys, counts = parts[0] if len(parts) == 1 else merge_counts(parts)
         return keys, counts, file_lines
 
-    def write_splits(self, plan, encoder, dense_transform, out_dir, shard_rows, block_rows):
-        """Pass 2: encode every line and append it to its split's shard files."""
+    def write_splits(self, plan, encoder, dense_transform, stage, shard_rows, block_rows):
+        """Pass 2: encode every line and append it to its split's shard files
+        in ``stage`` (a :class:`~src.data.publish.StagedConversion`)."""
         task = _EncodeTask(self.files, plan, encoder, dense_transform)
         passes = self._passes(task, "pass 2/2 (encoding and writing)", total_lines=sum(plan.file_lines))
-        writers = {name: ShardedSplitWriter(out_dir, name, shard_rows, block_rows) for name in SPLITS}
+        writers = {name: ShardedSplitWriter(stage.path, name, shard_rows, block_rows,
+                                            on_close=stage.record) for name in SPLITS}
         malformed = MalformedLines(self.skip)
         file_lines = [0] * len(self.files)
         try:
@@ -1085,6 +1120,7 @@ class _Run:
                 for s, arrays in parts:
                     writers[SPLITS[s]].write(arrays)
                 file_lines[k] += n
+                faults.point("criteo.chunk_written")
             if file_lines != plan.file_lines:
                 raise RuntimeError(f"line counts changed between passes: {plan.file_lines}, "
                                    f"then {file_lines}")
@@ -1172,19 +1208,16 @@ def main(argv=None):
                              "0: one process); the output does not depend on it")
     args = parser.parse_args(argv)
     raw = args.raw_data_path[0] if len(args.raw_data_path) == 1 else args.raw_data_path
-    try:
-        convert(raw, args.data_path, min_count=args.min_count, max_ind_range=args.max_ind_range,
-                dense_transform=args.dense_transform, split=args.split,
-                val_fraction=args.val_fraction, test_fraction=args.test_fraction, days=args.days,
-                seed=args.seed, shard_rows=args.shard_rows, block_rows=args.block_rows,
-                skip_malformed=args.skip_malformed, chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
-                progress_seconds=args.progress_seconds, workers=args.workers)
-    except (CriteoFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    convert(raw, args.data_path, min_count=args.min_count, max_ind_range=args.max_ind_range,
+            dense_transform=args.dense_transform, split=args.split,
+            val_fraction=args.val_fraction, test_fraction=args.test_fraction, days=args.days,
+            seed=args.seed, shard_rows=args.shard_rows, block_rows=args.block_rows,
+            skip_malformed=args.skip_malformed, chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
+            progress_seconds=args.progress_seconds, workers=args.workers)
     return 0
 
 
 if __name__ == "__main__":
+    from src.engine.cli import run_main     # one-line errors: exit 2 for bad input, 1 for the machine
     _tune_malloc()                      # this process only runs the conversion
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -26,7 +26,9 @@ MAX_REPORTED = 10
 MAX_LINE_BYTES = 1 << 20        # a real line has about 250 bytes
 
 # why a line is malformed
-OK, TOO_MANY_FIELDS, EMPTY_LINE, BAD_LABEL, BAD_DENSE, BAD_CAT = range(6)
+OK, TOO_MANY_FIELDS, EMPTY_LINE, BAD_LABEL, BAD_DENSE, BAD_CAT, CUT_IN_DENSE = range(7)
+# a line must reach its last dense field: only trailing empty categoricals are ever stripped
+MIN_FIELDS = 1 + NUM_DENSE
 
 
 class CriteoFormatError(ValueError):
@@ -233,13 +235,16 @@ def parse_lines(data, describe=MAX_REPORTED, dense=True):
 
     reason = np.zeros(n, np.int8)
     problems = []
-    if not (label_ok.all() and dense_ok.all() and cat_ok.all()) or (nfields > NUM_FIELDS).any():
+    short = nfields < MIN_FIELDS
+    if not (label_ok.all() and dense_ok.all() and cat_ok.all()) or (nfields > NUM_FIELDS).any() \
+            or short.any():
         bad = np.concatenate([~label_ok[:, None], ~dense_ok, ~cat_ok], axis=1)
         first_bad = bad.argmax(axis=1)
         any_bad = bad.any(axis=1)
         reason[any_bad & (first_bad > NUM_DENSE)] = BAD_CAT
         reason[any_bad & (first_bad >= 1) & (first_bad <= NUM_DENSE)] = BAD_DENSE
         reason[any_bad & (first_bad == 0)] = BAD_LABEL
+        reason[short & (reason == OK)] = CUT_IN_DENSE
         reason[(nfields == 1) & (width[:, 0] == 0)] = EMPTY_LINE
         reason[nfields > NUM_FIELDS] = TOO_MANY_FIELDS
         for i in np.flatnonzero(reason)[:describe]:
@@ -253,6 +258,9 @@ def _describe(data, reason, field, starts, ends, nfields):
         return f"{nfields} tab-separated fields, more than {NUM_FIELDS}"
     if reason == EMPTY_LINE:
         return "empty line"
+    if reason == CUT_IN_DENSE:
+        return (f"{nfields} tab-separated field(s): the line ends inside the dense block "
+                f"(at least {MIN_FIELDS} expected)")
     text = data[starts[field]:ends[field]].decode("utf-8", "backslashreplace")
     text = text if len(text) <= 40 else text[:40] + "..."
     if reason == BAD_LABEL:

@@ -12,6 +12,7 @@ A split ``name`` lives at ``<dir>/<name>.mindrecord`` (plus MindSpore's
 order (:func:`split_files`). Its column layout is recorded in the feature map
 JSON written beside it by the converter.
 """
+import hashlib
 import os
 import re
 import shutil
@@ -80,16 +81,23 @@ class BlockWriter:
     to :meth:`write` as a dict of 2-D arrays ``(n, width)``; they are buffered
     until a whole block is ready, so callers may feed any chunk size. The file
     is written in a scratch folder and moved into place on :meth:`close`, so a crash
-    never leaves a half-written split behind that looks complete.
+    never leaves a half-written split behind that looks complete. ``digest``
+    is a sha256 of the rows' content as written (column by column, block by
+    block), and ``on_close(path, rows, digest)`` is called once the file is in
+    place (converters record both in the feature map: src/data/publish.py).
     """
 
-    def __init__(self, path, columns, block_rows=1024, description="rows", header_size=1 << 20):
+    def __init__(self, path, columns, block_rows=1024, description="rows", header_size=1 << 20,
+                 on_close=None):
         if block_rows <= 0:
             raise ValueError(f"block_rows must be positive, got {block_rows}")
         self.path = path
         self.columns = {name: (np.dtype(dt), int(width)) for name, (dt, width) in columns.items()}
         self.block_rows = int(block_rows)
         self.rows_written = 0
+        self.on_close = on_close
+        self._hash = hashlib.sha256()
+        self.digest = None
         self._pending = {name: [] for name in self.columns}
         self._pending_rows = 0
         # MindRecord's index remembers the file name, so the file is written
@@ -142,6 +150,8 @@ class BlockWriter:
             rec = {name: _encode(np.ascontiguousarray(arr[start:stop]).ravel())
                    for name, arr in merged.items()}
             rec["rows"] = stop - start
+            for name in self.columns:
+                self._hash.update(rec[name] if isinstance(rec[name], bytes) else rec[name].data)
             records.append(rec)
         if records:
             self._writer.write_raw_data(records)
@@ -156,6 +166,9 @@ class BlockWriter:
         os.replace(self._tmp, self.path)
         os.replace(self._tmp + ".db", self.path + ".db")
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self.digest = self._hash.hexdigest()
+        if self.on_close is not None:
+            self.on_close(self.path, self.rows_written, self.digest)
         return self.rows_written
 
     def __enter__(self):

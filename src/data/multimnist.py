@@ -32,13 +32,15 @@ import pickle
 import numpy as np
 
 from src.data import mnist_idx
+from src import faults
 from src.data.mindrecord_io import BlockWriter, split_file
-from src.fileio import FEATURE_MAP_FILE, read_feature_map, write_json_atomic
+from src.data.publish import StagedConversion
+from src.fileio import read_feature_map
 
 CANVAS = 36
 DIGIT = 28
 TASKS = ("left", "right")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/publish.py)
 PADDLE_FILES = ("train.pickle", "test.pickle")
 PARETO_FILES = ("multi_mnist.pickle", "multi_fashion.pickle", "multi_fashion_and_mnist.pickle")
 
@@ -134,10 +136,19 @@ def _check_pair(path, images, labels, what=""):
         raise MultiMnistFormatError(f"{path}: {what}labels must have shape (N, 2), got {labels.shape}")
     if len(images) != len(labels):
         raise MultiMnistFormatError(f"{path}: {len(images)} {what}images but {len(labels)} labels")
+    if labels.dtype.kind not in "iu" and not (
+            labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels == np.rint(labels)).all()):
+        raise MultiMnistFormatError(f"{path}: {what}labels must be whole numbers, got "
+                                    f"{labels.dtype} values that are not")
     if labels.size and (labels.min() < 0 or labels.max() >= mnist_idx.NUM_CLASSES):
         raise MultiMnistFormatError(f"{path}: {what}labels must lie in [0, 10)")
     if images.dtype != np.uint8:
+        if images.dtype.kind not in "iuf":
+            raise MultiMnistFormatError(f"{path}: {what}images hold {images.dtype} values, "
+                                        "not numbers")
         images = images.astype(np.float64)
+        if not np.isfinite(images).all():
+            raise MultiMnistFormatError(f"{path}: {what}images hold NaN or infinite pixel values")
         if images.size and (images.min() < 0 or images.max() > 255):
             raise MultiMnistFormatError(f"{path}: pixel values outside [0, 255]")
         if images.size and images.max() <= 1.0:          # scaled to [0, 1]
@@ -185,15 +196,16 @@ def _holdout(n, fraction, rng):
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
-def _write_split(out_dir, split, images, labels, block_rows):
+def _write_split(stage, split, images, labels, block_rows):
     columns = {"image": (np.uint8, CANVAS * CANVAS), "label": (np.int32, 2)}
-    with BlockWriter(split_file(out_dir, split), columns, block_rows=block_rows,
-                     description=f"multimnist {split}") as writer:
+    with BlockWriter(split_file(stage.path, split), columns, block_rows=block_rows,
+                     description=f"multimnist {split}", on_close=stage.record) as writer:
         step = 10000
         for lo in range(0, len(images), step):
             writer.write({"image": images[lo:lo + step].reshape(-1, CANVAS * CANVAS),
                           "label": labels[lo:lo + step]})
-    print(f"  {split}: {len(images)} images -> {split_file(out_dir, split)}", flush=True)
+    print(f"  {split}: {len(images)} images written", flush=True)
+    faults.point("convert.split_written")
     return len(images)
 
 
@@ -204,7 +216,20 @@ def convert(raw_dir, out_dir, source="idx", val_fraction=1 / 6, pairs_per_image=
         raise ValueError(f"source must be 'idx' or 'pickle', got {source!r}")
     if not os.path.isdir(raw_dir):
         raise FileNotFoundError(f"raw data folder {raw_dir} not found")
-    os.makedirs(out_dir, exist_ok=True)
+    with StagedConversion(out_dir) as stage:
+        fmap = _convert_into(stage, raw_dir, source, val_fraction, pairs_per_image, max_shift, seed,
+                             block_rows)
+        stage.publish(fmap, ENCODING_KEYS)
+    print(f"published {stage.target} (fingerprint {fmap['fingerprint']})", flush=True)
+    return fmap
+
+
+# what decides the model inputs (a checkpoint must agree with these)
+ENCODING_KEYS = ("image_shape", "tasks", "num_classes", "columns")
+
+
+def _convert_into(stage, raw_dir, source, val_fraction, pairs_per_image, max_shift, seed,
+                  block_rows):
     rng = np.random.default_rng(seed)
     splits = {}
     if source == "idx":
@@ -218,16 +243,16 @@ def convert(raw_dir, out_dir, source="idx", val_fraction=1 / 6, pairs_per_image=
                  "test": (test_images, test_labels)}
         for split, (images, labels) in parts.items():
             composites, pair_labels = compose(images, labels, rng, pairs_per_image, max_shift)
-            splits[split] = _write_split(out_dir, split, composites, pair_labels, block_rows)
+            splits[split] = _write_split(stage, split, composites, pair_labels, block_rows)
     else:
         release = read_pickle_release(raw_dir)
         images, labels = release["train"]
         keep, held = _holdout(len(images), val_fraction, rng)
         print(f"read {len(images)} train and {len(release['test'][0])} test composites from "
               f"{raw_dir}", flush=True)
-        splits["train"] = _write_split(out_dir, "train", images[keep], labels[keep], block_rows)
-        splits["val"] = _write_split(out_dir, "val", images[held], labels[held], block_rows)
-        splits["test"] = _write_split(out_dir, "test", *release["test"], block_rows)
+        splits["train"] = _write_split(stage, "train", images[keep], labels[keep], block_rows)
+        splits["val"] = _write_split(stage, "val", images[held], labels[held], block_rows)
+        splits["test"] = _write_split(stage, "test", *release["test"], block_rows)
     fmap = {
         "format_version": FORMAT_VERSION, "dataset": "multimnist", "source": source,
         "raw_dir": os.path.abspath(raw_dir), "image_shape": [1, CANVAS, CANVAS],
@@ -238,7 +263,6 @@ def convert(raw_dir, out_dir, source="idx", val_fraction=1 / 6, pairs_per_image=
         "pairs_per_image": pairs_per_image if source == "idx" else None,
         "max_shift": max_shift if source == "idx" else None,
     }
-    write_json_atomic(os.path.join(out_dir, FEATURE_MAP_FILE), fmap)
     return fmap
 
 

@@ -39,6 +39,18 @@ def take_rows(array, index):
     return np.take(array, index, axis=0)
 
 
+def _records(data, path):
+    """The records of a ``MindDataset`` as numpy dicts; a file MindSpore
+    cannot read is a ValueError naming it (one line, not MindSpore's report)."""
+    try:
+        yield from data.create_dict_iterator(output_numpy=True, num_epochs=1)
+    except RuntimeError as exc:
+        detail = next((l.strip() for l in str(exc).splitlines() if "[ERROR]" in l),
+                      "MindSpore could not parse it")
+        raise ValueError(f"{path} cannot be read: the file is damaged ({detail}); "
+                         "convert the data again") from None
+
+
 class BlockDataset:
     """Iterate a split as batches.
 
@@ -54,6 +66,7 @@ class BlockDataset:
             ``k, k + num_shards, ...`` (counted over the blocks of all files of
             the split, in order) so ranks see disjoint rows.
         transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
+        (``num_rows``: the rows of this shard; ``total_rows``: of the whole split.)
         shuffle_buffer_rows: 0 loads the shard into memory and permutes all
             its rows every epoch. A positive value streams instead, for splits
             larger than memory (Criteo): every epoch reads the shard's blocks
@@ -86,8 +99,9 @@ class BlockDataset:
             self.arrays = None
             self.blocks, self.block_rows = self._index(num_shards, shard_id)
             self.num_rows = int(self.block_rows.sum())
+            self.total_rows = int(self._block_rows().sum())
         else:
-            self.arrays = self._load(num_shards, shard_id)
+            self.arrays, self.total_rows = self._load(num_shards, shard_id)
             self.num_rows = len(next(iter(self.arrays.values())))
         if self.num_rows == 0:
             raise ValueError(f"{path}: shard {shard_id}/{num_shards} holds no rows")
@@ -104,19 +118,20 @@ class BlockDataset:
         import mindspore.dataset as ds  # deferred: importing it starts MindSpore
         names = list(self.columns)
         parts = {name: [] for name in names}
-        number = 0                         # block number over all files of the split
+        number = total = 0                 # block number / rows over all files of the split
         for path in self.paths:
             data = ds.MindDataset(path, columns_list=names + ["rows"], shuffle=False,
                                   num_parallel_workers=1)
-            for block, rec in enumerate(data.create_dict_iterator(output_numpy=True, num_epochs=1)):
+            for block, rec in enumerate(_records(data, path)):
                 mine = number % num_shards == shard_id
                 number += 1
+                total += int(rec["rows"])
                 if not mine:
                     continue
                 for name, values in self._decode(rec, path, block).items():
                     parts[name].append(values)
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
-                for name, p in parts.items()}
+                for name, p in parts.items()}, total
 
     def _decode(self, rec, path, block):
         """``{column: (rows, width) array}`` of one record, sizes checked."""
@@ -136,7 +151,7 @@ class BlockDataset:
             import mindspore.dataset as ds
             data = ds.MindDataset(self.paths, columns_list=["rows"], shuffle=False, num_parallel_workers=1)
             self._all_block_rows = np.array(
-                [int(r["rows"]) for r in data.create_dict_iterator(output_numpy=True, num_epochs=1)], np.int64)
+                [int(r["rows"]) for r in _records(data, self.path)], np.int64)
         return self._all_block_rows
 
     def _index(self, num_shards, shard_id):
@@ -156,7 +171,7 @@ class BlockDataset:
         data = ds.MindDataset(self.paths, columns_list=names + ["rows"],
                               sampler=ds.SubsetSampler([int(i) for i in order]), num_parallel_workers=1)
         parts, held = {name: [] for name in names}, 0
-        for number, rec in zip(order, data.create_dict_iterator(output_numpy=True, num_epochs=1)):
+        for number, rec in zip(order, _records(data, self.path)):
             block = self._decode(rec, self.path, number)
             for name, values in block.items():
                 parts[name].append(values)
