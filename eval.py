@@ -1,8 +1,11 @@
 """Evaluate a checkpoint on a split (test by default) and write per-task metrics.
 
     python eval.py --config_path default_config_cpu.yaml --data_path DIR --ckpt_file FILE
+
+The model and its sizes come from the checkpoint. The metrics go to
+``eval_<checkpoint>_<split>.json`` beside the checkpoint (its run folder), or
+in ``--output_path`` when given.
 """
-import json
 import os
 import sys
 
@@ -10,23 +13,26 @@ from src.config import load_config
 from src.engine.cli import run_main
 from src.engine.evaluation import evaluate
 from src.engine.setup import split_reader, trained_network
+from src.fileio import write_json_atomic
 from src.metrics import format_metrics
 
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
-    spec, fmap, network, meta = trained_network(cfg)
+    cfg, spec, fmap, network, meta = trained_network(cfg)
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
     metrics = evaluate(spec, fmap, network, data)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)
-    os.makedirs(cfg.output_path, exist_ok=True)
+    folder = (cfg.output_path if "output_path" in cfg.cli_keys
+              else os.path.dirname(os.path.abspath(cfg.ckpt_file)))
+    os.makedirs(folder, exist_ok=True)
     name = os.path.splitext(os.path.basename(cfg.ckpt_file))[0]
-    out = os.path.join(cfg.output_path, f"eval_{name}_{cfg.eval_split}.json")
-    with open(out, "w", encoding="utf-8") as fh:
-        json.dump({"model": spec.name, "checkpoint": os.path.abspath(cfg.ckpt_file),
-                   "checkpoint_epoch": meta.get("epoch"), "split": cfg.eval_split,
-                   "rows": data.num_rows, "metrics": metrics}, fh, indent=2)
+    out = write_json_atomic(os.path.join(folder, f"eval_{name}_{cfg.eval_split}.json"), {
+        "model": spec.name, "checkpoint": os.path.abspath(cfg.ckpt_file),
+        "checkpoint_epoch": meta.get("epoch"), "split": cfg.eval_split,
+        "data_path": os.path.abspath(cfg.data_path), "data_fingerprint": fmap.get("fingerprint"),
+        "rows": data.num_rows, "metrics": metrics})
     print(f"metrics written to {out}", flush=True)
     return 0
 

@@ -3,6 +3,9 @@ check that the exported MindIR gives the checkpoint's outputs.
 
     python export.py --config_path default_config_cpu.yaml --data_path DIR \
         --ckpt_file FILE --file_format MINDIR --export_batch_size 1
+
+The model and its sizes come from the checkpoint; the file is written beside
+it as ``<model>.mindir`` unless ``--file_name`` names another path.
 """
 import os
 import sys
@@ -44,15 +47,22 @@ def main(argv=None):
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")
-    spec, fmap, network, _ = trained_network(cfg, overrides_for="export")
+    cfg, spec, fmap, network, _ = trained_network(cfg, overrides_for="export")
     network.set_train(False)
     predictor = spec.predictor(network)
     signature = spec.input_signature(fmap)
     arrays = example_inputs(signature, bs)
-    base = cfg.file_name or spec.name
-    ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=base,
-              file_format=cfg.file_format)
+    base = cfg.file_name or os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_file)), spec.name)
+    if os.path.dirname(base):
+        os.makedirs(os.path.dirname(base), exist_ok=True)
     path = base + _SUFFIX[cfg.file_format]
+    # exported under a temporary name and renamed: a killed export leaves no partial model
+    tmp_base = os.path.join(os.path.dirname(os.path.abspath(base)),
+                            f".tmp-{os.getpid()}-{os.path.basename(base)}")
+    ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=tmp_base,
+              file_format=cfg.file_format)
+    if os.path.isfile(tmp_base + _SUFFIX[cfg.file_format]):
+        os.replace(tmp_base + _SUFFIX[cfg.file_format], path)
     if not os.path.isfile(path):
         raise RuntimeError(f"export reported success but {path} was not written")
     shapes = ", ".join(f"{n} {np.dtype(d).name}[{bs}, {', '.join(map(str, s))}]"

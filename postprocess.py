@@ -10,6 +10,7 @@ import numpy as np
 
 from src.config import load_config
 from src.engine.cli import run_main
+from src.fileio import write_text_atomic
 from src.infer_io import batch_file, read_bin, read_manifest, result_file
 from src.metrics import format_metrics, task_metrics
 
@@ -33,8 +34,7 @@ def main(argv=None):
     metrics = task_metrics(probs, labels, manifest["tasks"], manifest["task_type"])
     line = f"result ({manifest['split']} split, {manifest['rows']} rows): {format_metrics(metrics)}"
     print(line, flush=True)
-    with open("acc.log", "w", encoding="utf-8") as fh:
-        fh.write(line + "\n" + json.dumps(metrics) + "\n")
+    write_text_atomic("acc.log", line + "\n" + json.dumps(metrics) + "\n")
     return 0
 
 

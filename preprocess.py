@@ -2,7 +2,10 @@
 (the Ascend310 C++ app), at the exported model's batch size.
 
     python preprocess.py --config_path default_config_cpu.yaml --data_path DIR \
-        --export_batch_size 1 --infer_data_path ./preprocess_Result
+        --export_batch_size 1 --infer_data_path ./preprocess_Result [--ckpt_file FILE]
+
+With ``--ckpt_file`` the model comes from the checkpoint, and a data set
+encoded differently from the one it was trained on is refused.
 """
 import os
 import sys
@@ -11,7 +14,9 @@ import numpy as np
 
 from src.config import load_config
 from src.engine.cli import run_main
-from src.engine.setup import model_and_data, split_reader
+from src.engine import checkpoint
+from src.engine.setup import checkpoint_config, model_and_data, split_reader
+from src.fileio import FEATURE_MAP_FILE
 from src.infer_io import batch_file, write_manifest
 
 
@@ -24,7 +29,12 @@ def _pad(array, rows):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    meta = None
+    if cfg.get("ckpt_file"):
+        cfg, (_, meta) = checkpoint_config(cfg)
     spec, fmap = model_and_data(cfg)
+    if meta is not None:
+        checkpoint.check_data(meta, cfg.ckpt_file, fmap, os.path.join(cfg.data_path, FEATURE_MAP_FILE))
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")

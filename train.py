@@ -13,21 +13,20 @@ from src.engine.cli import run_main
 from src.engine.distributed import init_cluster, scale_for_cluster
 from src.engine.runtime import setup_runtime
 from src.engine.setup import build_network, model_and_data, split_reader
-from src.engine.trainer import Trainer
+from src.engine.run_folder import RunFolder
+from src.engine.trainer import Trainer, TrainingDiverged
 
 
 def _resume_checkpoint(cfg, prefix):
+    """The newest periodic checkpoint to resume from (the run folder was
+    claimed: it holds this model's run on this data, or none)."""
+    if not cfg.resume:
+        return None
     existing = checkpoint.periodic_checkpoints(cfg.output_path, prefix)
-    if cfg.resume:
-        if not existing:
-            print(f"resume: no checkpoint {prefix}-*.ckpt in {cfg.output_path}; starting from scratch")
-            return None
-        return existing[-1]
-    if existing:
-        raise ValueError(f"output_path {cfg.output_path} already holds checkpoints of a run "
-                         f"({os.path.basename(existing[-1])}): pass --resume True to continue it, "
-                         "or choose another --output_path")
-    return None
+    if not existing:
+        print(f"resume: no checkpoint {prefix}-*.ckpt in {cfg.output_path}; starting from scratch")
+        return None
+    return existing[-1]
 
 
 def main(argv=None):
@@ -41,6 +40,22 @@ def main(argv=None):
         print(note, flush=True)
     spec, fmap = model_and_data(cfg)
     prefix = spec.name
+    folder = None
+    if cluster.is_main:        # rank 0 alone writes the run folder
+        folder = RunFolder(cfg.output_path, spec.name, fmap["fingerprint"]).claim(
+            resume=cfg.resume, replace=cfg.replace_run)
+    try:
+        return _train(cfg, cluster, spec, fmap, prefix, folder)
+    except TrainingDiverged:
+        if folder:
+            folder.set_status("diverged")
+        raise
+    finally:
+        if folder:
+            folder.release()
+
+
+def _train(cfg, cluster, spec, fmap, prefix, folder):
     resume_path = _resume_checkpoint(cfg, prefix)
     network = build_network(spec, cfg, fmap)
     train_data = split_reader(spec, fmap, cfg, "train", training=True,
@@ -56,7 +71,6 @@ def main(argv=None):
         print(f"{trainer.steps_per_call} training steps per graph call (steps_per_call)", flush=True)
     if resume_path:
         trainer.resume_from(resume_path)
-    os.makedirs(cfg.output_path, exist_ok=True)
     if cluster.is_main:
         cfg.dump(os.path.join(cfg.output_path, "config.yaml"))
 
@@ -76,6 +90,8 @@ def main(argv=None):
                            cfg.keep_checkpoint_max, active=saving),
     ]
     state = trainer.fit(train_data, callbacks)
+    if folder:
+        folder.set_status("finished", epoch=state.epoch, stop_reason=state.stop_reason)
     best = best_ckpt.best
     print("training finished after epoch {}{}; best validation: {}".format(
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",

@@ -49,7 +49,9 @@ def prepare(model, batch, data_path, out_dir, files):
     setup_runtime(cfg)
     spec, fmap = model_and_data(cfg)
     ckpt = os.path.join(out_dir, f"{model}.ckpt")
-    save_checkpoint(build_network(spec, cfg, fmap), ckpt, model, 0, 0)
+    save_checkpoint(build_network(spec, cfg, fmap), ckpt, model, 0, 0, config=cfg.to_dict(),
+                    data_fingerprint=fmap.get("fingerprint"),
+                    encoding_fingerprint=fmap.get("encoding_fingerprint"))
     base = os.path.join(out_dir, model)
     status = export.main(["--config_path", CPU_CONFIG, "--model", model, "--data_path", data_path,
                           "--ckpt_file", ckpt, "--file_format", "ONNX", "--export_batch_size",

@@ -48,6 +48,12 @@ resolve_inputs() {
   need_file "$CFG" CONFIG_FILE
 }
 
+# log_header LOG WHAT: a dated line that opens this run's part of LOG (logs are
+# appended to, never truncated: a refused re-run keeps the earlier run's log).
+log_header() {
+  echo "===== $(date '+%Y-%m-%d %H:%M:%S') $2 (pid $$) =====" >> "$1"
+}
+
 # standalone_train DEVICE DEFAULT_CONFIG DATA_PATH DEVICE_ID CKPT_PATH [CONFIG_FILE]
 standalone_train() {
   local device="$1" default_cfg="$2"; shift 2
@@ -60,8 +66,9 @@ standalone_train() {
   mkdir -p "$ckpt"
   echo "training on $device: data $DATA, checkpoints $ckpt, config $CFG (log: $ckpt/train.log)"
   cd "$REPO_ROOT"
+  log_header "$ckpt/train.log" train.py
   "$PYTHON" train.py --config_path "$CFG" --device_target "$device" --device_id "$2" \
-    --data_path "$DATA" --output_path "$ckpt" "${EXTRA_ARGS[@]}" 2>&1 | tee "$ckpt/train.log"
+    --data_path "$DATA" --output_path "$ckpt" "${EXTRA_ARGS[@]}" 2>&1 | tee -a "$ckpt/train.log"
 }
 
 # standalone_eval DEVICE DEFAULT_CONFIG DATA_PATH CKPT_FILE DEVICE_ID [CONFIG_FILE]
@@ -76,9 +83,10 @@ standalone_eval() {
   need_int "$3" DEVICE_ID
   local out; out="$(dirname "$ckpt")"
   cd "$REPO_ROOT"
+  log_header "$out/eval.log" eval.py
   "$PYTHON" eval.py --config_path "$CFG" --device_target "$device" --device_id "$3" \
     --data_path "$DATA" --ckpt_file "$ckpt" --output_path "$out" "${EXTRA_ARGS[@]}" \
-    2>&1 | tee "$out/eval.log"
+    2>&1 | tee -a "$out/eval.log"
 }
 
 # download URL FILE: fetch URL to FILE (via FILE.part, so an interrupted
@@ -113,6 +121,12 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# last_part LOG: the lines of LOG after its last log_header line (this run's).
+last_part() {
+  [[ -f "$1" ]] || return 0
+  tac "$1" | sed '/^===== /q' | tac
+}
+
 # report_failed_workers LOG_DIR: name the workers that died or raised, with their logs.
 report_failed_workers() {
   local dir="$1" pid code log found=0
@@ -126,8 +140,9 @@ report_failed_workers() {
       echo "error: a worker (pid $pid) exited with code $code; logs in $dir" >&2
     fi
     found=1
-  done < <(grep -oE "Worker process [0-9]+ exit with exception\. Error code: -?[0-9]+" \
-             "$dir/msrun.log" 2>/dev/null | awk '{print $3, $NF}')
+  done < <(last_part "$dir/msrun.log" |
+           grep -oE "Worker process [0-9]+ exit with exception\. Error code: -?[0-9]+" |
+           awk '{print $3, $NF}')
   for log in "$dir"/worker_*.log; do
     [[ -f "$log" ]] || continue
     if grep -q "^Traceback" "$log"; then
@@ -154,8 +169,9 @@ distribute_msrun() {
   local port; port="$(free_port)"
   echo "training on $workers $device workers: data $DATA, checkpoints $ckpt, config $CFG,"        "logs $ckpt/log/worker_<rank>.log"
   cd "$REPO_ROOT"
+  log_header "$ckpt/log/msrun.log" msrun
   # msrun starts "python" from PATH: _common.sh put the project's environment first
-  if ! msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port"       --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}"       train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA"       --output_path "$ckpt" "${EXTRA_ARGS[@]}" > "$ckpt/log/msrun.log" 2>&1; then
+  if ! msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port"       --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}"       train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA"       --output_path "$ckpt" "${EXTRA_ARGS[@]}" >> "$ckpt/log/msrun.log" 2>&1; then
     report_failed_workers "$ckpt/log"
     exit 1
   fi

@@ -17,10 +17,10 @@ echo "== 2/4 converting to MindRecord in $WORK/mindrecord"
 "$PYTHON" prepare_data.py --config_path default_config_cpu.yaml \
   --raw_data_path "$WORK/raw" --data_path "$WORK/mindrecord"
 echo "== 3/4 training MMoE on CPU"
-rm -rf "$WORK/output"
+# a run of an earlier quick start moves to $WORK/output/replaced-<time>/
 "$PYTHON" train.py --config_path default_config_cpu.yaml --data_path "$WORK/mindrecord" \
   --output_path "$WORK/output" --epoch_size 4 --batch_size 256 --learning_rate 0.005 \
-  --warmup_epochs 1 --log_every_steps 50
+  --warmup_epochs 1 --log_every_steps 50 --replace_run True
 echo "== 4/4 evaluating the best checkpoint on the held-out test split"
 "$PYTHON" eval.py --config_path default_config_cpu.yaml --data_path "$WORK/mindrecord" \
   --output_path "$WORK/output" --ckpt_file "$WORK/output/best_avg_auc.ckpt"

@@ -22,6 +22,8 @@ import sys
 
 import yaml
 
+from src.fileio import write_text_atomic
+
 MODEL_SECTIONS = ("mmoe", "deepfm", "dlrm", "dselect_k")
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "default_config.yaml")
@@ -239,10 +241,14 @@ class Config:
     ``key in cfg``, ``cfg.to_dict()``; attributes may be set. ``config_path``
     is the absolute path of the loaded file."""
 
-    def __init__(self, values, config_path, common_keys=(), section_keys=()):
+    def __init__(self, values, config_path, common_keys=(), section_keys=(), cli_keys=(),
+                 argv=()):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "_layout", (list(common_keys), list(section_keys)))
         object.__setattr__(self, "config_path", config_path)
+        # the keys set on the command line, and the command line itself
+        object.__setattr__(self, "cli_keys", frozenset(cli_keys))
+        object.__setattr__(self, "argv", list(argv))
 
     def __getattr__(self, name):
         values = self.__dict__.get("_values")
@@ -251,7 +257,7 @@ class Config:
         return values[name]
 
     def __setattr__(self, name, value):
-        if name == "config_path" or name.startswith("_"):
+        if name in ("config_path", "cli_keys", "argv") or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
             self._values[name] = value
@@ -282,10 +288,9 @@ class Config:
             doc[model] = {k: plain[k] for k in section_keys if k in plain}
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(f"# Effective configuration (loaded from {self.config_path}).\n")
-            yaml.safe_dump(doc, fh, sort_keys=False, default_flow_style=None, allow_unicode=True)
-        return path
+        text = (f"# Effective configuration (loaded from {self.config_path}).\n"
+                + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, allow_unicode=True))
+        return write_text_atomic(path, text)
 
 
 def _plain(value):
@@ -422,7 +427,8 @@ def parse_config(argv=None, config_path=None, schema_path=None, description=None
         for item in items if choices else []:
             if item is not None and item not in choices:
                 raise ConfigError(f"{key}: {item!r} is not one of {choices!r}")
-    return Config(values, loaded, schema.common, schema.sections.get(model, {}))
+    return Config(values, loaded, schema.common, schema.sections.get(model, {}),
+                  cli_keys={k for k, _ in pairs if k != "config_path"}, argv=argv)
 
 
 def load_config(description=None, argv=None, config_path=None):
@@ -433,6 +439,12 @@ def load_config(description=None, argv=None, config_path=None):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def config_for_model(cfg, model):
+    """``cfg``'s command line and config file resolved for another ``model``
+    (e.g. the one a checkpoint was trained as)."""
+    return parse_config(list(cfg.argv) + ["--model", model], config_path=cfg.config_path)
 
 
 def require_path(cfg, key, kind="dir"):

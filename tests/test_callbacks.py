@@ -16,6 +16,9 @@ class FakeTrainer:
         self.network = MMoE(input_dim=4, num_tasks=2, num_experts=2, expert_units=2, tower_units=[2])
         self.start_epoch = start_epoch
 
+    def checkpoint_meta(self):
+        return {"config": {"model": "mmoe"}, "data_fingerprint": "d", "encoding_fingerprint": "e"}
+
 
 def _run(callbacks, trainer, history):
     state = TrainState(epochs=len(history), steps_per_epoch=10, batch_size=4)

@@ -194,7 +194,7 @@ def test_checkpoint_roundtrip_and_checks(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     fresh, fresh_step = _step(optimizer="adam")
     meta = checkpoint.load_into(fresh_step, path, "mmoe")
-    assert meta == {"model": "mmoe", "epoch": 1, "global_step": 5}
+    assert meta == {"model": "mmoe", "epoch": 1, "global_step": 5, "format": checkpoint.FORMAT}
     for a, b in zip(net.get_parameters(), fresh.get_parameters()):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
     assert fresh_step.optimizer.global_step.asnumpy().item() == 1   # optimizer state restored
@@ -211,7 +211,12 @@ def test_checkpoint_roundtrip_and_checks(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
         checkpoint.load_into(bare, str(tmp_path / "none.ckpt"), "mmoe")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable"):
+    damaged = bytearray((tmp_path / "mmoe-1_5.ckpt").read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01                     # one bit of a tensor's bytes
+    (tmp_path / "damaged.ckpt").write_bytes(bytes(damaged))
+    with pytest.raises(checkpoint.CheckpointError, match="damaged.ckpt is damaged"):
+        checkpoint.load_into(bare, str(tmp_path / "damaged.ckpt"), "mmoe")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged or not a MindSpore checkpoint"):
         checkpoint.load_into(bare, str(tmp_path / "junk.ckpt"), "mmoe")
 
 

@@ -13,7 +13,9 @@ import math
 import os
 import time
 
+from src import faults
 from src.engine import checkpoint
+from src.fileio import write_text_atomic
 from src.metrics import format_metrics
 
 
@@ -120,8 +122,10 @@ class MetricsLog(Callback):
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         kept = [r for r in read_metrics_log(self.path) if r["epoch"] <= trainer.start_epoch]
-        with open(self.path, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in kept)
+        # the records up to the resumed epoch (no cut line) replace the old file in one
+        # step: a kill here loses nothing
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        faults.point("metrics.rewritten")
 
     def on_epoch_end(self, trainer, state):
         if not self.active:
@@ -130,18 +134,55 @@ class MetricsLog(Callback):
                   "train_loss": state.epoch_loss, "lr": state.lr,
                   "epoch_time_s": round(time.time() - state.epoch_start, 3),
                   "val": state.val_metrics}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_line(self.path, json.dumps(record) + "\n")
+        faults.point("metrics.appended")
 
 
-def read_metrics_log(path):
-    """The records of a metrics log (empty if absent)."""
+def _append_line(path, line):
+    """Append one line in one write (O_APPEND), flushed to disk; a file that
+    a kill left without its final newline gets one first."""
+    data = line.encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_NOTED = set()
+
+
+def read_metrics_log(path, printer=print):
+    """The records of a metrics log (empty if absent). A last line cut by a
+    kill is skipped with a note; any other unreadable line is an error that
+    names the file and the line."""
     if not os.path.isfile(path):
         return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "epoch" not in record:
+                raise ValueError("not a metrics record")
+        except ValueError as exc:
+            if number == len(lines) or all(not rest.strip() for rest in lines[number:]):
+                if (path, number) not in _NOTED:         # said once, not by every reader
+                    _NOTED.add((path, number))
+                    printer(f"note: {path}: line {number} is incomplete (a write was cut); "
+                            "skipped", flush=True)
+                continue
+            raise ValueError(f"{path}: line {number} is not a metrics record ({exc}); "
+                             "fix or remove that line") from None
+        records.append(record)
+    return records
 
 
 def _better(value, best, mode):
@@ -180,7 +221,7 @@ class BestCheckpoint(Callback):
                 if self.active:
                     checkpoint.save_checkpoint(trainer.network, os.path.join(
                         self.directory, f"best_{m}.ckpt"), trainer.spec.name, state.epoch,
-                        state.global_step)
+                        state.global_step, **trainer.checkpoint_meta())
         self.print("best so far: " + ", ".join(f"{m}={v:.6f}" for m, v in self.best.items()
                                                if v is not None), flush=True)
 
@@ -201,7 +242,7 @@ class PeriodicCheckpoint(Callback):
         path = os.path.join(self.directory,
                             f"{self.prefix}-{state.epoch}_{state.steps_per_epoch}.ckpt")
         checkpoint.save_checkpoint(trainer.train_step, path, trainer.spec.name, state.epoch,
-                                   state.global_step)
+                                   state.global_step, **trainer.checkpoint_meta())
         checkpoint.rotate(self.directory, self.prefix, self.keep_max)
         self.last_path = path
 

@@ -1,25 +1,75 @@
-"""What every entry point shares: clean error exits."""
+"""What every entry point shares: clean error exits.
+
+Every failure a user can cause or meet ends in one line ``error: ...`` on
+stderr that names the file, line or key, with exit code 2 for bad input
+(config, paths, data, checkpoints, a folder in use) and 1 for faults of the
+environment (disk full, I/O errors, a diverged run); no traceback. Set
+``MS_ZOO_TRACEBACK=1`` to see one.
+"""
+import errno
+import os
 import sys
 import traceback
 
-from src.engine.checkpoint import CheckpointError
+# OS errors that are the machine's fault, not the input's
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS,
+                      errno.EMFILE, errno.ENFILE}
+
+
+def describe_os_error(exc):
+    """``strerror: path`` of an OSError, in one line."""
+    what = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    paths = [p for p in (exc.filename, getattr(exc, "filename2", None)) if p]
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = " (free some space or choose a path on another disk)"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = " (check the permissions, or choose another path)"
+    elif exc.errno == errno.ENOTDIR:
+        hint = " (a file stands where a folder is expected)"
+    elif exc.errno == errno.EISDIR:
+        hint = " (a folder stands where a file is expected)"
+    return f"{what}: {' -> '.join(map(str, paths))}{hint}" if paths else f"{what}{hint}"
+
+
+def _disk_full(exc):
+    """MindSpore reports a failed write as RuntimeError; tell disk-full apart."""
+    text = str(exc).lower()
+    return any(words in text for words in ("no space left", "disk full", "no free disk"))
 
 
 def run_main(main, argv=None):
     """Run ``main(argv)``; expected failures print ``error: ...`` and exit
-    non-zero without a traceback (set MS_ZOO_TRACEBACK=1 to see one)."""
-    import os
+    non-zero without a traceback."""
     from src.config import ConfigError
+    from src.engine.checkpoint import CheckpointError
     from src.engine.trainer import TrainingDiverged
-    expected = (ConfigError, CheckpointError, FileNotFoundError, ValueError, TrainingDiverged)
+    from src.fileio import BusyError
+    bad_input = (ConfigError, CheckpointError, ValueError, BusyError)
     try:
         return main(argv)
-    except expected as exc:
-        if os.environ.get("MS_ZOO_TRACEBACK"):
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1 if isinstance(exc, TrainingDiverged) else 2)
     except KeyboardInterrupt:
         print("interrupted; the newest periodic checkpoint in output_path can be resumed "
               "with --resume True", file=sys.stderr, flush=True)
         sys.exit(130)
+    except (TrainingDiverged, *bad_input, OSError, MemoryError, RuntimeError) as exc:
+        if os.environ.get("MS_ZOO_TRACEBACK"):
+            traceback.print_exc()
+        if isinstance(exc, OSError):
+            message = describe_os_error(exc)
+            code = 1 if exc.errno in ENVIRONMENT_ERRNOS else 2
+        elif isinstance(exc, MemoryError):
+            message, code = "out of memory (lower batch_size or shuffle_buffer_rows)", 1
+        elif isinstance(exc, TrainingDiverged):
+            message, code = str(exc), 1
+        elif isinstance(exc, bad_input):
+            message, code = str(exc), 2
+        elif _disk_full(exc):
+            lines = [l.strip() for l in str(exc).splitlines() if "[ERROR]" in l] or [str(exc)]
+            message = (f"No space left on device (MindSpore: {lines[0].replace('[ERROR] ', '')}); "
+                       "free some space or choose a path on another disk")
+            code = 1
+        else:                                   # an unexpected fault: keep the traceback
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(code)

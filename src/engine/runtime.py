@@ -19,6 +19,7 @@ def setup_runtime(cfg):
     device_id = cfg.get("device_id")
     if launched_distributed():        # each rank's launcher assigns its device
         device_id = device_id_from_env(device_id)
+    check_device(cfg.device_target)
     if cfg.device_target == "CPU" or device_id is None:
         ms.set_device(cfg.device_target)
     else:
@@ -32,6 +33,23 @@ def setup_runtime(cfg):
     ms.set_seed(seed)
     if cfg.get("deterministic"):
         ms.set_deterministic(True)
+
+
+_CONFIG_OF = {"CPU": "default_config_cpu.yaml", "GPU": "default_config_gpu.yaml",
+              "Ascend": "default_config.yaml"}
+
+
+def check_device(target):
+    """A one-line ConfigError when this MindSpore install cannot run on
+    ``target`` (e.g. GPU on a machine without CUDA), naming what it can use."""
+    from src.config import ConfigError
+    if target == "CPU" or ms.hal.is_available(target):
+        return
+    usable = [t for t in ("Ascend", "GPU") if ms.hal.is_available(t)] + ["CPU"]
+    raise ConfigError(
+        f"device_target {target}: this MindSpore install cannot use {target} here (its plugin "
+        f"or drivers are missing); it can use {', '.join(usable)}: run with --config_path "
+        f"{_CONFIG_OF[usable[0]]} (or --device_target {usable[0]})")
 
 
 _THREADS = []       # MindSpore takes the CPU thread count once per process

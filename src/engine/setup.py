@@ -1,10 +1,14 @@
 """Building the pieces an entry point needs from the config."""
+import os
+
 import mindspore as ms
 
-from src.config import require_path
+from src.config import config_for_model, require_path
 from src.engine import checkpoint
 from src.engine.runtime import setup_runtime
+from src.data.publish import DataSetError, verify_split
 from src.data.reader import BlockDataset
+from src.fileio import FEATURE_MAP_FILE
 from src.models import get_model_spec
 
 
@@ -18,8 +22,11 @@ def model_and_data(cfg):
 def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, shard_id=0,
                  transform=None):
     """A :class:`BlockDataset` over ``split`` with the model's batch transform
-    (or ``transform``, e.g. :meth:`ModelSpec.train_transform`)."""
-    return BlockDataset(cfg.data_path, split, spec.columns(feature_map),
+    (or ``transform``, e.g. :meth:`ModelSpec.train_transform`), checked
+    against the feature map's record of the split: its files, their sizes and
+    its row count (a split cut short or from another conversion is refused)."""
+    expected = verify_split(cfg.data_path, feature_map, split)
+    data = BlockDataset(cfg.data_path, split, spec.columns(feature_map),
                         cfg.batch_size if training else cfg.eval_batch_size,
                         shuffle=training, seed=cfg.seed,
                         drop_remainder=training and cfg.drop_remainder,
@@ -27,6 +34,11 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
                         transform=transform or spec.transform(feature_map),
                         shuffle_buffer_rows=cfg.shuffle_buffer_rows,
                         equal_shards=training and num_shards > 1)
+    if data.total_rows != expected:
+        raise DataSetError(f"{data.path} holds {data.total_rows} rows but "
+                           f"{os.path.join(cfg.data_path, FEATURE_MAP_FILE)} records {expected}: "
+                           "the split does not belong to this conversion; convert the data again")
+    return data
 
 
 def build_network(spec, cfg, feature_map):
@@ -42,19 +54,75 @@ def build_network(spec, cfg, feature_map):
     return network
 
 
-def trained_network(cfg, overrides_for=None):
-    """``(spec, feature_map, network, checkpoint metadata)`` for ``cfg.ckpt_file``:
-    the runtime set up, the network built and the checked checkpoint loaded.
-    ``overrides_for="export"`` applies the model's export_overrides to ``cfg``
-    first (e.g. the exportable convolution; the weights are the same)."""
+class _FromCheckpoint:
+    """The config as the network build sees it when loading a checkpoint:
+    every key the build reads comes from the checkpoint's own run config
+    unless the command line set it (``forced`` keys win over both), so
+    ``--ckpt_file`` needs no repetition of the training's sizes. ``changed``
+    lists the keys where the checkpoint differed from the config."""
+
+    # where and how this process runs: always this config's
+    _RUNTIME = ("amp_level", "device_target", "device_id", "mode", "cpu_threads", "data_path")
+
+    def __init__(self, cfg, stored, forced):
+        self._cfg, self._stored, self._forced = cfg, stored or {}, forced
+        self.changed = {}
+
+    def get(self, key, default=None):
+        if key in self._forced:
+            return self._forced[key]
+        value = self._cfg.get(key, default)
+        if key in self._stored and key not in self._cfg.cli_keys and key not in self._RUNTIME:
+            stored = self._stored[key]
+            if stored != value:
+                self.changed[key] = stored
+            return stored
+        return value
+
+    def __getattr__(self, key):
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key not in self._cfg and key not in self._forced:
+            return getattr(self._cfg, key)          # the config's own error
+        return self.get(key)
+
+    def __contains__(self, key):
+        return key in self._cfg
+
+
+def checkpoint_config(cfg):
+    """``(cfg, loaded checkpoint)`` for ``cfg.ckpt_file``: the config resolved
+    for the model the checkpoint was trained as (unless ``--model`` names
+    another, which :func:`trained_network` then refuses)."""
     require_path(cfg, "ckpt_file", kind="file")
+    loaded = checkpoint.read_checkpoint(cfg.ckpt_file)
+    written_by = loaded[1].get("model")
+    if written_by and written_by != cfg.model and "model" not in cfg.cli_keys:
+        print(f"{cfg.ckpt_file}: a {written_by} checkpoint (model {written_by})", flush=True)
+        cfg = config_for_model(cfg, written_by)
+    return cfg, loaded
+
+
+def trained_network(cfg, overrides_for=None):
+    """``(cfg, spec, feature_map, network, checkpoint metadata)`` for ``cfg.ckpt_file``:
+    the runtime set up, the network built with the checkpoint's sizes and the
+    checked checkpoint loaded. ``overrides_for="export"`` applies the model's
+    export_overrides (e.g. the exportable convolution; the weights are the
+    same)."""
+    cfg, loaded = checkpoint_config(cfg)
+    params, meta = loaded
     setup_runtime(cfg)
     spec, feature_map = model_and_data(cfg)
-    if overrides_for == "export":
-        for key, value in (spec.export_overrides or {}).items():
-            if cfg.get(key) != value:
-                print(f"export: using {key}={value} (training used {cfg.get(key)})", flush=True)
-                setattr(cfg, key, value)
-    network = build_network(spec, cfg, feature_map)
-    meta = checkpoint.load_into(network, cfg.ckpt_file, spec.name)
-    return spec, feature_map, network, meta
+    checkpoint.check_data(meta, cfg.ckpt_file, feature_map,
+                          os.path.join(cfg.data_path, FEATURE_MAP_FILE))
+    forced = dict(spec.export_overrides or {}) if overrides_for == "export" else {}
+    for key, value in forced.items():
+        if cfg.get(key) != value:
+            print(f"export: using {key}={value} (training used {cfg.get(key)})", flush=True)
+    view = _FromCheckpoint(cfg, meta.get("config"), forced)
+    network = build_network(spec, view, feature_map)
+    if view.changed:
+        print(f"{cfg.ckpt_file}: built with the checkpoint's " + ", ".join(
+            f"{k}={v}" for k, v in sorted(view.changed.items())), flush=True)
+    meta = checkpoint.load_into(network, cfg.ckpt_file, spec.name, loaded=(params, meta))
+    return cfg, spec, feature_map, network, meta

@@ -2,6 +2,10 @@
 import math
 import time
 
+import mindspore as ms
+import numpy as np
+
+from src import faults
 from src.engine import checkpoint
 from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
@@ -14,7 +18,15 @@ from src.engine.graph_call import GraphCall
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite or far above its early level, or a weight
+    stopped being finite."""
+
+
+def nonfinite_parameters(cell):
+    """Names of ``cell``'s parameters holding NaN or infinite values."""
+    return [p.name for p in cell.get_parameters()
+            if p.dtype in (ms.float16, ms.float32, ms.float64, ms.bfloat16)
+            and not np.isfinite(p.asnumpy()).all()]
 
 
 # steps_per_call 0 (auto): AUTO_STEPS steps per call from AUTO_MIN_BATCH rows a batch
@@ -83,6 +95,15 @@ class Trainer:
             self._run_steps = GraphCall(multi)
         self.predictor = spec.predictor(network)
         self.start_epoch = 0
+        self.resumed_from = None
+        self.divergence_factor = float(cfg.get("divergence_factor", 0) or 0)
+
+    def checkpoint_meta(self):
+        """What every checkpoint of this run says about itself besides model
+        and position: the effective config and the data set's fingerprints."""
+        return {"config": self.cfg.to_dict(),
+                "data_fingerprint": self.feature_map.get("fingerprint"),
+                "encoding_fingerprint": self.feature_map.get("encoding_fingerprint")}
 
     def step(self, batch):
         """One training step on a batch of numpy arrays; returns the loss."""
@@ -128,6 +149,7 @@ class Trainer:
                 f"{path} was saved after {meta.get('global_step')} steps, but epoch "
                 f"{self.start_epoch} at {self.steps_per_epoch} steps/epoch means {expected}: "
                 "resume with the batch size and data of the original run")
+        self.resumed_from = path
         self.print(f"resumed from {path}: epoch {self.start_epoch} done, "
                    f"global step {expected}", flush=True)
         return meta
@@ -141,6 +163,7 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_begin(self)
         set_epoch = getattr(self.net_with_loss, "set_epoch", None)   # epoch-scheduled loss terms
+        early = None                    # the first step's loss (before any update): the early level
         for epoch in range(self.start_epoch + 1, self.epochs + 1):
             self.network.set_train(True)
             if set_epoch is not None:
@@ -151,12 +174,25 @@ class Trainer:
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if not math.isfinite(loss):
-                    raise TrainingDiverged(self._diverged_message(loss, state, callbacks))
+                    raise TrainingDiverged(self._diverged_message(f"loss became {loss}", state,
+                                                                  callbacks))
+                if early is None:
+                    early = max(loss, 1e-3)
+                elif self.divergence_factor > 0 and loss > self.divergence_factor * early:
+                    raise TrainingDiverged(self._diverged_message(
+                        f"loss {loss:.6g} exceeds {self.divergence_factor:g} times its early level "
+                        f"{early:.6g}, the first step's (divergence_factor)", state, callbacks))
                 state.loss = loss
                 state.epoch_loss_sum += loss
                 for cb in callbacks:
                     cb.on_step_end(self, state)
+                faults.point("train.step")
             state.lr = float(self.lr[min(state.global_step, len(self.lr)) - 1])
+            bad = nonfinite_parameters(self.network)
+            if bad:             # checked before any checkpoint of this epoch is written
+                raise TrainingDiverged(self._diverged_message(
+                    f"{len(bad)} weight(s) are no longer finite (e.g. {', '.join(bad[:3])})",
+                    state, callbacks))
             for cb in callbacks:
                 cb.on_epoch_end(self, state)
             if state.stop:
@@ -165,10 +201,12 @@ class Trainer:
             cb.on_train_end(self, state)
         return state
 
-    def _diverged_message(self, loss, state, callbacks):
+    def _diverged_message(self, what, state, callbacks):
         last = [cb.last_path for cb in callbacks if getattr(cb, "last_path", None)]
-        kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-        return (f"loss became {loss} at epoch {state.epoch}, step {state.step_in_epoch} "
+        last = last[-1] if last else self.resumed_from
+        kept = (f"the last good checkpoint is {last}" if last else
+                "no checkpoint was written yet")
+        return (f"{what} at epoch {state.epoch}, step {state.step_in_epoch} "
                 f"(global step {state.global_step}); training stopped and {kept}. "
                 "Lower learning_rate, enable clip_norm or check the input data.")
 
