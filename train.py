@@ -47,8 +47,13 @@ def main(argv=None):
     try:
         return _train(cfg, cluster, spec, fmap, prefix, folder)
     except TrainingDiverged:
-        if folder:
+        if folder and folder.started:
             folder.set_status("diverged")
+        raise
+    except BaseException as exc:
+        if folder and folder.started:
+            folder.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                              error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
     finally:
         if folder:
@@ -89,6 +94,8 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
                            cfg.keep_checkpoint_max, active=saving),
     ]
+    if folder:
+        folder.start()
     state = trainer.fit(train_data, callbacks)
     if folder:
         folder.set_status("finished", epoch=state.epoch, stop_reason=state.stop_reason)

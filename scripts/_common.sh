@@ -136,6 +136,7 @@ report_failed_workers() {
     log="$(grep -lE "^rank [0-9]+ of [0-9]+: pid $pid\$" "$dir"/worker_*.log 2>/dev/null | head -n 1 || true)"
     if [[ -n "$log" ]]; then
       echo "error: $(basename "$log" .log) (pid $pid) exited with code $code; its log: $log" >&2
+      grep -m 1 "^error: " "$log" | sed 's/^/    /' >&2 || true
     else
       echo "error: a worker (pid $pid) exited with code $code; logs in $dir" >&2
     fi

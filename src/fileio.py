@@ -185,10 +185,11 @@ class OwnerLock:
         return False
 
 
-def read_feature_map(data_dir, dataset, format_version, convert_command):
+def read_feature_map(data_dir, dataset, format_version, convert_command, required=()):
     """``data_dir/feature_map.json`` of a converted data set, checked: a clear
     error when it is missing (naming ``convert_command``), belongs to another
-    data set or to another format version."""
+    data set or to another format version, or lacks a ``required`` key (or
+    the integrity record every published data set has)."""
     path = os.path.join(data_dir, FEATURE_MAP_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: run the converter first: {convert_command}")
@@ -204,4 +205,9 @@ def read_feature_map(data_dir, dataset, format_version, convert_command):
     if fmap.get("format_version") != format_version:
         raise ValueError(f"{path} has format version {fmap.get('format_version')!r}, this code reads "
                          f"version {format_version}: convert the data again: {convert_command}")
+    missing = [k for k in ("contents", "fingerprint", "encoding_fingerprint") + tuple(required)
+               if k not in fmap]
+    if missing:
+        raise ValueError(f"{path} is incomplete (no {', '.join(missing[:4])}): it was not written by "
+                         f"the converter; convert the data again: {convert_command}")
     return fmap

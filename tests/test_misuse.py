@@ -192,6 +192,33 @@ def test_a_swapped_feature_map_or_cut_split_is_refused(data, tmp_path):
     assert "val.mindrecord is missing" in line
 
 
+def test_a_streamed_split_replaced_between_epochs_stops_the_reader(data, tmp_path):
+    from src.config import parse_config
+    from src.data.publish import DataSetError
+    from src.engine.setup import split_reader
+    from src.models import get_model_spec
+    target = tmp_path / "mr"
+    shutil.copytree(data / "mr_a", target)
+    cfg = parse_config(["--config_path", CPU_CONFIG, "--data_path", str(target),
+                        "--shuffle_buffer_rows", "500"])
+    spec = get_model_spec("mmoe")
+    reader = split_reader(spec, spec.load_feature_map(str(target)), cfg, "train", training=True)
+    assert sum(len(batch[0]) for batch in reader.epoch(1)) > 0
+    assert prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(data / "raw_b"),
+                              "--data_path", str(target)]) == 0
+    with pytest.raises(DataSetError, match="changed while it was being read"):
+        next(iter(reader.epoch(2)))
+
+
+def test_two_conversions_into_one_folder(data, tmp_path):
+    from src.data.publish import StagedConversion
+    with StagedConversion(str(tmp_path / "mr"), printer=lambda *a, **k: None):
+        line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--raw_data_path",
+                                  data / "raw_a", "--data_path", tmp_path / "mr"), 2)
+    assert f"data_path {tmp_path / 'mr'} is in use by pid {os.getpid()}" in line
+    assert not os.path.exists(tmp_path / "mr")
+
+
 def test_conversion_into_a_folder_of_other_files_is_refused(data, tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--raw_data_path",

@@ -396,5 +396,6 @@ def load_feature_map(data_dir):
     """Read ``data_dir/feature_map.json`` written by :func:`convert`."""
     return read_feature_map(data_dir, "census-income", FORMAT_VERSION,
                             "python prepare_data.py --raw_data_path <folder with "
-                            f"census-income.data(.gz)> --data_path {data_dir}")
+                            f"census-income.data(.gz)> --data_path {data_dir}",
+                            required=ENCODING_KEYS + ("splits",))
 

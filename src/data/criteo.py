@@ -1138,7 +1138,8 @@ def load_feature_map(data_dir):
     """Read ``data_dir/feature_map.json`` written by :func:`convert`."""
     return read_feature_map(data_dir, "criteo", FORMAT_VERSION,
                             "python -m src.data.criteo --raw_data_path <train.txt or folder of day "
-                            f"files> --data_path {data_dir}")
+                            f"files> --data_path {data_dir}",
+                            required=ENCODING_KEYS + ("num_cat", "num_dense", "splits"))
 
 
 def load_vocabulary(data_dir):

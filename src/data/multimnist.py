@@ -270,5 +270,5 @@ def load_feature_map(data_dir):
     """The feature map written by :func:`convert`, checked."""
     return read_feature_map(data_dir, "multimnist", FORMAT_VERSION,
                             "python prepare_data.py --model dselect_k --raw_data_path <MNIST IDX "
-                            f"folder> --data_path {data_dir}")
+                            f"folder> --data_path {data_dir}", required=ENCODING_KEYS + ("splits",))
 

@@ -95,6 +95,9 @@ class BlockDataset:
         self.drop_remainder, self.transform, self.prefetch = drop_remainder, transform, prefetch
         self.columns = dict(columns)
         self.buffer_rows = int(shuffle_buffer_rows)
+        if self.buffer_rows < 0:
+            raise ValueError(f"shuffle_buffer_rows must be 0 (load the split) or positive, "
+                             f"got {self.buffer_rows}")
         if self.buffer_rows > 0:
             self.arrays = None
             self.blocks, self.block_rows = self._index(num_shards, shard_id)
@@ -106,6 +109,7 @@ class BlockDataset:
         if self.num_rows == 0:
             raise ValueError(f"{path}: shard {shard_id}/{num_shards} holds no rows")
         self.max_batches = None
+        self.guard = None
         if equal_shards and num_shards > 1:
             smallest = min(self._block_rows()[k::num_shards].sum() for k in range(num_shards))
             self.max_batches = (smallest // self.batch_size if drop_remainder
@@ -230,7 +234,12 @@ class BlockDataset:
             yield self.transform(batch) if self.transform else batch
 
     def epoch(self, epoch=0):
-        """The batches of one epoch (the epoch number seeds the shuffle)."""
+        """The batches of one epoch (the epoch number seeds the shuffle).
+        A streamed split reopens its files every epoch: ``guard()``, when
+        set, first checks they are still the ones indexed (not replaced by
+        a conversion since)."""
+        if self.arrays is None and self.guard is not None:
+            self.guard()
         if self.prefetch <= 0:
             yield from self._batches(epoch)
             return

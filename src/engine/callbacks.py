@@ -232,6 +232,9 @@ class PeriodicCheckpoint(Callback):
     keeping the newest ``keep_max``; these are what ``--resume`` continues from."""
 
     def __init__(self, directory, prefix, every_epochs=1, keep_max=10, active=True):
+        if int(keep_max) < 0 or int(every_epochs) < 1:
+            raise ValueError(f"keep_checkpoint_max must be 0 (keep all) or more and "
+                             f"save_checkpoint_epochs at least 1, got {keep_max} and {every_epochs}")
         self.directory, self.prefix = directory, prefix
         self.every, self.keep_max, self.active = max(int(every_epochs), 1), int(keep_max), active
         self.last_path = None

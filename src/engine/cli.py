@@ -27,6 +27,8 @@ def describe_os_error(exc):
         hint = " (check the permissions, or choose another path)"
     elif exc.errno == errno.ENOTDIR:
         hint = " (a file stands where a folder is expected)"
+    elif exc.errno == errno.EEXIST and paths and os.path.isfile(paths[0]):
+        what, hint = "Not a directory", " (a file stands where a folder is expected)"
     elif exc.errno == errno.EISDIR:
         hint = " (a folder stands where a file is expected)"
     return f"{what}: {' -> '.join(map(str, paths))}{hint}" if paths else f"{what}{hint}"

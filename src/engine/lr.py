@@ -21,8 +21,10 @@ def learning_rates(schedule, base_lr, steps_per_epoch, epochs, warmup_epochs=0.0
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if base_lr <= 0:
+    if not base_lr > 0:                 # also refuses NaN
         raise ValueError(f"learning rate must be positive, got {base_lr}")
+    if not warmup_epochs >= 0:
+        raise ValueError(f"warmup_epochs must not be negative, got {warmup_epochs}")
     total = int(steps_per_epoch) * int(epochs)
     if total <= 0:
         raise ValueError(f"no training steps: {steps_per_epoch} steps/epoch x {epochs} epochs")

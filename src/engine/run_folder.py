@@ -3,8 +3,9 @@
 Training takes :class:`~src.fileio.OwnerLock` ``.lock`` in the folder for as
 long as it runs, so two trainings never share a folder. ``run.json`` names
 the run: model, data set fingerprint, status (``running``, ``finished``,
-``diverged``), start time. A folder that holds a run (``run.json``, a
-checkpoint, ``metrics.jsonl`` or ``config.yaml``) is only trained into again
+``diverged``, ``failed``), start time. A folder that holds a run's results
+(a checkpoint, records in ``metrics.jsonl``, eval results, an export) is only
+trained into again
 with ``--resume True`` for that same model and data, or with
 ``--replace_run True``, which moves the old run's files into
 ``replaced-<time>/`` inside the folder: nothing of another run is deleted.
@@ -20,7 +21,7 @@ from src.fileio import OwnerLock, remove_stale_temps, write_json_atomic
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 LOGS = ("train.log", "eval.log")
-_RUN_FILES = (RUN_FILE, "metrics.jsonl", "config.yaml")
+_MOVED = (RUN_FILE, "config.yaml")       # moved aside with the results by --replace_run
 
 
 class RunFolderError(ValueError):
@@ -41,10 +42,14 @@ def read_run(path):
 
 
 def _run_entries(path):
-    """Names in ``path`` that belong to a run."""
-    return sorted(e for e in os.listdir(path)
-                  if e in _RUN_FILES or e.startswith("eval_")
-                  or e.endswith((".ckpt", ".mindir", ".air", ".onnx")))
+    """Names in ``path`` that hold a run's results: checkpoints, a metrics log
+    with records, eval results, exports. (A run that failed before its first
+    epoch leaves only run.json and config.yaml: a new run may take the folder.)"""
+    def results(name):
+        if name == "metrics.jsonl":
+            return os.path.getsize(os.path.join(path, name)) > 0
+        return name.startswith("eval_") or name.endswith((".ckpt", ".mindir", ".air", ".onnx"))
+    return sorted(e for e in os.listdir(path) if results(e))
 
 
 class RunFolder:
@@ -55,9 +60,12 @@ class RunFolder:
         self.print = printer
         self.lock = None
         self.record = {}
+        self.started = False
 
     def claim(self, resume=False, replace=False):
         """Lock the folder and check that this run may write there."""
+        if not str(self.path).strip():
+            raise RunFolderError("output_path is empty: name the folder for the run (--output_path)")
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
             raise RunFolderError(f"output_path {self.path} is a file, not a folder")
         os.makedirs(self.path, exist_ok=True)
@@ -75,10 +83,10 @@ class RunFolder:
         return self
 
     def _check(self, resume, replace):
-        previous = read_run(self.path)
         held = _run_entries(self.path)
+        previous = read_run(self.path) if held else {}
         if held and replace:
-            self._move_aside(held)
+            self._move_aside(held + [f for f in _MOVED if os.path.isfile(os.path.join(self.path, f))])
             previous, held = {}, []
         if held and not resume:
             what = (f"a {previous.get('status', 'earlier')} run of {previous['model']}"
@@ -99,6 +107,12 @@ class RunFolder:
                 "continues only on the same data; choose another --output_path")
         self.record = dict(previous) or {"model": self.model, "data_fingerprint": self.data,
                                          "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def start(self):
+        """Training begins: from now on run.json follows this process (a run
+        refused before, e.g. a resume with another batch size, leaves the
+        folder's record as it was)."""
+        self.started = True
         self.set_status("running")
 
     def _move_aside(self, held):

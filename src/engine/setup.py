@@ -38,7 +38,19 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
         raise DataSetError(f"{data.path} holds {data.total_rows} rows but "
                            f"{os.path.join(cfg.data_path, FEATURE_MAP_FILE)} records {expected}: "
                            "the split does not belong to this conversion; convert the data again")
+    data.guard = lambda: _unchanged(cfg.data_path, feature_map, split)
     return data
+
+
+def _unchanged(data_dir, feature_map, split):
+    """A streamed split must still be the conversion it was opened as."""
+    try:
+        verify_split(data_dir, feature_map, split)
+    except DataSetError as exc:
+        raise DataSetError(f"the data set in {data_dir} changed while it was being read (a "
+                           f"conversion replaced it?): {exc}. The run stopped rather than mix two "
+                           "data sets; train on the new one in a new run (another --output_path "
+                           "or --replace_run True)") from None
 
 
 def build_network(spec, cfg, feature_map):

@@ -137,6 +137,8 @@ def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scal
     """``loss_scale_mode``: ``none`` (float32 on CPU), ``static`` (a fixed
     scale) or ``dynamic`` (start at ``loss_scale``, halve on overflow, double
     after ``scale_window`` clean steps)."""
+    if not clip_norm >= 0:
+        raise ValueError(f"clip_norm must be 0 (no clipping) or positive, got {clip_norm}")
     if loss_scale_mode == "none":
         step = TrainStep(net_with_loss, optimizer, clip_norm)
     elif loss_scale_mode == "static":
