@@ -16,6 +16,7 @@ import numpy as np
 from src.config import load_config
 from src.engine.cli import run_main
 from src.engine.setup import trained_network
+from src.fileio import remove_stale_temps
 
 _SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -56,7 +57,9 @@ def main(argv=None):
     if os.path.dirname(base):
         os.makedirs(os.path.dirname(base), exist_ok=True)
     path = base + _SUFFIX[cfg.file_format]
-    # exported under a temporary name and renamed: a killed export leaves no partial model
+    # exported under a temporary name and renamed: a killed export leaves no partial model,
+    # and what a killed one left is removed here
+    remove_stale_temps(os.path.dirname(os.path.abspath(base)))
     tmp_base = os.path.join(os.path.dirname(os.path.abspath(base)),
                             f".tmp-{os.getpid()}-{os.path.basename(base)}")
     ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=tmp_base,

@@ -219,6 +219,27 @@ def test_two_conversions_into_one_folder(data, tmp_path):
     assert not os.path.exists(tmp_path / "mr")
 
 
+def test_a_changed_row_between_the_sampled_bytes_is_refused(data, tmp_path):
+    """A flipped value where the sampled digest does not look (simulated by
+    recording the changed file's sampled digest) is caught by the rows'
+    content digest when the split is loaded."""
+    from src.fileio import sample_digest
+    target = tmp_path / "mr"
+    shutil.copytree(data / "mr_a", target)
+    path = target / "val.mindrecord"
+    raw = bytearray(path.read_bytes())
+    labels = np.frombuffer(np.array([1.0, 0.0], np.float32).tobytes(), np.uint8)
+    at = bytes(raw).find(labels.tobytes(), 1 << 20)       # a stored label pair, past the header
+    assert at > 0
+    raw[at:at + 8] = np.array([0.0, 1.0], np.float32).tobytes()
+    path.write_bytes(bytes(raw))
+    fmap = json.load(open(target / "feature_map.json"))
+    fmap["contents"]["files"]["val.mindrecord"]["sample"] = sample_digest(str(path))
+    json.dump(fmap, open(target / "feature_map.json", "w"))
+    line = one_line_error(_train(target, tmp_path / "out", "--epoch_size", "1"), 2)
+    assert f"{path}: its rows differ from the ones the conversion wrote" in line
+
+
 def test_conversion_into_a_folder_of_other_files_is_refused(data, tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--raw_data_path",

@@ -9,6 +9,7 @@ mixes individual samples across the whole epoch. Batches are dicts of numpy
 arrays, passed through a ``transform`` (e.g. one-hot expansion) and prepared
 one step ahead on a background thread.
 """
+import hashlib
 import os
 import queue
 import sys
@@ -67,6 +68,9 @@ class BlockDataset:
             the split, in order) so ranks see disjoint rows.
         transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
         (``num_rows``: the rows of this shard; ``total_rows``: of the whole split.)
+        digests: ``{file name: sha256}`` of the rows' content as the converter
+            wrote them (src/data/publish.py); a split loaded into memory is
+            checked against them (a streamed one by size and sampled bytes only).
         shuffle_buffer_rows: 0 loads the shard into memory and permutes all
             its rows every epoch. A positive value streams instead, for splits
             larger than memory (Criteo): every epoch reads the shard's blocks
@@ -80,7 +84,7 @@ class BlockDataset:
 
     def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
                  drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2,
-                 shuffle_buffer_rows=0, equal_shards=False):
+                 shuffle_buffer_rows=0, equal_shards=False, digests=None):
         self.paths = split_files(data_dir, split)
         for path in self.paths:
             if not os.path.isfile(path + ".db"):
@@ -94,6 +98,7 @@ class BlockDataset:
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.drop_remainder, self.transform, self.prefetch = drop_remainder, transform, prefetch
         self.columns = dict(columns)
+        self.digests = digests
         self.buffer_rows = int(shuffle_buffer_rows)
         if self.buffer_rows < 0:
             raise ValueError(f"shuffle_buffer_rows must be 0 (load the split) or positive, "
@@ -126,14 +131,22 @@ class BlockDataset:
         for path in self.paths:
             data = ds.MindDataset(path, columns_list=names + ["rows"], shuffle=False,
                                   num_parallel_workers=1)
+            digest = hashlib.sha256() if self.digests else None
             for block, rec in enumerate(_records(data, path)):
                 mine = number % num_shards == shard_id
                 number += 1
                 total += int(rec["rows"])
+                if digest is not None:
+                    for name in names:
+                        digest.update(decode_column(rec[name]).tobytes())
                 if not mine:
                     continue
                 for name, values in self._decode(rec, path, block).items():
                     parts[name].append(values)
+            want = (self.digests or {}).get(os.path.basename(path))
+            if digest is not None and want and digest.hexdigest() != want:
+                raise ValueError(f"{path}: its rows differ from the ones the conversion wrote (content "
+                                 "digest): the file was damaged or changed; convert the data again")
         return {name: (np.concatenate(p) if p else np.zeros((0, self.columns[name])))
                 for name, p in parts.items()}, total
 

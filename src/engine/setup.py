@@ -33,13 +33,23 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
                         num_shards=num_shards, shard_id=shard_id,
                         transform=transform or spec.transform(feature_map),
                         shuffle_buffer_rows=cfg.shuffle_buffer_rows,
-                        equal_shards=training and num_shards > 1)
+                        equal_shards=training and num_shards > 1,
+                        digests=_content_digests(spec, feature_map))
     if data.total_rows != expected:
         raise DataSetError(f"{data.path} holds {data.total_rows} rows but "
                            f"{os.path.join(cfg.data_path, FEATURE_MAP_FILE)} records {expected}: "
                            "the split does not belong to this conversion; convert the data again")
     data.guard = lambda: _unchanged(cfg.data_path, feature_map, split)
     return data
+
+
+def _content_digests(spec, feature_map):
+    """``{file: sha256 of its rows}`` when the model reads every written
+    column in the written order (what the converter hashed), else None."""
+    if list(spec.columns(feature_map)) != list(feature_map.get("columns", {})):
+        return None
+    files = (feature_map.get("contents") or {}).get("files", {})
+    return {name: entry["sha256"] for name, entry in files.items() if "rows" in entry}
 
 
 def _unchanged(data_dir, feature_map, split):
