@@ -113,10 +113,13 @@ class RunFolder:
         refused before, e.g. a resume with another batch size, leaves the
         folder's record as it was)."""
         self.started = True
+        self.record.pop("error", None)
         self.set_status("running")
 
     def _move_aside(self, held):
         dest = os.path.join(self.path, "replaced-" + time.strftime("%Y%m%d-%H%M%S"))
+        if os.path.lexists(dest):                  # replaced twice within a second
+            dest += f"-{os.getpid()}"
         os.makedirs(dest, exist_ok=False)
         for name in held:
             os.rename(os.path.join(self.path, name), os.path.join(dest, name))
