@@ -120,7 +120,7 @@ def checkpoint_config(cfg):
     loaded = checkpoint.read_checkpoint(cfg.ckpt_file)
     written_by = loaded[1].get("model")
     if written_by and written_by != cfg.model and "model" not in cfg.cli_keys:
-        print(f"{cfg.ckpt_file}: a {written_by} checkpoint (model {written_by})", flush=True)
+        print(f"{cfg.ckpt_file} is a {written_by} checkpoint: using model {written_by}", flush=True)
         cfg = config_for_model(cfg, written_by)
     return cfg, loaded
 
