@@ -16,7 +16,7 @@ import numpy as np
 from src.config import load_config
 from src.engine.cli import run_main
 from src.engine.setup import trained_network
-from src.fileio import remove_stale_temps
+from src.fileio import remove_stale_temps, replace_atomic
 
 _SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -59,15 +59,14 @@ def main(argv=None):
     path = base + _SUFFIX[cfg.file_format]
     # exported under a temporary name and renamed: a killed export leaves no partial model,
     # and what a killed one left is removed here
-    remove_stale_temps(os.path.dirname(os.path.abspath(base)))
-    tmp_base = os.path.join(os.path.dirname(os.path.abspath(base)),
-                            f".tmp-{os.getpid()}-{os.path.basename(base)}")
-    ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=tmp_base,
-              file_format=cfg.file_format)
-    if os.path.isfile(tmp_base + _SUFFIX[cfg.file_format]):
-        os.replace(tmp_base + _SUFFIX[cfg.file_format], path)
-    if not os.path.isfile(path):
-        raise RuntimeError(f"export reported success but {path} was not written")
+    remove_stale_temps(os.path.dirname(os.path.abspath(path)))
+
+    def write(tmp):         # MindSpore keeps a file name that already ends in the suffix
+        ms.export(predictor, *[ms.Tensor(a) for a in arrays], file_name=tmp,
+                  file_format=cfg.file_format)
+        if not os.path.isfile(tmp):
+            raise RuntimeError(f"export reported success but {path} was not written")
+    replace_atomic(path, write)
     shapes = ", ".join(f"{n} {np.dtype(d).name}[{bs}, {', '.join(map(str, s))}]"
                        for n, d, s in signature)
     print(f"exported {path}: inputs {shapes}", flush=True)

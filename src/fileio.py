@@ -91,15 +91,6 @@ def remove_stale_temps(directory):
     return removed
 
 
-def file_digest(path, chunk=1 << 22):
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sample_digest(path, samples=16, chunk=1 << 16):
     """sha256 of a file's size and ``samples`` chunks spread from its first
     byte to its last (the whole file when small): tells two files of one size

@@ -15,8 +15,9 @@ accepted.
 
 Malformed lines (more than 40 fields, fewer than 14 (the line ends inside
 the dense block), an empty line, a label other than 0/1, a dense value that
-is not an integer, a categorical value that is not 8 hex digits) stop the conversion with a :class:`CriteoFormatError` naming the file
-and the 1-based line number; with ``skip_malformed`` they are skipped, and
+is not an integer, a categorical value that is not 8 hex digits) stop the
+conversion with a :class:`CriteoFormatError` naming the file and the 1-based
+line number; with ``skip_malformed`` they are skipped, and
 their count and the first few (file, line, reason) are printed and recorded in
 the feature map. Nothing is dropped silently.
 
@@ -64,8 +65,8 @@ Splits:
 Output in ``out_dir``: per split the shard files ``<split>_000.mindrecord``,
 ``<split>_001.mindrecord``, ... (:func:`src.data.mindrecord_io.shard_file`)
 of at most ``shard_rows`` rows each (rounded down to whole blocks of
-``block_rows`` rows), then ``vocabulary.npz`` and ``feature_map.json``, all in a staging folder
-that replaces ``out_dir`` in one step when everything is written
+``block_rows`` rows), then ``vocabulary.npz`` and ``feature_map.json``, all in a
+staging folder that replaces ``out_dir`` in one step when everything is written
 (:class:`~src.data.publish.StagedConversion`): a killed conversion leaves the
 previous data set untouched. Workers die with this process, whatever kills
 it (``PR_SET_PDEATHSIG``). Memory: the vocabularies (with

@@ -81,10 +81,10 @@ class BlockWriter:
     to :meth:`write` as a dict of 2-D arrays ``(n, width)``; they are buffered
     until a whole block is ready, so callers may feed any chunk size. The file
     is written in a scratch folder and moved into place on :meth:`close`, so a crash
-    never leaves a half-written split behind that looks complete. ``digest``
-    is a sha256 of the rows' content as written (column by column, block by
-    block), and ``on_close(path, rows, digest)`` is called once the file is in
-    place (converters record both in the feature map: src/data/publish.py).
+    never leaves a half-written split behind that looks complete.
+    ``on_close(path, rows, digest)`` is called once the file is in place, with
+    a sha256 of the rows' content as written (column by column, block by
+    block); converters record both in the feature map (src/data/publish.py).
     """
 
     def __init__(self, path, columns, block_rows=1024, description="rows", header_size=1 << 20,
@@ -97,7 +97,6 @@ class BlockWriter:
         self.rows_written = 0
         self.on_close = on_close
         self._hash = hashlib.sha256()
-        self.digest = None
         self._pending = {name: [] for name in self.columns}
         self._pending_rows = 0
         # MindRecord's index remembers the file name, so the file is written
@@ -166,9 +165,8 @@ class BlockWriter:
         os.replace(self._tmp, self.path)
         os.replace(self._tmp + ".db", self.path + ".db")
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-        self.digest = self._hash.hexdigest()
         if self.on_close is not None:
-            self.on_close(self.path, self.rows_written, self.digest)
+            self.on_close(self.path, self.rows_written, self._hash.hexdigest())
         return self.rows_written
 
     def __enter__(self):

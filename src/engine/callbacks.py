@@ -236,7 +236,7 @@ class PeriodicCheckpoint(Callback):
             raise ValueError(f"keep_checkpoint_max must be 0 (keep all) or more and "
                              f"save_checkpoint_epochs at least 1, got {keep_max} and {every_epochs}")
         self.directory, self.prefix = directory, prefix
-        self.every, self.keep_max, self.active = max(int(every_epochs), 1), int(keep_max), active
+        self.every, self.keep_max, self.active = int(every_epochs), int(keep_max), active
         self.last_path = None
 
     def on_epoch_end(self, trainer, state):

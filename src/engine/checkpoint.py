@@ -59,15 +59,17 @@ def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fin
             if os.path.exists(own):
                 os.remove(own)
             raise
+        if not tmp.endswith(".ckpt"):                      # MindSpore added the suffix
+            os.replace(tmp + ".ckpt", tmp)
         faults.point("checkpoint.tmp_written")
-    replace_atomic(path if path.endswith(".ckpt") else path + ".ckpt", write)
+    replace_atomic(path, write)
     faults.point("checkpoint.saved")
     return path
 
 
 class _Quiet:
-    """Silence MindSpore's own error log while it reads a file we check (a
-    damaged checkpoint gets our one-line message, not two)."""
+    """Silence MindSpore's own error log while it reads or writes a checkpoint
+    (a damaged file or a full disk gets our one-line message, not two)."""
 
     def __enter__(self):
         self.logger = logging.getLogger(ms.log._get_logger().name)   # pylint: disable=protected-access

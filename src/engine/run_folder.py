@@ -20,7 +20,6 @@ from src.fileio import OwnerLock, remove_stale_temps, write_json_atomic
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-LOGS = ("train.log", "eval.log")
 _MOVED = (RUN_FILE, "config.yaml")       # moved aside with the results by --replace_run
 
 
