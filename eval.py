@@ -12,7 +12,8 @@ import sys
 from src.config import load_config
 from src.engine.cli import run_main
 from src.engine.evaluation import evaluate
-from src.engine.setup import split_reader, trained_network
+from src.engine.setup import split_reader
+from src.pipeline import trained_network
 from src.fileio import write_json_atomic
 from src.metrics import format_metrics
 

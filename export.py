@@ -15,7 +15,7 @@ import numpy as np
 
 from src.config import load_config
 from src.engine.cli import run_main
-from src.engine.setup import trained_network
+from src.pipeline import trained_network
 from src.fileio import remove_stale_temps, replace_atomic
 
 _SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}

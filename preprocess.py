@@ -15,7 +15,8 @@ import numpy as np
 from src.config import load_config
 from src.engine.cli import run_main
 from src.engine import checkpoint
-from src.engine.setup import checkpoint_config, model_and_data, split_reader
+from src.engine.setup import split_reader
+from src.pipeline import checkpoint_config, model_and_data
 from src.fileio import FEATURE_MAP_FILE
 from src.infer_io import batch_file, write_manifest
 

@@ -12,7 +12,8 @@ from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, Metr
 from src.engine.cli import run_main
 from src.engine.distributed import init_cluster, scale_for_cluster
 from src.engine.runtime import setup_runtime
-from src.engine.setup import build_network, model_and_data, split_reader
+from src.engine.setup import build_network, split_reader
+from src.pipeline import model_and_data
 from src.engine.run_folder import RunFolder
 from src.engine.trainer import Trainer, TrainingDiverged
 
@@ -68,7 +69,7 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
                               transform=spec.train_transform(fmap, network, cfg, cluster.distributed))
     val_data = split_reader(spec, fmap, cfg, "val")
     where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
-    print(f"model {spec.name} on {spec.dataset}: {train_data.num_rows} training rows "
+    print(f"model {spec.name} on {spec.dataset.title}: {train_data.num_rows} training rows "
           f"({where}{len(train_data)} steps/epoch), {val_data.num_rows} validation rows, "
           f"device {cfg.device_target}", flush=True)
     trainer = Trainer(spec, cfg, fmap, network, len(train_data), is_main=cluster.is_main)

@@ -10,9 +10,11 @@ earlier run or of the generator is in them.
 
 Modes (per size):
 
-* ``dlrm``: ``min_count=1``, ``split="time"`` (the reference DLRM's; pass 0
-  counts lines, pass 1 counts categories, pass 2 encodes and writes);
-* ``deepfm``: ``min_count=101``, ``split="random"`` (the MindSpore DeepFM's);
+* one per model on the Criteo data (the registry's), with that model's
+  ``min_count``, ``split`` and ``days`` from default_config.yaml: e.g. a
+  ``time`` split (pass 0 counts lines, pass 1 counts categories, pass 2
+  encodes and writes) with ``min_count=1``, or a ``random`` split with
+  ``min_count=101``;
 * ``hash``: ``max_ind_range=10_000_000``, ``split="time"``: no vocabulary,
   so whatever memory still grows with the line count grows with the rows.
 
@@ -51,11 +53,19 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = ">= 250000 lines/s; peak RSS flat in lines beyond the vocabularies"
-MODES = {
-    "dlrm": {"min_count": 1, "split": "time", "days": 7},
-    "deepfm": {"min_count": 101, "split": "random", "seed": 2020},
-    "hash": {"max_ind_range": 10_000_000, "split": "time", "days": 7},
-}
+HASH_MODE = {"max_ind_range": 10_000_000, "split": "time", "days": 7}
+
+
+def conversion_modes():
+    """``{mode: convert() options}``: each Criteo model's conversion, then ``hash``."""
+    from src.config import parse_config
+    from src.registry import models_on
+    out = {}
+    for model in models_on("criteo"):
+        cfg = parse_config(["--model", model])
+        out[model] = {"min_count": cfg.min_count, "split": cfg.split, "days": cfg.days}
+    out["hash"] = dict(HASH_MODE)
+    return out
 # Bytes per kept vocabulary value in pass 2: int64 value, count and key,
 # plus its slot in the hash table (about 16 bytes); per value counted in
 # pass 1: int64 key and count plus the hash table (in each process counting).
@@ -76,7 +86,7 @@ def _count_lines(path):
 def prepare(work_dir, lines, log=print):
     """``(path, generation seconds or None when cached)`` of a generated
     ``train.txt`` of ``lines`` lines in ``work_dir``."""
-    from src.data import criteo_synth
+    from src.synth import criteo as criteo_synth
     folder = os.path.join(work_dir, f"gen_{lines}")
     path = os.path.join(folder, "train.txt")
     if os.path.isfile(path) and _count_lines(path) == lines:
@@ -212,12 +222,17 @@ def measure(raw, out, options, result_path, log=print, progress_seconds=5.0):
     return result
 
 
-def run(work_dir, sizes=(1_000_000, 4_000_000), reps=1, log=print, modes=("dlrm", "deepfm", "hash"),
+def run(work_dir, sizes=(1_000_000, 4_000_000), reps=1, log=print, modes=None,
         workers=None, keep_output=False):
     """Benchmark the converter on generated files of ``sizes`` lines; a list
     of result dicts, one per size and mode: the fastest of ``reps`` runs,
     with the largest memory figures over them. ``workers``: the converter's
-    worker processes (None: its default)."""
+    worker processes (None: its default); ``modes``: names of :func:`conversion_modes` (None: all)."""
+    available = conversion_modes()
+    modes = list(available) if modes is None else list(modes)
+    unknown = [m for m in modes if m not in available]
+    if unknown:
+        raise ValueError(f"converter modes {unknown} not in {', '.join(available)}")
     work_dir = os.path.abspath(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     results = []
@@ -225,7 +240,7 @@ def run(work_dir, sizes=(1_000_000, 4_000_000), reps=1, log=print, modes=("dlrm"
         raw, gen_seconds = prepare(work_dir, int(lines), log=log)
         tag = f"{lines // 1_000_000}M" if lines % 1_000_000 == 0 else f"{lines // 1000}k"
         for mode in modes:
-            options = dict(MODES[mode])
+            options = dict(available[mode])
             if workers is not None:
                 options["workers"] = int(workers)
             runs = []
@@ -290,8 +305,9 @@ def main(argv=None):
     parser.add_argument("--work_dir", help="folder for the generated files and the outputs")
     parser.add_argument("--sizes", default="1000000,4000000", help="comma-separated line counts")
     parser.add_argument("--reps", type=int, default=1, help="runs per case (best kept)")
-    parser.add_argument("--modes", default="dlrm,deepfm,hash",
-                        help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--modes", default=None,
+                        help="comma-separated, of the Criteo models' conversions and hash "
+                             "(default: all)")
     parser.add_argument("--workers", type=int, default=None,
                         help="the converter's worker processes (default: its own default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -302,7 +318,8 @@ def main(argv=None):
     if not args.work_dir:
         parser.error("--work_dir is required")
     results = run(args.work_dir, [int(s) for s in args.sizes.split(",") if s],
-                  reps=args.reps, modes=[m for m in args.modes.split(",") if m], workers=args.workers,
+                  reps=args.reps, workers=args.workers,
+                  modes=[m for m in args.modes.split(",") if m] if args.modes else None,
                   log=lambda text: print(text, file=sys.stderr, flush=True))
     print(json.dumps(results, indent=1))
     return 0

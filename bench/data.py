@@ -30,8 +30,9 @@ def _prepared(work_dir, name, build, load):
 
 
 def census(work_dir, fraction=1.0, log=print):
-    """MindRecord of generated Census-Income files (MMoE)."""
-    from src.data import census as census_data, census_synth
+    """MindRecord of generated Census-Income files."""
+    from src.data import census as census_data
+    from src.synth import census as census_synth
 
     def build(raw, out):
         rows = int(CENSUS_TRAIN_ROWS * fraction)
@@ -43,8 +44,9 @@ def census(work_dir, fraction=1.0, log=print):
 
 def criteo(work_dir, fraction=1.0, log=print):
     """MindRecord of a generated Kaggle-format Criteo file, hashed into 26
-    tables of CRITEO_HASH_ROWS rows (DeepFM and DLRM)."""
-    from src.data import criteo as criteo_data, criteo_synth
+    tables of CRITEO_HASH_ROWS rows."""
+    from src.data import criteo as criteo_data
+    from src.synth import criteo as criteo_synth
 
     def build(raw, out):
         lines = int(CRITEO_LINES * fraction)
@@ -57,8 +59,9 @@ def criteo(work_dir, fraction=1.0, log=print):
 
 
 def multimnist(work_dir, fraction=1.0, log=print):
-    """MindRecord of MultiMNIST composed from generated IDX digits (DSelect-k)."""
-    from src.data import mnist_synth, multimnist as mm
+    """MindRecord of MultiMNIST composed from generated IDX digits."""
+    from src.data import multimnist as mm
+    from src.synth import mnist as mnist_synth
 
     def build(raw, out):
         digits = int(MNIST_TRAIN_DIGITS * fraction)
@@ -68,12 +71,14 @@ def multimnist(work_dir, fraction=1.0, log=print):
     return _prepared(work_dir, "multimnist", build, mm.load_feature_map)
 
 
-PREPARE = {"mmoe": census, "dselect_k": multimnist, "deepfm": criteo, "dlrm": criteo}
+PREPARE = {"census": census, "criteo": criteo, "multimnist": multimnist}    # by data set
 
 
 def data_path(model, work_dir, quick=False, log=print):
     """The converted data folder for ``model``, prepared on first use
     (``quick``: a small fraction of the rows, in ``work_dir/quick``)."""
+    from src.registry import get_model_spec
+    prepare = PREPARE[get_model_spec(model).dataset.name]
     if quick:
-        return PREPARE[model](os.path.join(work_dir, "quick"), fraction=QUICK_FRACTION, log=log)
-    return PREPARE[model](work_dir, log=log)
+        return prepare(os.path.join(work_dir, "quick"), fraction=QUICK_FRACTION, log=log)
+    return prepare(work_dir, log=log)

@@ -10,7 +10,7 @@ the figure is the median of the runs. Exports are cached in the work folder
 with a fingerprint of the code and configs they were made from, and made
 again when that changes.
 
-    python -m bench.infer_cpp --prepare --model mmoe --batch_size 1 --data_path DIR --out DIR
+    python -m bench.infer_cpp --prepare --model NAME --batch_size 1 --data_path DIR --out DIR
 """
 import argparse
 import glob
@@ -42,7 +42,8 @@ def prepare(model, batch, data_path, out_dir, files):
     from bench.workload import fixed_batch, load_cfg
     from src.engine.checkpoint import save_checkpoint
     from src.engine.runtime import setup_runtime
-    from src.engine.setup import build_network, model_and_data
+    from src.engine.setup import build_network
+    from src.pipeline import model_and_data
     from src.infer_io import batch_file
     os.makedirs(out_dir, exist_ok=True)
     cfg = load_cfg(model, batch, data_path)

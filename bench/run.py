@@ -1,7 +1,7 @@
 """Run the benchmark suite: this project against the PyTorch peer, side by side.
 
     python -m bench.run                       # everything -> docs/benchmarks.md and .json
-    python -m bench.run --groups train --models dlrm --reps 3
+    python -m bench.run --groups train --models <name> --reps 3
     python -m bench.run --quick               # a few steps of everything (the smoke test)
 
 Groups: train (training throughput, MindRecord input included), pipeline (the
@@ -22,11 +22,13 @@ import traceback
 from bench import data, report
 from bench.measure import Worker, WorkerError, interleaved, pooled, side_of
 from bench.workload import ROOT
+from src.registry import all_specs
 
-TRAIN_CASES = [("mmoe", 32), ("mmoe", 256), ("mmoe", 2048), ("deepfm", 1024), ("deepfm", 16000),
-               ("dlrm", 128), ("dlrm", 2048), ("dselect_k", 256)]
-PREDICT_LARGE = {"mmoe": 8192, "deepfm": 16384, "dlrm": 16384, "dselect_k": 1024}
-MODELS = ["mmoe", "deepfm", "dlrm", "dselect_k"]
+# the models and their cases come from the registry (src/<model>/spec.py)
+SPECS = {spec.name: spec for spec in all_specs()}
+MODELS = list(SPECS)
+TRAIN_CASES = [(name, batch) for name, spec in SPECS.items() for batch in spec.bench_train_batches]
+PREDICT_LARGE = {name: spec.bench_predict_batch for name, spec in SPECS.items()}
 GROUPS = list(report.GROUPS)
 NOTES = os.path.join(ROOT, "bench", "notes.md")
 
@@ -149,8 +151,13 @@ class Suite:
                 w.close()
 
     # ------------------------------------------------------------ groups
+    def sides(self, model):
+        """The sides measured for ``model``: ours alone when it has no peer."""
+        from bench.peer import has_peer
+        return [s for s in self.args.sides if s == "ours" or has_peer(model)]
+
     def train(self, model, batch):
-        res = self.measure("train", model, batch, self.args.sides, self.args.processes)
+        res = self.measure("train", model, batch, self.sides(model), self.args.processes)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
         row = _against_peer("train", model, batch, ours, peer, res)
@@ -171,7 +178,7 @@ class Suite:
                   "spread": res})
 
     def predict(self, model, batch):
-        res = self.measure("predict", model, batch, self.args.sides)
+        res = self.measure("predict", model, batch, self.sides(model))
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.predict_rates[(model, batch)] = peer
         self.add(_against_peer("predict", model, batch, ours, peer, res, latency=True))

@@ -1,6 +1,6 @@
 """A benchmark worker process: sets one workload up, then answers commands.
 
-    python -m bench.worker --side ours --kind train --model mmoe --batch_size 256 --data_path DIR
+    python -m bench.worker --side ours --kind train --model NAME --batch_size 256 --data_path DIR
 
 Protocol (one line each way): the worker prints ``READY {json}`` once set up;
 then for every ``RUN n`` line on stdin it runs ``n`` units of work and prints

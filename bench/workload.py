@@ -66,7 +66,8 @@ class Ours:
 
     def __init__(self, kind, model, batch_size, data_path, threads=0):
         from src.engine.runtime import setup_runtime
-        from src.engine.setup import build_network, model_and_data
+        from src.engine.setup import build_network
+        from src.pipeline import model_and_data
         # setup_runtime gives MindSpore's CPU kernels cpu_threads threads (0: all cores)
         extra = ["--cpu_threads", str(threads)] if threads else []
         self.cfg = cfg = load_cfg(model, batch_size, data_path, extra)
@@ -127,7 +128,7 @@ class Peer:
 
     def __init__(self, kind, model, batch_size, data_path, threads=0):
         from bench.peer import build_peer, torch_threads
-        from src.engine.setup import model_and_data
+        from src.pipeline import model_and_data
         if kind == "pipeline":
             raise ValueError("the pipeline case measures this project's reader only")
         from src.data.reader import quick_thread_handoff

@@ -24,6 +24,12 @@ abs_path() {
   esac
 }
 
+# The registered models on data set $1 as "a|b" (src/<model>/spec.py), or MODEL
+# when they cannot be listed (no Python environment yet).
+models_on() {
+  "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[2]); from src.registry import models_on
+print("|".join(models_on(sys.argv[1])) or "MODEL")' "$1" "$REPO_ROOT" 2>/dev/null || echo MODEL
+}
 need_dir() { [[ -d "$1" ]] || die "$2: directory '$1' does not exist"; }
 need_file() { [[ -f "$1" ]] || die "$2: file '$1' does not exist"; }
 need_int() { [[ "$1" =~ ^[0-9]+$ ]] || die "$2 must be a non-negative integer, got '$1'"; }

@@ -20,5 +20,6 @@ else
   echo "unpacking train.txt"
   tar -xzf "$ARCHIVE" -C "$DEST" train.txt || { echo "error: $ARCHIVE holds no train.txt" >&2; exit 1; }
 fi
+MODEL="$(models_on criteo)"
 echo "raw data in $DEST; next: python prepare_data.py --config_path default_config_cpu.yaml" \
-     "--model dlrm --raw_data_path $DEST --data_path data/criteo/mindrecord_dlrm"
+     "--model $MODEL --raw_data_path $DEST (MODEL: one of $MODEL; each has its own data_path)"

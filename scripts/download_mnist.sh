@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Download the MNIST or Fashion-MNIST IDX files (the raw data of DSelect-k's
-# MultiMNIST / Multi-Fashion, built by prepare_data.py --model dselect_k).
+# Download the MNIST or Fashion-MNIST IDX files (the raw data of the MultiMNIST /
+# Multi-Fashion data set, built by prepare_data.py for a model on it).
 # Usage: bash scripts/download_mnist.sh [RAW_DIR] [mnist|fashion]
 #   RAW_DIR defaults to ./data/mnist (./data/fashion for fashion).
 #   MNIST_URL overrides the download location (default: the PyTorch mirror
@@ -21,4 +21,4 @@ for name in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
   download "$BASE/$name" "$DEST/$name"
 done
 echo "IDX files in $DEST; next: python prepare_data.py --config_path default_config_cpu.yaml" \
-     "--model dselect_k --raw_data_path $DEST --data_path data/multimnist/mindrecord"
+     "--model $(models_on multimnist) --raw_data_path $DEST --data_path data/multimnist/mindrecord"

@@ -12,7 +12,7 @@ WORK="$(abs_path "${1:-quickstart}")"
 cd "$REPO_ROOT"
 
 echo "== 1/4 generating synthetic Census-Income raw files in $WORK/raw"
-"$PYTHON" -m src.data.census_synth --output_dir "$WORK/raw" --train_rows 40000 --test_rows 20000 --seed 7
+"$PYTHON" -m src.synth.census --output_dir "$WORK/raw" --train_rows 40000 --test_rows 20000 --seed 7
 echo "== 2/4 converting to MindRecord in $WORK/mindrecord"
 "$PYTHON" prepare_data.py --config_path default_config_cpu.yaml \
   --raw_data_path "$WORK/raw" --data_path "$WORK/mindrecord"

@@ -6,7 +6,7 @@
 #   DATA_PATH        folder with the converted MindRecord splits
 #   NEED_PREPROCESS  y: write the .bin inputs with preprocess.py first; n: reuse ./preprocess_Result
 #   DEVICE_ID        Ascend device
-# Options after "--" go to preprocess.py (e.g. --model dlrm --export_batch_size 1024
+# Options after "--" go to preprocess.py (e.g. --model NAME --export_batch_size 1024
 # --config_path FILE). INFER_DEVICE_TARGET (default Ascend310; Ascend310P, GPU, CPU)
 # and MINDSPORE_PATH (the package with include/api and lib) are read from the environment.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"

@@ -7,7 +7,7 @@
 #   DATA_PATH        folder with the converted MindRecord splits
 #   NEED_PREPROCESS  y: write the .bin inputs with preprocess.py first; n: reuse ./preprocess_Result
 # Options after "--" go to preprocess.py and must give the export's batch size, e.g.
-#   -- --model dlrm --export_batch_size 1024 --config_path default_config_cpu.yaml
+#   -- --model NAME --export_batch_size 1024 --config_path default_config_cpu.yaml
 # LITE_SDK_DIR sets the SDK cache (default: .cache/mindspore-lite-2.0.0 in the repository).
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"

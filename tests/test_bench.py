@@ -1,5 +1,5 @@
 """Smoke test of the benchmark suite (bench/): a few steps of every group for
-MMoE on small generated data. No timing is asserted; the figures only have
+the first model on the census data (the quickest) on small generated data. No timing is asserted; the figures only have
 to exist and be positive. The peer side runs when PyTorch is installed
 (bench/requirements.txt; CI installs it)."""
 import importlib.util
@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from roles import on
+from src.registry import get_model_spec, model_names
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+MODEL = on("census")
 
 
 def test_quick_suite_writes_the_table(tmp_path):
@@ -18,7 +21,7 @@ def test_quick_suite_writes_the_table(tmp_path):
     sides = "ours,peer" if HAVE_TORCH else "ours"
     env = dict(os.environ, GLOG_v="3")
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--models", "mmoe", "--sides", sides,
+        [sys.executable, "-m", "bench.run", "--quick", "--models", MODEL, "--sides", sides,
          "--work_dir", str(tmp_path / "work"), "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -29,9 +32,10 @@ def test_quick_suite_writes_the_table(tmp_path):
     for row in report["cases"]:
         groups.setdefault(row["group"], []).append(row)
         assert row["ours"] > 0, row
-    assert [r["batch"] for r in groups["train"]] == [32, 256, 2048]
-    assert [r["batch"] for r in groups["predict"]] == [1, 8192]
-    assert [r["batch"] for r in groups["cpp"]] == [1, 8192]
+    spec = get_model_spec(MODEL)
+    assert [r["batch"] for r in groups["train"]] == list(spec.bench_train_batches)
+    assert [r["batch"] for r in groups["predict"]] == [1, spec.bench_predict_batch]
+    assert [r["batch"] for r in groups["cpp"]] == [1, spec.bench_predict_batch]
     assert groups["converter"][0]["lines"] == 20000
     for row in groups["pipeline"]:           # compared with the training figure of its case
         train = next(r for r in groups["train"] if r["batch"] == row["batch"])
@@ -48,7 +52,7 @@ def test_quick_suite_writes_the_table(tmp_path):
     for title in ("Training throughput", "Input pipeline", "Inference from Python",
                   "Inference from C++", "Criteo converter"):
         assert f"## {title}" in text
-    assert "| mmoe batch 2048 | samples/s |" in text
+    assert f"| {MODEL} batch {spec.bench_train_batches[-1]} | samples/s |" in text
     assert "| case | unit | ours | peer | ratio | A/A | target | met |" in text
 
 
@@ -67,16 +71,16 @@ def test_exports_are_made_again_when_the_code_changes(tmp_path):
     """The C++ case caches exports under a fingerprint of export.py, the
     configs and src/: an edit anywhere in them changes it, other files do not."""
     from bench.infer_cpp import code_fingerprint
-    (tmp_path / "src" / "mmoe").mkdir(parents=True)
+    (tmp_path / "src" / "model").mkdir(parents=True)
     for name, text in (("export.py", "e"), ("default_config.yaml", "a: 1"),
-                       ("default_config_cpu.yaml", "a: 2"), ("src/mmoe/mmoe.py", "m = 1"),
+                       ("default_config_cpu.yaml", "a: 2"), ("src/model/net.py", "m = 1"),
                        ("README.md", "r")):
         (tmp_path / name).write_text(text)
     first = code_fingerprint(str(tmp_path))
     (tmp_path / "README.md").write_text("other")
     assert code_fingerprint(str(tmp_path)) == first
     seen = {first}
-    for name, text in (("src/mmoe/mmoe.py", "m = 2"), ("default_config_cpu.yaml", "a: 3"),
+    for name, text in (("src/model/net.py", "m = 2"), ("default_config_cpu.yaml", "a: 3"),
                        ("export.py", "f")):
         (tmp_path / name).write_text(text)
         now = code_fingerprint(str(tmp_path))
@@ -88,4 +92,4 @@ def test_bad_arguments_are_refused():
     done = subprocess.run([sys.executable, "-m", "bench.run", "--models", "resnet"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2
-    assert "--models: resnet not in mmoe, deepfm, dlrm, dselect_k" in done.stderr
+    assert f"--models: resnet not in {', '.join(model_names())}" in done.stderr

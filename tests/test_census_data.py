@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from src.data import census, census_synth
+from src.data import census
+from src.synth import census as census_synth
 from src.data.census import CensusFormatError
 from src.data.mindrecord_io import split_file
 

@@ -8,7 +8,7 @@ import yaml
 from src.config import Config, ConfigError, load_config, parse_config, require_path
 
 SCHEMA = """\
-model: mmoe
+model: alpha
 device_target: Ascend
 batch_size: 32
 learning_rate: 0.001
@@ -18,12 +18,12 @@ data_path: ./data/census/mindrecord
 ckpt_file: null
 loss_scale_mode: dynamic
 metrics: [auc]
-mmoe:
+alpha:
   num_experts: 8
   tower_units: [8]
   task_weights: [1.0, 1.0]
   learning_rate: 0.0001
-deepfm:
+beta:
   emb_dim: 80
   mlp_units: [400, 400]
   data_path: ./data/criteo/mindrecord
@@ -38,16 +38,16 @@ data_path: "Folder with the data"
 ckpt_file: "Checkpoint to evaluate"
 loss_scale_mode: "Loss scaling (100% float32 when none)"
 metrics: "Metrics to report"
-mmoe:
+alpha:
   num_experts: "Number of experts"
   tower_units: "Hidden units of each tower"
   task_weights: "Loss weight of each task"
-  learning_rate: "MMoE learning rate"
-deepfm:
+  learning_rate: "Alpha learning rate"
+beta:
   emb_dim: "Embedding size"
   mlp_units: "Hidden units of the MLP"
 ---
-model: [mmoe, deepfm]
+model: [alpha, beta]
 device_target: [Ascend, GPU, CPU]
 loss_scale_mode: [none, static, dynamic]
 metrics: [auc, logloss]
@@ -64,13 +64,18 @@ def schema(tmp_path):
     return _write(tmp_path / "schema.yaml", SCHEMA)
 
 
-def parse(schema, *argv, config_path=None):
-    return parse_config(list(argv), config_path=config_path, schema_path=schema)
+# the toy schema's models and their data sets (the registry's in real use)
+DATASETS = {"alpha": "tabular", "beta": "clicks"}
 
 
-def error_of(schema, *argv, config_path=None):
+def parse(schema, *argv, config_path=None, datasets=DATASETS):
+    return parse_config(list(argv), config_path=config_path, schema_path=schema,
+                        datasets=datasets)
+
+
+def error_of(schema, *argv, config_path=None, datasets=DATASETS):
     with pytest.raises(ConfigError) as info:
-        parse(schema, *argv, config_path=config_path)
+        parse(schema, *argv, config_path=config_path, datasets=datasets)
     return str(info.value)
 
 
@@ -78,7 +83,7 @@ def error_of(schema, *argv, config_path=None):
 def test_schema_alone_gives_common_plus_section(schema):
     cfg = parse(schema)
     assert isinstance(cfg, Config)
-    assert cfg.model == "mmoe"
+    assert cfg.model == "alpha"
     assert cfg.batch_size == 32
     assert cfg.num_experts == 8 and cfg.tower_units == [8]
     assert cfg.learning_rate == 0.0001          # the section overrides the common key
@@ -133,7 +138,7 @@ def test_negative_numbers_and_last_flag_wins(schema):
 def test_partial_file_is_filled_from_schema(schema, tmp_path):
     cfg_file = _write(tmp_path / "cpu.yaml", """\
         device_target: CPU
-        mmoe:
+        alpha:
           num_experts: 2
         """)
     cfg = parse(schema, "--config_path", cfg_file)
@@ -147,7 +152,7 @@ def test_merge_order_file_section_cli(schema, tmp_path):
         batch_size: 16
         learning_rate: 0.5
         warmup_epochs: 3
-        mmoe:
+        alpha:
           batch_size: 8
           num_experts: 3
         """)
@@ -168,13 +173,13 @@ def test_cli_config_path_beats_argument(schema, tmp_path):
 
 
 def test_model_switch_selects_section(schema, tmp_path):
-    cfg = parse(schema, "--model", "deepfm", "--emb_dim", "16", "--mlp_units", "32,16")
-    assert cfg.model == "deepfm"
+    cfg = parse(schema, "--model", "beta", "--emb_dim", "16", "--mlp_units", "32,16")
+    assert cfg.model == "beta"
     assert cfg.emb_dim == 16 and cfg.mlp_units == [32, 16]
-    assert cfg.learning_rate == 0.001           # mmoe's override does not apply
+    assert cfg.learning_rate == 0.001           # alpha's override does not apply
     assert cfg.data_path == "./data/criteo/mindrecord"
     assert "num_experts" not in cfg
-    cfg_file = _write(tmp_path / "d.yaml", "model: deepfm\ndeepfm:\n  emb_dim: 8\n")
+    cfg_file = _write(tmp_path / "d.yaml", "model: beta\nbeta:\n  emb_dim: 8\n")
     assert parse(schema, config_path=cfg_file).emb_dim == 8
 
 
@@ -199,14 +204,14 @@ def test_unknown_key_in_file(schema, tmp_path):
 
 
 def test_unknown_key_in_file_section(schema, tmp_path):
-    cfg_file = _write(tmp_path / "c.yaml", "mmoe:\n  num_expert: 4\n")
+    cfg_file = _write(tmp_path / "c.yaml", "alpha:\n  num_expert: 4\n")
     msg = error_of(schema, config_path=cfg_file)
-    assert msg == f"{cfg_file}: unknown key 'mmoe.num_expert' (did you mean 'mmoe.num_experts'?)"
+    assert msg == f"{cfg_file}: unknown key 'alpha.num_expert' (did you mean 'alpha.num_experts'?)"
 
 
 def test_unknown_section_in_file(schema, tmp_path):
-    cfg_file = _write(tmp_path / "c.yaml", "dlrm:\n  bottom_units: [4]\n")
-    assert "unknown key 'dlrm'" in error_of(schema, config_path=cfg_file)
+    cfg_file = _write(tmp_path / "c.yaml", "omega:\n  bottom_units: [4]\n")
+    assert "unknown key 'omega'" in error_of(schema, config_path=cfg_file)
 
 
 def test_wrong_type_in_file(schema, tmp_path):
@@ -217,9 +222,9 @@ def test_wrong_type_in_file(schema, tmp_path):
     assert error_of(schema, config_path=cfg_file) == f"{cfg_file}: resume: expected bool, got 1"
     cfg_file = _write(tmp_path / "c.yaml", "batch_size: true\n")
     assert "batch_size: expected int, got true" in error_of(schema, config_path=cfg_file)
-    cfg_file = _write(tmp_path / "c.yaml", "mmoe:\n  tower_units: [8, x]\n")
+    cfg_file = _write(tmp_path / "c.yaml", "alpha:\n  tower_units: [8, x]\n")
     assert error_of(schema, config_path=cfg_file) == \
-        f"{cfg_file}: mmoe.tower_units: expected list of int, got [8, 'x']"
+        f"{cfg_file}: alpha.tower_units: expected list of int, got [8, 'x']"
     cfg_file = _write(tmp_path / "c.yaml", "ckpt_file: 3\n")
     assert "ckpt_file: expected str or null, got 3" in error_of(schema, config_path=cfg_file)
 
@@ -245,8 +250,8 @@ def test_unknown_option_on_cli(schema):
 
 def test_flag_of_another_section(schema):
     assert error_of(schema, "--emb_dim", "16") == (
-        "--emb_dim belongs to the 'deepfm' section; the selected model is 'mmoe' "
-        "(use --model deepfm)")
+        "--emb_dim belongs to the 'beta' section; the selected model is 'alpha' "
+        "(use --model beta)")
 
 
 def test_missing_value_and_stray_argument(schema):
@@ -261,7 +266,7 @@ def test_value_outside_choices(schema, tmp_path):
         "metrics: 'gauc' is not one of ['auc', 'logloss']"
     cfg_file = _write(tmp_path / "c.yaml", "device_target: TPU\n")
     assert "device_target: 'TPU' is not one of" in error_of(schema, config_path=cfg_file)
-    assert error_of(schema, "--model", "dlrm") == "model: 'dlrm' is not one of ['mmoe', 'deepfm']"
+    assert error_of(schema, "--model", "omega") == "model: 'omega' is not one of ['alpha', 'beta']"
 
 
 def test_missing_config_file(schema, tmp_path):
@@ -274,7 +279,7 @@ def test_missing_config_file(schema, tmp_path):
 
 
 def test_yaml_syntax_error_names_file_and_line(schema, tmp_path):
-    cfg_file = _write(tmp_path / "bad.yaml", "batch_size: 4\nmmoe: [1, 2\nresume: true\n")
+    cfg_file = _write(tmp_path / "bad.yaml", "batch_size: 4\nalpha: [1, 2\nresume: true\n")
     msg = error_of(schema, "--config_path", cfg_file)
     assert msg.startswith(f"{cfg_file}: invalid YAML at line ")
     cfg_file = _write(tmp_path / "bad2.yaml", "batch_size: 4\n  resume: true\n")
@@ -310,19 +315,19 @@ def test_require_path(schema, tmp_path):
 def test_help_lists_every_key(schema, tmp_path, capsys):
     cfg_file = _write(tmp_path / "c.yaml", "batch_size: 77\n")
     with pytest.raises(SystemExit) as info:
-        parse_config(["--config_path", cfg_file, "--help"], schema_path=schema,
+        parse_config(["--config_path", cfg_file, "--help"], schema_path=schema, datasets=DATASETS,
                      description="Train the model.")
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "Train the model." in out and "--config_path" in out
-    assert "common options" in out and "mmoe options" in out
+    assert "common options" in out and "alpha options" in out
     flat = " ".join(out.split())
     for key, text in [("model", "Model to run"), ("device_target", "Device to run on"),
                       ("batch_size", "Samples per step"), ("resume", "Resume training"),
                       ("data_path", "Folder with the data"), ("ckpt_file", "Checkpoint"),
                       ("metrics", "Metrics to report"), ("warmup_epochs", "Warm-up epochs"),
                       ("num_experts", "Number of experts"), ("tower_units", "Hidden units"),
-                      ("task_weights", "Loss weight"), ("learning_rate", "MMoE learning rate"),
+                      ("task_weights", "Loss weight"), ("learning_rate", "Alpha learning rate"),
                       ("loss_scale_mode", "100% float32")]:
         assert f"--{key}" in out and text in flat
     assert "default: 77" in flat                 # the loaded file's value
@@ -333,10 +338,10 @@ def test_help_lists_every_key(schema, tmp_path, capsys):
 
 def test_help_of_another_model(schema, capsys):
     with pytest.raises(SystemExit) as info:
-        parse(schema, "--model", "deepfm", "-h")
+        parse(schema, "--model", "beta", "-h")
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "deepfm options" in out and "--emb_dim" in out and "Embedding size" in out
+    assert "beta options" in out and "--emb_dim" in out and "Embedding size" in out
     assert "--num_experts" not in out
 
 
@@ -371,7 +376,7 @@ def test_config_object_access(schema):
 
 
 def test_dump_round_trip(schema, tmp_path):
-    cfg_file = _write(tmp_path / "c.yaml", "batch_size: 16\nmmoe:\n  tower_units: [4, 2]\n")
+    cfg_file = _write(tmp_path / "c.yaml", "batch_size: 16\nalpha:\n  tower_units: [4, 2]\n")
     cfg = parse(schema, "--learning_rate", "0.3", "--ckpt_file", "a.ckpt", "--resume", "yes",
                 config_path=cfg_file)
     cfg.extra_runtime_value = 1                 # not a config key: left out of the dump
@@ -381,8 +386,74 @@ def test_dump_round_trip(schema, tmp_path):
     del expected["extra_runtime_value"]
     assert again.to_dict() == expected
     doc = yaml.safe_load(open(out, encoding="utf-8"))
-    assert doc["mmoe"]["tower_units"] == [4, 2] and "emb_dim" not in str(doc)
+    assert doc["alpha"]["tower_units"] == [4, 2] and "emb_dim" not in str(doc)
 
-    cfg = parse(schema, "--model", "deepfm", "--emb_dim", "4")
+    cfg = parse(schema, "--model", "beta", "--emb_dim", "4")
     again = parse(schema, "--config_path", cfg.dump(str(tmp_path / "d.yaml")))
     assert again.to_dict() == cfg.to_dict()
+
+
+# ---------------------------------------------------------------- data set sections
+LAYERED = """\
+model: left
+batch_size: 32
+min_count: 0
+data_path: ./data
+left:
+  emb_dim: 8
+right:
+  emb_dim: 16
+  batch_size: 64
+  data_path: ./data/right
+clicks:
+  min_count: 5
+  split: time
+  data_path: ./data/clicks
+---
+clicks:
+  split: "How lines are split"
+---
+clicks:
+  split: [time, random]
+"""
+LAYERS = {"left": "clicks", "right": "clicks"}
+
+
+def test_a_data_set_section_is_shared_by_its_models(tmp_path):
+    schema = _write(tmp_path / "schema.yaml", LAYERED)
+    left = parse(schema, datasets=LAYERS)
+    assert (left.min_count, left.split, left.data_path, left.emb_dim) == (5, "time",
+                                                                         "./data/clicks", 8)
+    right = parse(schema, "--model", "right", datasets=LAYERS)
+    assert (right.min_count, right.data_path, right.batch_size) == (5, "./data/right", 64)
+    # a file's data set section overrides the schema's model section, its model section that
+    cfg_file = _write(tmp_path / "c.yaml", "clicks:\n  min_count: 7\n  split: random\n"
+                                           "right:\n  min_count: 9\n")
+    assert parse(schema, "--config_path", cfg_file, datasets=LAYERS).min_count == 7
+    assert parse(schema, "--model", "right", "--config_path", cfg_file,
+                 datasets=LAYERS).min_count == 9
+    assert "split: 'sideways' is not one of ['time', 'random']" in error_of(
+        schema, "--split", "sideways", datasets=LAYERS)
+    # the model choices come from the data set mapping when the schema lists none
+    assert "model: 'middle' is not one of ['left', 'right']" in error_of(
+        schema, "--model", "middle", datasets=LAYERS)
+    # the dump puts the data set's keys into the model's section and loads back the same
+    again = parse(schema, "--config_path", right.dump(str(tmp_path / "d.yaml")), datasets=LAYERS)
+    assert again.to_dict() == right.to_dict()
+
+
+def test_help_shows_the_data_set_options(tmp_path, capsys):
+    schema = _write(tmp_path / "schema.yaml", LAYERED)
+    with pytest.raises(SystemExit):
+        parse(schema, "--model", "right", "--help", datasets=LAYERS)
+    out = capsys.readouterr().out
+    assert "clicks data set options" in out and "shared by the models on this data set" in out
+    assert "(left, right)" in out and "How lines are split" in out
+
+
+def test_a_key_of_another_data_set_names_its_models(tmp_path):
+    datasets = {"left": "clicks", "right": "images"}
+    text = LAYERED.replace("right:\n  emb_dim: 16", "images:\n  pixels: 9\nright:\n  emb_dim: 16")
+    schema = _write(tmp_path / "schema2.yaml", text)
+    assert error_of(schema, "--pixels", "3", datasets=datasets) == (
+        "--pixels belongs to the 'right' section; the selected model is 'left' (use --model right)")

@@ -14,7 +14,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from src.data import criteo, criteo_synth
+from src.data import criteo, criteo_parse, criteo_passes, criteo_vocab
+from src.data.convert import progress, splits
+from src import fileio
+from src.synth import criteo as criteo_synth
 from src.data.criteo import CriteoFormatError
 from src.data.mindrecord_io import BlockWriter, shard_file, split_file, split_files
 from src.data.reader import BlockDataset
@@ -57,7 +60,7 @@ def reference(lines, codes, min_count=1, transform="log1p"):
     rows = [fields(line) for line in lines]
     counts = [Counter() for _ in range(26)]
     for r, c in zip(rows, codes):
-        if c == criteo.TRAIN:
+        if c == splits.TRAIN:
             for j in range(26):
                 if r[14 + j]:
                     counts[j][int(r[14 + j], 16)] += 1
@@ -65,9 +68,9 @@ def reference(lines, codes, min_count=1, transform="log1p"):
     for cnt in counts:
         kept = sorted(((v, k) for v, k in cnt.items() if k >= min_count), key=lambda t: (-t[1], t[0]))
         vocab.append({v: i + 1 for i, (v, _) in enumerate(kept)})
-    out = {name: {"label": [], "dense": [], "cat": []} for name in criteo.SPLITS}
+    out = {name: {"label": [], "dense": [], "cat": []} for name in splits.SPLITS}
     for r, c in zip(rows, codes):
-        part = out[criteo.SPLITS[c]]
+        part = out[splits.SPLITS[c]]
         part["label"].append([float(r[0])])
         x = [max(int(v), 0) if v else 0 for v in r[1:14]]
         part["dense"].append([np.float32(np.log1p(np.float64(v))) if transform == "log1p" else v for v in x])
@@ -100,7 +103,7 @@ def test_parse_pads_stripped_rows_and_reads_values():
             "0" + "\t" * 13 + "\n"                                    # 14 fields: no categorical
             + "0\t" + "\t".join(["12345678901"] + [""] * 12) + "\t" + "\t".join(["0000000a"] * 26)
             + "\r\n")
-    p = criteo.parse_lines(text.encode())
+    p = criteo_parse.parse_lines(text.encode())
     assert list(p.reason) == [0, 0, 0] and list(p.label) == [1, 0, 0]
     assert list(p.dense[0, :4]) == [5, -2, 0, 7] and not p.dense[0, 4:].any()
     assert list(p.cat[0, :3]) == [0x00AB12CD, -1, 0xFFFFFFFF] and (p.cat[0, 3:] == -1).all()
@@ -114,7 +117,7 @@ def test_a_line_cut_inside_the_dense_block_is_malformed(fields_kept):
     that ends before its 13th dense value was cut, not padded."""
     good = "1\t" + "\t".join(["3"] * 13) + "\t" + "\t".join(["0000000a"] * 26)
     cut = "\t".join(good.split("\t")[:fields_kept])
-    p = criteo.parse_lines((good + "\n" + cut + "\n").encode())
+    p = criteo_parse.parse_lines((good + "\n" + cut + "\n").encode())
     assert p.reason[0] == 0 and p.reason[1] != 0
     assert "ends inside the dense block" in p.problems[0][1]
 
@@ -123,7 +126,7 @@ def test_parse_real_sample_layout_37_38_40_fields():
     lines = random_lines(300, seed=1)
     counts = Counter(len(line.split("\t")) for line in lines)
     assert counts[40] and min(counts) < 40                  # both kinds present
-    p = criteo.parse_lines(("\n".join(lines) + "\n").encode())
+    p = criteo_parse.parse_lines(("\n".join(lines) + "\n").encode())
     assert not p.reason.any()
     for i, line in enumerate(lines):
         f = fields(line)
@@ -142,7 +145,7 @@ def test_parse_real_sample_layout_37_38_40_fields():
     ("0" + "\t" * 14 + "\x10" + "0" * 7, "not 8 hex digits"),
 ])
 def test_parse_flags_malformed_lines(line, reason):
-    p = criteo.parse_lines(("0\t1" + "\t" * 12 + f"\n{line}\n").encode())
+    p = criteo_parse.parse_lines(("0\t1" + "\t" * 12 + f"\n{line}\n").encode())
     assert p.reason[0] == 0 and p.reason[1] != 0
     assert p.problems[0][0] == 1 and reason in p.problems[0][1]
 
@@ -156,11 +159,11 @@ def test_convert_matches_reference_encoding(tmp_path):
     raw = write(tmp_path / "train.txt", lines)
     fmap = convert(str(tmp_path), tmp_path / "out", seed=5, val_fraction=0.2, test_fraction=0.2,
                    block_rows=16, chunk_bytes=700)
-    codes = criteo.random_split_codes(5, 0, len(lines), 0.2, 0.2)
+    codes = splits.random_split_codes(5, 0, len(lines), 0.2, 0.2)
     want, vocab = reference(lines, codes)
-    for name in criteo.SPLITS:
+    for name in splits.SPLITS:
         assert_split_equal(read_split(tmp_path / "out", name), want[name])
-        assert fmap["splits"][name]["rows"] == int((codes == criteo.SPLITS.index(name)).sum())
+        assert fmap["splits"][name]["rows"] == int((codes == splits.SPLITS.index(name)).sum())
     cards = [len(v) + 1 for v in vocab]
     assert fmap["cardinalities"] == cards and fmap["table_size"] == sum(cards)
     assert fmap["offsets"] == [sum(cards[:j]) for j in range(26)]
@@ -169,7 +172,7 @@ def test_convert_matches_reference_encoding(tmp_path):
                                "dense": {"dtype": "float32", "width": 13},
                                "cat": {"dtype": "int32", "width": 26}}
     saved = criteo.load_vocabulary(str(tmp_path / "out"))
-    for j, name in enumerate(criteo.CAT_FIELDS):
+    for j, name in enumerate(criteo_parse.CAT_FIELDS):
         assert [int(v) for v in saved[name]] == sorted(vocab[j], key=vocab[j].get)
 
 
@@ -206,11 +209,11 @@ def test_vocabulary_from_train_only_with_min_count(tmp_path):
 def test_hashing_is_deterministic_and_in_range(tmp_path):
     keys = np.array([[0, 1, -1, 0xFFFFFFFF] + [5] * 22] * 3, dtype=np.int64)
     keys[1, 0] = 123456
-    ids = criteo.Hasher(97).encode(keys)
-    np.testing.assert_array_equal(ids, criteo.Hasher(97).encode(keys))
+    ids = criteo_vocab.Hasher(97).encode(keys)
+    np.testing.assert_array_equal(ids, criteo_vocab.Hasher(97).encode(keys))
     assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 97
     assert ids[0, 2] == 0 and (np.delete(ids, 2, axis=1) >= 1).all()
-    wide = criteo.Hasher(1 << 20).encode(keys)
+    wide = criteo_vocab.Hasher(1 << 20).encode(keys)
     assert wide[0, 0] != wide[1, 0]
     assert len(set(wide[0, 4:])) > 1                       # same value, other fields: other ids
     lines = random_lines(200, seed=3)
@@ -218,21 +221,21 @@ def test_hashing_is_deterministic_and_in_range(tmp_path):
     fmap = convert(str(tmp_path), tmp_path / "out", max_ind_range=50, seed=1)
     assert fmap["cardinalities"] == [50] * 26 and fmap["offsets"][1] == 50 and fmap["vocabulary_file"] is None
     assert not os.path.exists(tmp_path / "out" / criteo.VOCABULARY_FILE)
-    codes = criteo.random_split_codes(1, 0, 200, 0.1, 0.1)
-    p = criteo.parse_lines(("\n".join(lines) + "\n").encode())
+    codes = splits.random_split_codes(1, 0, 200, 0.1, 0.1)
+    p = criteo_parse.parse_lines(("\n".join(lines) + "\n").encode())
     np.testing.assert_array_equal(read_split(tmp_path / "out", "train")["cat"],
-                                  criteo.Hasher(50).encode(p.cat[codes == 0]))
+                                  criteo_vocab.Hasher(50).encode(p.cat[codes == 0]))
     with pytest.raises(ValueError, match="hashing"):
         criteo.load_vocabulary(str(tmp_path / "out"))
 
 
 def test_random_split_is_seeded_with_right_fractions():
-    codes = criteo.random_split_codes(7, 0, 100000, 0.1, 0.2)
+    codes = splits.random_split_codes(7, 0, 100000, 0.1, 0.2)
     share = np.bincount(codes, minlength=3) / len(codes)
     assert abs(share[0] - 0.7) < 0.01 and abs(share[1] - 0.1) < 0.01 and abs(share[2] - 0.2) < 0.01
-    np.testing.assert_array_equal(codes, criteo.random_split_codes(7, 0, 100000, 0.1, 0.2))
-    np.testing.assert_array_equal(codes[500:800], criteo.random_split_codes(7, 500, 300, 0.1, 0.2))
-    assert (codes != criteo.random_split_codes(8, 0, 100000, 0.1, 0.2)).mean() > 0.3
+    np.testing.assert_array_equal(codes, splits.random_split_codes(7, 0, 100000, 0.1, 0.2))
+    np.testing.assert_array_equal(codes[500:800], splits.random_split_codes(7, 500, 300, 0.1, 0.2))
+    assert (codes != splits.random_split_codes(8, 0, 100000, 0.1, 0.2)).mean() > 0.3
 
 
 def test_same_rows_same_split_whatever_the_chunk_size(tmp_path):
@@ -241,7 +244,7 @@ def test_same_rows_same_split_whatever_the_chunk_size(tmp_path):
     small = convert(str(tmp_path), tmp_path / "small", chunk_bytes=97, seed=3)
     large = convert(str(tmp_path), tmp_path / "large", chunk_bytes=1 << 20, seed=3)
     assert small["splits"] == large["splits"] and small["cardinalities"] == large["cardinalities"]
-    for name in criteo.SPLITS:
+    for name in splits.SPLITS:
         assert_split_equal(read_split(tmp_path / "small", name), read_split(tmp_path / "large", name))
 
 
@@ -269,11 +272,11 @@ def test_worker_processes_give_the_same_bytes(tmp_path, kw):
         outs[workers] = output_bytes(out)
     assert len(outs[0]) > 6 and outs[0] == outs[1] == outs[3]
     if "max_ind_range" not in kw:                                     # and the right rows
-        plan = criteo.SplitPlan(kw["split"], 1, seed=8, days=kw.get("days", 7))
+        plan = splits.SplitPlan(kw["split"], 1, seed=8, days=kw.get("days", 7))
         plan.set_line_counts([700])
         codes = np.delete(plan.codes(0, 0, 0, 700), 100)
         want, _ = reference(lines[:100] + lines[101:], codes, min_count=kw.get("min_count", 1))
-        for name in criteo.SPLITS:
+        for name in splits.SPLITS:
             assert_split_equal(read_split(tmp_path / "w3", name), want[name])
 
 
@@ -294,31 +297,31 @@ def test_worker_failures_stop_the_conversion(tmp_path, monkeypatch):
 
     def broken(data, **kw):
         raise ZeroDivisionError("no parse today")
-    monkeypatch.setattr(criteo, "parse_lines", broken)          # the forked workers see it
+    monkeypatch.setattr(criteo_passes, "parse_lines", broken)          # the forked workers see it
     with pytest.raises(RuntimeError, match="worker 0 failed: ZeroDivisionError: no parse today"):
         convert(str(tmp_path), tmp_path / "out", workers=2, chunk_bytes=1000)
-    monkeypatch.setattr(criteo, "parse_lines", lambda data, **kw: os._exit(3))
+    monkeypatch.setattr(criteo_passes, "parse_lines", lambda data, **kw: os._exit(3))
     with pytest.raises(RuntimeError, match=r"worker 0 died \(exit code 3\)"):
         convert(str(tmp_path), tmp_path / "out", workers=2, chunk_bytes=1000)
-    assert not os.path.exists(tmp_path / "out" / criteo.FEATURE_MAP_FILE)
+    assert not os.path.exists(tmp_path / "out" / fileio.FEATURE_MAP_FILE)
 
 
 def test_value_counter_and_vocabulary_fit():
-    counter = criteo.ValueCounter()
+    counter = criteo_vocab.ValueCounter()
     rng = np.random.default_rng(0)
     r = rng.integers(-1, 5, (5000, 26))
     cat = np.where(r >= 0, r * 0x10001, -1)
     cat[:, 3] = np.where(cat[:, 3] >= 0, 0xFFFFFFFF, -1)                # the largest value
     for part in np.array_split(cat, 7):
-        counter.add(criteo.field_keys(part))
+        counter.add(criteo_vocab.field_keys(part))
     keys, counts = counter.result()
-    half = criteo.ValueCounter()
-    half.add(criteo.field_keys(cat[:2000]))
-    other = criteo.ValueCounter()
-    other.add(criteo.field_keys(cat[2000:]))
-    merged = criteo.merge_counts([half.result(), other.result()])
+    half = criteo_vocab.ValueCounter()
+    half.add(criteo_vocab.field_keys(cat[:2000]))
+    other = criteo_vocab.ValueCounter()
+    other.add(criteo_vocab.field_keys(cat[2000:]))
+    merged = criteo_vocab.merge_counts([half.result(), other.result()])
     assert sorted(zip(*merged)) == sorted(zip(keys, counts))
-    vocab = criteo.Vocabulary.fit(keys, counts, min_count=1)
+    vocab = criteo_vocab.Vocabulary.fit(keys, counts, min_count=1)
     for f in range(26):
         col = cat[:, f][cat[:, f] >= 0]
         c = Counter(col.tolist())
@@ -326,18 +329,18 @@ def test_value_counter_and_vocabulary_fit():
         assert list(vocab.counts[f]) == sorted(c.values(), reverse=True)
     ids = vocab.encode(cat)
     assert ids.dtype == np.int32 and ids.shape == cat.shape
-    back = criteo.cat_values({n: vocab.values[f] for f, n in enumerate(criteo.CAT_FIELDS)}, ids)
+    back = criteo.cat_values({n: vocab.values[f] for f, n in enumerate(criteo_parse.CAT_FIELDS)}, ids)
     np.testing.assert_array_equal(back, cat)
     assert (vocab.encode(np.full((2, 26), 7)) == 0).all()              # unseen values
 
 
 def test_time_split_of_one_file(tmp_path):
-    assert criteo.day_sizes(23, 7) == [4, 4, 3, 3, 3, 3, 3]
+    assert splits.day_sizes(23, 7) == [4, 4, 3, 3, 3, 3, 3]
     lines = [f"{i % 2}\t{i}" + "\t" * 12 for i in range(23)]    # I1 = line number
     write(tmp_path / "train.txt", lines)
     fmap = convert(str(tmp_path), tmp_path / "out", split="time", days=7)
     got = {s: np.expm1(read_split(tmp_path / "out", s)["dense"][:, 0].astype(np.float64)).round()
-           for s in criteo.SPLITS}
+           for s in splits.SPLITS}
     assert list(got["train"]) == list(range(20))            # days 1..6
     assert list(got["test"]) == [20, 21] and list(got["val"]) == [22]   # day 7: halves
     assert fmap["split"]["day_lines"] == [4, 4, 3, 3, 3, 3, 3]
@@ -352,7 +355,7 @@ def test_time_split_of_day_files(tmp_path):
     fmap = convert(str(raw), tmp_path / "out", split="time")
     assert [os.path.basename(f["path"]) for f in fmap["source_files"]] == ["day_0", "day_1", "day_2"]
     got = {s: np.expm1(read_split(tmp_path / "out", s)["dense"][:, 0].astype(np.float64)).round()
-           for s in criteo.SPLITS}
+           for s in splits.SPLITS}
     assert list(got["train"]) == [0, 1, 2, 100, 101, 102, 103]
     assert list(got["test"]) == [200, 201, 202] and list(got["val"]) == [203, 204]
 
@@ -365,7 +368,7 @@ def test_malformed_line_error_names_file_and_line(tmp_path, max_ind_range):
     with pytest.raises(CriteoFormatError) as err:
         convert(path, tmp_path / "out", chunk_bytes=500, max_ind_range=max_ind_range)
     assert f"{path}: line 57: I1 holds '1.5', not an integer" in str(err.value)
-    assert not os.path.exists(tmp_path / "out" / criteo.FEATURE_MAP_FILE)
+    assert not os.path.exists(tmp_path / "out" / fileio.FEATURE_MAP_FILE)
 
 
 def test_skip_malformed_counts_and_reports(tmp_path):
@@ -392,7 +395,7 @@ def test_gzip_input_is_detected_by_content(tmp_path):
     a = convert(plain, tmp_path / "a")
     b = convert([packed], tmp_path / "b")
     assert a["splits"] == b["splits"] and a["cardinalities"] == b["cardinalities"]
-    for name in criteo.SPLITS:
+    for name in splits.SPLITS:
         assert_split_equal(read_split(tmp_path / "a", name), read_split(tmp_path / "b", name))
     broken = tmp_path / "broken.txt"
     broken.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode())[:-30])
@@ -413,8 +416,8 @@ def test_multi_shard_splits_read_back_exactly(tmp_path):
     train = fmap["splits"]["train"]
     assert len(train["files"]) == math.ceil(train["rows"] / 64) >= 5
     assert split_files(str(out), "train") == [str(out / f) for f in train["files"]]
-    want, _ = reference(lines, criteo.random_split_codes(9, 0, 500, 0.1, 0.1))
-    for name in criteo.SPLITS:
+    want, _ = reference(lines, splits.random_split_codes(9, 0, 500, 0.1, 0.1))
+    for name in splits.SPLITS:
         assert_split_equal(read_split(out, name), want[name])
     seen = []                                                 # rank sharding over all files
     for rank in range(3):
@@ -450,7 +453,7 @@ def test_split_files_single_and_sharded(tmp_path):
 def test_load_feature_map_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the converter"):
         criteo.load_feature_map(str(tmp_path))
-    path = tmp_path / criteo.FEATURE_MAP_FILE
+    path = tmp_path / fileio.FEATURE_MAP_FILE
     path.write_text(json.dumps({"dataset": "census-income", "format_version": 1}))
     with pytest.raises(ValueError, match="census-income', not criteo"):
         criteo.load_feature_map(str(tmp_path))
@@ -514,9 +517,9 @@ def test_generator_format_and_known_labels(tmp_path):
     assert auc > 0.75 and abs(auc - info["auc_of_true_probability"]) < 1e-3
     assert abs(info["bayes_auc"] - auc) < 0.03 and 0.2 < labels.mean() < 0.3
     # the true probability follows from what the converter stores
-    parsed = criteo.parse_lines(text.encode())
+    parsed = criteo_parse.parse_lines(text.encode())
     model = criteo_synth.CriteoSynth(seed=3, days=3)
-    p = model.probability_from_features(criteo.dense_features(parsed.dense), parsed.cat)
+    p = model.probability_from_features(criteo_passes.dense_features(parsed.dense), parsed.cat)
     np.testing.assert_allclose(p, prob, rtol=1e-4, atol=1e-6)
     # from converted rows (what a model test sees): the Bayes AUC of the test split
     fmap = convert(str(tmp_path / "train.txt"), tmp_path / "out", seed=4)
@@ -536,7 +539,7 @@ def test_generator_day_files_gzip(tmp_path):
     assert info["files"] == ["day_0.gz", "day_1.gz", "day_2.gz"] and info["file_rows"] == [300] * 3
     assert criteo.find_sources(str(tmp_path)) == [str(tmp_path / n) for n in info["files"]]
     fmap = convert(str(tmp_path), tmp_path / "out", split="time")
-    assert [fmap["splits"][s]["rows"] for s in criteo.SPLITS] == [600, 150, 150]
+    assert [fmap["splits"][s]["rows"] for s in splits.SPLITS] == [600, 150, 150]
     assert fmap["cardinalities"][2] > 1
 
 
@@ -547,19 +550,19 @@ def test_real_sample(tmp_path):
     lines = [line for line in lines if line]
     fmap = convert(SAMPLE, tmp_path / "out", val_fraction=0.1, test_fraction=0.1, seed=1)
     assert fmap["total_lines"] == len(lines) == 1000 and fmap["malformed_lines"]["count"] == 0
-    codes = criteo.random_split_codes(1, 0, len(lines), 0.1, 0.1)
+    codes = splits.random_split_codes(1, 0, len(lines), 0.1, 0.1)
     want, _ = reference(lines, codes)
-    for name in criteo.SPLITS:
+    for name in splits.SPLITS:
         assert_split_equal(read_split(tmp_path / "out", name), want[name])
 
 
 def test_progress_reports_rate_and_eta():
     out = []
-    progress = criteo.Progress("pass 2/2", total_lines=1000, every=0.0, log=out.append)
-    progress.update(250)
-    progress.done(1000)
-    assert "pass 2/2: 250 lines (25.0 %)" in out[0] and "lines/s, ETA 0h00m" in out[0]
+    shown = progress.Progress("criteo pass 2/2", total_lines=1000, every=0.0, log=out.append)
+    shown.update(250)
+    shown.done(1000)
+    assert "criteo pass 2/2: 250 lines (25.0 %)" in out[0] and "lines/s, ETA 0h00m" in out[0]
     assert "done, 1,000 lines in" in out[-1]
-    by_bytes = criteo.Progress("pass 1/2", total_bytes=400, every=0.0, log=out.append)
+    by_bytes = progress.Progress("pass 1/2", total_bytes=400, every=0.0, log=out.append)
     by_bytes.update(10, 100)
     assert "(25.0 %)" in out[-1] and "ETA" in out[-1]

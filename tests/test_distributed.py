@@ -11,9 +11,12 @@ import pytest
 
 import eval as eval_entry
 import prepare_data
-from src.data import census_synth, criteo_synth
+from src.synth import census as census_synth
+from src.synth import criteo as criteo_synth
 from src.engine.callbacks import read_metrics_log
 from src.engine.distributed import Cluster, launched_distributed, scale_for_cluster
+from src.registry import get_model_spec
+from roles import default_model, sparse_on
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -109,7 +112,8 @@ def _check_data_parallel_run(out, total_rows):
     return log
 
 
-def test_mmoe_on_two_cpu_workers(tmp_path):
+def test_the_default_model_on_two_cpu_workers(tmp_path):
+    assert default_model("census")
     _census(tmp_path, train_rows=4000, test_rows=2000, seed=3)
     out = tmp_path / "run"
     result = _run(2, tmp_path / "mr", out, "--epoch_size", 2, "--batch_size", 64,
@@ -121,17 +125,17 @@ def test_mmoe_on_two_cpu_workers(tmp_path):
                             "--output_path", str(out)]) == 0
 
 
-def test_dlrm_with_sparse_rows_on_two_cpu_workers(tmp_path):
+def test_a_sparse_table_model_on_two_cpu_workers(tmp_path):
+    spec = get_model_spec(sparse_on("criteo"))
     criteo_synth.main(["--output_dir", str(tmp_path / "raw"), "--rows", "12000", "--seed", "2"])
-    prepare_data.main(["--config_path", CPU_CONFIG, "--model", "dlrm", "--raw_data_path",
+    prepare_data.main(["--config_path", CPU_CONFIG, "--model", spec.name, "--raw_data_path",
                        str(tmp_path / "raw"), "--data_path", str(tmp_path / "mr"), "--split", "random",
                        "--block_rows", "500"])
     with open(tmp_path / "mr" / "feature_map.json") as fh:
         train_rows = json.load(fh)["splits"]["train"]["rows"]
     out = tmp_path / "run"
-    result = _run(2, tmp_path / "mr", out, "--model", "dlrm", "--epoch_size", 2, "--batch_size", 128,
-                  "--embedding_dim", 8, "--bottom_units", "32,8", "--top_units", 32,
-                  "--optimizer", "adam", "--learning_rate", 0.003)
+    result = _run(2, tmp_path / "mr", out, "--model", spec.name, *spec.trial.args, "--epoch_size", 2,
+                  "--batch_size", 128, "--optimizer", "adam", "--learning_rate", 0.003)
     assert result.returncode == 0, result.stdout + result.stderr
     log = _check_data_parallel_run(out, train_rows)
     assert log[-1]["val"]["click_auc"] > 0.65

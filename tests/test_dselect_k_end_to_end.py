@@ -1,5 +1,7 @@
 """DSelect-k from generated MNIST IDX files to evaluated and exported
-checkpoints, through the real entry points on CPU."""
+checkpoints, through the real entry points on CPU. Export parity (the CPU run
+trains with matmul convolutions, export switches to the native ones), resume
+and the C++ path are the registry contract's (test_registry_contract.py)."""
 import os
 
 import numpy as np
@@ -7,13 +9,10 @@ import pytest
 
 import export as export_entry
 import prepare_data
-import preprocess as preprocess_entry
 import train as train_entry
-from src.data.mnist_synth import generate_idx
+from src.synth.mnist import generate_idx
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
-from src.infer_io import read_manifest
-from infer_parity import assert_postprocess_matches_eval, run_mindir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -49,24 +48,6 @@ def test_training_learns_both_digits(trained):
     assert {"best_left_accuracy.ckpt", "best_avg_accuracy.ckpt"} <= set(os.listdir(trained))
     _, meta = checkpoint.read_checkpoint(str(trained / "best_avg_accuracy.ckpt"))
     assert meta["model"] == "dselect_k"
-
-
-def test_export_preprocess_postprocess_match_eval(trained, data_dir, tmp_path, monkeypatch):
-    """The CPU run trained with matmul convolutions; export.py switches to the
-    native ones (same weights), and the exported MindIR run over preprocess.py's
-    batches scores exactly what eval.py reports."""
-    monkeypatch.chdir(tmp_path)
-    ckpt = str(trained / "best_avg_accuracy.ckpt")
-    common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "32"] + SMALL
-    assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "dsk"]) == 0
-    assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
-    manifest = read_manifest("pre")
-    assert manifest["rows"] == 400 and manifest["num_batches"] == 13
-    assert manifest["inputs"][0]["shape"] == [32, 1, 36, 36]
-    assert manifest["output"]["shape"] == [32, 2, 10] and manifest["task_type"] == "multiclass"
-    run_mindir("dsk.mindir", "pre", "results")
-    post = assert_postprocess_matches_eval("pre", "results", common, ckpt)
-    assert {"left_accuracy", "right_accuracy", "avg_accuracy"} <= set(post)
 
 
 def test_onnx_export_for_the_inference_route(trained, data_dir, tmp_path, monkeypatch):

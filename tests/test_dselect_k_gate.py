@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.dselect_k import DSelectKGate, smooth_step
+from src.dselect_k.gate import DSelectKGate, smooth_step
 from src.dselect_k.gate import binary_codes
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from src.dselect_k import MultiTaskMoE
+from src.dselect_k.network import MultiTaskMoE
 from src.layers.conv import ExpertConv2d
 from src.layers.gates import SoftmaxGate, TopKGate
-from src.models import MultiTaskSoftmaxCELoss, NetWithRegLoss, scheduled_weight
+from src.engine.heads import MultiTaskSoftmaxCELoss, NetWithRegLoss, scheduled_weight
 
 
 class _SquaredSum(nn.Cell):

@@ -4,7 +4,7 @@ import types
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Tensor, nn
 
 from src.engine import checkpoint
 from src.engine.lr import learning_rates
@@ -12,8 +12,7 @@ from src.engine.optim import build_optimizer
 from src.engine.graph_call import GraphCall
 from src.engine.train_step import MultiStep, build_train_step, clip_by_global_norm, random_cells
 from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS, _steps_per_call
-from src.mmoe import MMoE
-from src.models import MultiTaskBCELoss, NetWithLoss
+from src.engine.heads import MultiTaskBCELoss, NetWithLoss
 
 
 def test_noam_schedule_matches_upstream_formula():
@@ -45,9 +44,21 @@ def test_schedule_errors():
         learning_rates("constant", 0.1, 0, 3)
 
 
-def _step(clip_norm=0.0, lr=0.1, optimizer="sgd", loss_scale_mode="none", tower_dropout=0.0):
-    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4],
-               tower_dropout=tower_dropout)
+class TinyNet(nn.Cell):
+    """A small two-task network: what the engine needs of one, nothing of a model."""
+
+    def __init__(self, input_dim=6, tasks=2, dropout=0.0):
+        super().__init__()
+        self.hidden = nn.Dense(input_dim, 4, activation="relu")
+        self.dropout = nn.Dropout(p=dropout)
+        self.out = nn.Dense(4, tasks)
+
+    def construct(self, x):
+        return self.out(self.dropout(self.hidden(x)))
+
+
+def _step(clip_norm=0.0, lr=0.1, optimizer="sgd", loss_scale_mode="none", dropout=0.0):
+    net = TinyNet(dropout=dropout)
     nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
     rates = np.full(100, lr, np.float32) if np.isscalar(lr) else np.asarray(lr, np.float32)
     opt = build_optimizer(optimizer, net.trainable_params(), rates)
@@ -147,16 +158,16 @@ def test_steps_per_call_choices_and_refusals():
         def get(self, key, default=None):
             return dict.get(self, key, default)
 
-    dense, sparse = types.SimpleNamespace(sparse=False, name="mmoe"), types.SimpleNamespace(
-        sparse=True, name="dlrm")
+    dense, sparse = types.SimpleNamespace(sparse=False, name="alpha"), types.SimpleNamespace(
+        sparse=True, name="beta")
     plain, _ = _step()
     assert _steps_per_call(Cfg(), dense, plain) == 1 and _steps_per_call(Cfg(steps_per_call=4), dense, plain) == 4
     with pytest.raises(ValueError, match="at least 1"):
         _steps_per_call(Cfg(steps_per_call=-2), dense, plain)
     with pytest.raises(ValueError, match="sparse step"):
         _steps_per_call(Cfg(steps_per_call=2), sparse, plain)
-    dropped, step = _step(tower_dropout=0.2)
-    assert random_cells(dropped) == ["towers.dropout"] and random_cells(plain) == []
+    dropped, step = _step(dropout=0.2)
+    assert random_cells(dropped) == ["dropout"] and random_cells(plain) == []
     assert _steps_per_call(Cfg(steps_per_call=1), dense, dropped) == 1
     # 0 chooses: several steps per call for large batches of a dense step without dropout
     auto = [_steps_per_call(Cfg(steps_per_call=0, batch_size=b), dense, plain) for b in (32, 511, 512, 4096)]
@@ -170,7 +181,7 @@ def test_steps_per_call_choices_and_refusals():
 
 
 def test_graph_call_follows_the_phase_of_the_cell():
-    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4], tower_dropout=0.5)
+    net = TinyNet(dropout=0.5)
     call = GraphCall(net)
     x = Tensor(np.random.default_rng(3).standard_normal((16, 6)).astype(np.float32))
     net.set_train(False)
@@ -189,45 +200,45 @@ def test_checkpoint_roundtrip_and_checks(tmp_path):
     net, step = _step(optimizer="adam")
     x = Tensor(np.ones((4, 6), np.float32))
     step(x, Tensor(np.ones((4, 2), np.float32)))
-    path = str(tmp_path / "mmoe-1_5.ckpt")
-    checkpoint.save_checkpoint(step, path, "mmoe", epoch=1, global_step=5)
+    path = str(tmp_path / "alpha-1_5.ckpt")
+    checkpoint.save_checkpoint(step, path, "alpha", epoch=1, global_step=5)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     fresh, fresh_step = _step(optimizer="adam")
-    meta = checkpoint.load_into(fresh_step, path, "mmoe")
-    assert meta == {"model": "mmoe", "epoch": 1, "global_step": 5, "format": checkpoint.FORMAT}
+    meta = checkpoint.load_into(fresh_step, path, "alpha")
+    assert meta == {"model": "alpha", "epoch": 1, "global_step": 5, "format": checkpoint.FORMAT}
     for a, b in zip(net.get_parameters(), fresh.get_parameters()):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
     assert fresh_step.optimizer.global_step.asnumpy().item() == 1   # optimizer state restored
     # a bare network loads the weights out of the full training state
-    bare = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
-    checkpoint.load_into(bare, path, "mmoe")
+    bare = TinyNet()
+    checkpoint.load_into(bare, path, "alpha")
     np.testing.assert_array_equal(bare(x).asnumpy(), net(x).asnumpy())
 
-    with pytest.raises(checkpoint.CheckpointError, match="written by model 'mmoe'.*selects 'dlrm'"):
-        checkpoint.load_into(bare, path, "dlrm")
-    wider = MMoE(input_dim=7, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
-    with pytest.raises(checkpoint.CheckpointError, match=r"expert_kernel: checkpoint \(6, 6\) vs network \(7, 6\)"):
-        checkpoint.load_into(wider, path, "mmoe")
+    with pytest.raises(checkpoint.CheckpointError, match="written by model 'alpha'.*selects 'beta'"):
+        checkpoint.load_into(bare, path, "beta")
+    wider = TinyNet(input_dim=7)
+    with pytest.raises(checkpoint.CheckpointError, match=r"hidden.weight: checkpoint \(4, 6\) vs network \(4, 7\)"):
+        checkpoint.load_into(wider, path, "alpha")
     with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
-        checkpoint.load_into(bare, str(tmp_path / "none.ckpt"), "mmoe")
+        checkpoint.load_into(bare, str(tmp_path / "none.ckpt"), "alpha")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    damaged = bytearray((tmp_path / "mmoe-1_5.ckpt").read_bytes())
+    damaged = bytearray((tmp_path / "alpha-1_5.ckpt").read_bytes())
     damaged[len(damaged) // 2] ^= 0x01                     # one bit of a tensor's bytes
     (tmp_path / "damaged.ckpt").write_bytes(bytes(damaged))
     with pytest.raises(checkpoint.CheckpointError, match="damaged.ckpt is damaged"):
-        checkpoint.load_into(bare, str(tmp_path / "damaged.ckpt"), "mmoe")
+        checkpoint.load_into(bare, str(tmp_path / "damaged.ckpt"), "alpha")
     with pytest.raises(checkpoint.CheckpointError, match="damaged or not a MindSpore checkpoint"):
-        checkpoint.load_into(bare, str(tmp_path / "junk.ckpt"), "mmoe")
+        checkpoint.load_into(bare, str(tmp_path / "junk.ckpt"), "alpha")
 
 
 def test_rotation_keeps_newest(tmp_path):
     for epoch in range(1, 13):
-        (tmp_path / f"mmoe-{epoch}_10.ckpt").write_bytes(b"x")
+        (tmp_path / f"model-{epoch}_10.ckpt").write_bytes(b"x")
     (tmp_path / "best_avg_auc.ckpt").write_bytes(b"x")
-    checkpoint.rotate(str(tmp_path), "mmoe", keep=3)
-    assert sorted(os.listdir(tmp_path)) == ["best_avg_auc.ckpt", "mmoe-10_10.ckpt",
-                                            "mmoe-11_10.ckpt", "mmoe-12_10.ckpt"]
-    assert checkpoint.periodic_checkpoints(str(tmp_path), "mmoe")[-1].endswith("mmoe-12_10.ckpt")
+    checkpoint.rotate(str(tmp_path), "model", keep=3)
+    assert sorted(os.listdir(tmp_path)) == ["best_avg_auc.ckpt", "model-10_10.ckpt",
+                                            "model-11_10.ckpt", "model-12_10.ckpt"]
+    assert checkpoint.periodic_checkpoints(str(tmp_path), "model")[-1].endswith("model-12_10.ckpt")
 
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
@@ -239,7 +250,7 @@ def test_loss_scaling_gives_the_unscaled_update(mode):
     ms.set_seed(3)
     plain_net, plain = _step(clip_norm=1.0)
     ms.set_seed(3)
-    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    net = TinyNet()
     nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
     opt = build_optimizer("sgd", net.trainable_params(), np.full(100, 0.1, np.float32))
     scaled = build_train_step(nwl, opt, loss_scale_mode=mode, loss_scale=1024.0, clip_norm=1.0)
@@ -259,7 +270,7 @@ def test_unknown_loss_scale_mode():
 
 
 def test_overflow_skips_the_update_and_lowers_the_dynamic_scale():
-    net = MMoE(input_dim=6, num_tasks=2, num_experts=2, expert_units=3, tower_units=[4])
+    net = TinyNet()
     opt = build_optimizer("sgd", net.trainable_params(), np.full(10, 0.1, np.float32))
     step = build_train_step(NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0])), opt,
                             loss_scale_mode="dynamic", loss_scale=1024.0)

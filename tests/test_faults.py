@@ -16,15 +16,19 @@ import pytest
 
 import prepare_data
 from entry import CPU_CONFIG, ROOT, env_with, killed, one_line_error, run, start, wait_for
-from src.data import census_synth, criteo_synth, mnist_synth
-from src.data.publish import StagedConversion, verify_split
+from src.synth import census as census_synth
+from src.synth import criteo as criteo_synth
+from src.synth import mnist as mnist_synth
+from src.data.convert.publish import StagedConversion, verify_split
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
 from src.fileio import FEATURE_MAP_FILE
+from roles import default_model, on
 
 TRAIN = ["--batch_size", "128", "--learning_rate", "0.01", "--warmup_epochs", "0.5",
          "--log_every_steps", "1000", "--eval_batch_size", "1024", "--epoch_size", "3"]
-FINAL = "mmoe-3_11.ckpt"          # 1,500 training rows in batches of 128: 11 steps an epoch
+MODEL = default_model("census")   # what train.py runs here, on generated census files
+FINAL = f"{MODEL}-3_11.ckpt"      # 1,500 training rows in batches of 128: 11 steps an epoch
 
 
 def _fmap(path):
@@ -57,7 +61,7 @@ def _started_training(proc, timeout=120):
 
     def drain():
         for line in proc.stdout:
-            if line.startswith("model mmoe on"):
+            if line.startswith(f"model {MODEL} on"):
                 seen.set()
         seen.set()
     threading.Thread(target=drain, daemon=True).start()
@@ -84,7 +88,7 @@ def _assert_nothing_half_written(out):
         checkpoint.read_checkpoint(path)
     read_metrics_log(str(out / "metrics.jsonl"), printer=lambda *a, **k: None)
     with open(out / "run.json") as fh:
-        assert json.load(fh)["model"] == "mmoe"
+        assert json.load(fh)["model"] == MODEL
 
 
 def _assert_equals_reference(out, reference):
@@ -97,7 +101,7 @@ def _assert_equals_reference(out, reference):
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
 
 
-# Each of these passes is reached in a three-epoch MMoE run (epoch 1 alone
+# Each of these passes is reached in a three-epoch run of MODEL (epoch 1 alone
 # writes three best checkpoints, then the periodic one).
 TRAINING_KILLS = ["train.step:5", "train.step:17", "train.step:30", "checkpoint.tmp_written:1",
                   "checkpoint.tmp_written:4", "checkpoint.saved:2", "checkpoint.saved:4",
@@ -183,10 +187,10 @@ def _copy_of_a(census, tmp_path):
 def _verified(target):
     """Every split of the data set at ``target`` passes the reader's checks."""
     from src.engine.setup import split_reader
-    from src.models import get_model_spec
+    from src.registry import get_model_spec
     from src.config import parse_config
     cfg = parse_config(["--config_path", CPU_CONFIG, "--data_path", str(target)])
-    spec = get_model_spec("mmoe")
+    spec = get_model_spec(MODEL)
     fmap = spec.load_feature_map(str(target))
     for split in ("train", "val", "test"):
         assert split_reader(spec, fmap, cfg, split).total_rows == verify_split(str(target), fmap, split)
@@ -215,7 +219,7 @@ def test_a_killed_reconversion_leaves_one_whole_data_set(fault, exchange, census
 
 def test_a_killed_multimnist_reconversion_keeps_the_old_data_set(tmp_path):
     mnist_synth.generate_idx(str(tmp_path / "idx"), train=600, test=200, seed=1)
-    args = ["--config_path", CPU_CONFIG, "--model", "dselect_k", "--raw_data_path",
+    args = ["--config_path", CPU_CONFIG, "--model", on("multimnist"), "--raw_data_path",
             tmp_path / "idx", "--data_path", tmp_path / "mm", "--pairs_per_image", "1"]
     assert run("prepare_data.py", *args).returncode == 0
     before = _fmap(tmp_path / "mm")

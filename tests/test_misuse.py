@@ -17,9 +17,13 @@ import pytest
 
 import prepare_data
 from entry import CPU_CONFIG, ROOT, one_line_error, run, start, wait_for
-from src.data import census_synth, mnist_synth
+from src.synth import census as census_synth
+from src.synth import mnist as mnist_synth
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
+from roles import default_model, on
+
+MODEL = default_model("census")   # what train.py runs here, on generated census files
 
 FAST = ["--batch_size", "128", "--learning_rate", "0.01", "--warmup_epochs", "0.5",
         "--log_every_steps", "1000", "--eval_batch_size", "1024"]
@@ -79,16 +83,16 @@ def test_two_trainings_in_one_folder(data, tmp_path):
 def test_a_used_folder_is_refused_and_left_as_it_was(data, finished, tmp_path):
     before = _snapshot(finished)
     line = one_line_error(_train(data / "mr_a", finished, "--epoch_size", "1"), 2)
-    assert "already holds a finished run of mmoe" in line and "--replace_run True" in line
+    assert f"already holds a finished run of {MODEL}" in line and "--replace_run True" in line
     line = one_line_error(_train(data / "mr_b", finished, "--epoch_size", "3", "--resume", "True"), 2)
     assert "another data set" in line
     mnist_synth.generate_idx(str(tmp_path / "idx"), train=300, test=100, seed=1)
-    assert prepare_data.main(["--config_path", CPU_CONFIG, "--model", "dselect_k", "--raw_data_path",
+    assert prepare_data.main(["--config_path", CPU_CONFIG, "--model", on("multimnist"), "--raw_data_path",
                               str(tmp_path / "idx"), "--data_path", str(tmp_path / "mm"),
                               "--pairs_per_image", "1"]) == 0
-    other = run("train.py", "--config_path", CPU_CONFIG, "--model", "dselect_k", "--data_path",
+    other = run("train.py", "--config_path", CPU_CONFIG, "--model", on("multimnist"), "--data_path",
                 tmp_path / "mm", "--output_path", finished, "--resume", "True")
-    assert "holds a run of model mmoe, not dselect_k" in one_line_error(other, 2)
+    assert f"holds a run of model {MODEL}, not {on('multimnist')}" in one_line_error(other, 2)
     assert _snapshot(finished) == before
 
 
@@ -108,7 +112,7 @@ def test_replace_run_moves_the_old_run_aside(data, finished, tmp_path):
 def test_stray_temporary_files_of_killed_writes_are_removed(data, finished, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    (out / ".tmp-999999999-mmoe-2_11.ckpt").write_bytes(b"half")
+    (out / f".tmp-999999999-{MODEL}-2_11.ckpt").write_bytes(b"half")
     result = _train(data / "mr_a", out, "--epoch_size", "3", "--resume", "True")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "removed 1 temporary file(s) of a killed write" in result.stdout
@@ -156,7 +160,7 @@ def test_eval_and_export_take_everything_from_the_checkpoint(data, finished, tmp
     result = run("export.py", "--config_path", CPU_CONFIG, "--data_path", data / "mr_a",
                  "--ckpt_file", ckpt, "--num_experts", "8", cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert os.path.isfile(finished / "mmoe.mindir") and not os.listdir(tmp_path)
+    assert os.path.isfile(finished / f"{MODEL}.mindir") and not os.listdir(tmp_path)
 
 
 def test_a_damaged_checkpoint_is_refused(data, finished, tmp_path):
@@ -194,14 +198,14 @@ def test_a_swapped_feature_map_or_cut_split_is_refused(data, tmp_path):
 
 def test_a_streamed_split_replaced_between_epochs_stops_the_reader(data, tmp_path):
     from src.config import parse_config
-    from src.data.publish import DataSetError
+    from src.data.convert.publish import DataSetError
     from src.engine.setup import split_reader
-    from src.models import get_model_spec
+    from src.registry import get_model_spec
     target = tmp_path / "mr"
     shutil.copytree(data / "mr_a", target)
     cfg = parse_config(["--config_path", CPU_CONFIG, "--data_path", str(target),
                         "--shuffle_buffer_rows", "500"])
-    spec = get_model_spec("mmoe")
+    spec = get_model_spec(MODEL)
     reader = split_reader(spec, spec.load_feature_map(str(target)), cfg, "train", training=True)
     assert sum(len(batch[0]) for batch in reader.epoch(1)) > 0
     assert prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(data / "raw_b"),
@@ -211,7 +215,7 @@ def test_a_streamed_split_replaced_between_epochs_stops_the_reader(data, tmp_pat
 
 
 def test_two_conversions_into_one_folder(data, tmp_path):
-    from src.data.publish import StagedConversion
+    from src.data.convert.publish import StagedConversion
     with StagedConversion(str(tmp_path / "mr"), printer=lambda *a, **k: None):
         line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--raw_data_path",
                                   data / "raw_a", "--data_path", tmp_path / "mr"), 2)
@@ -268,7 +272,7 @@ def test_divergence_after_resume_names_the_resumed_checkpoint(data, finished, tm
     line = one_line_error(_train(data / "mr_a", out, "--epoch_size", "3", "--resume", "True",
                                  "--learning_rate", "1e30", "--clip_norm", "0",
                                  "--lr_schedule", "constant"), 1)
-    assert f"the last good checkpoint is {out / 'mmoe-2_11.ckpt'}" in line
+    assert f"the last good checkpoint is {out / f'{MODEL}-2_11.ckpt'}" in line
 
 
 # ---------------------------------------------------------------- bad values in raw files
@@ -296,7 +300,7 @@ def test_nan_pixels_in_a_pickle_are_refused(tmp_path):
     for name in ("train.pickle", "test.pickle"):
         with open(tmp_path / name, "wb") as fh:
             pickle.dump((images, labels), fh)
-    line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--model", "dselect_k",
+    line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--model", on("multimnist"),
                               "--source", "pickle", "--raw_data_path", tmp_path,
                               "--data_path", tmp_path / "mm"), 2)
     assert "NaN or infinite pixel values" in line
@@ -305,7 +309,7 @@ def test_nan_pixels_in_a_pickle_are_refused(tmp_path):
 def test_a_criteo_line_cut_inside_the_dense_block_is_named(tmp_path):
     good = "1\t" + "\t".join(["3"] * 13) + "\t" + "\t".join(["0000000a"] * 26)
     (tmp_path / "train.txt").write_text("\n".join([good] * 5 + ["0\t1\t2"] + [good] * 5) + "\n")
-    line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--model", "dlrm",
+    line = one_line_error(run("prepare_data.py", "--config_path", CPU_CONFIG, "--model", on("criteo"),
                               "--raw_data_path", tmp_path, "--data_path", tmp_path / "mr"), 2)
     assert "train.txt: line 6: 3 tab-separated field(s): the line ends inside the dense block" in line
 

@@ -5,7 +5,7 @@ from mindspore import Tensor
 
 from src.layers.towers import TaskTowers
 from src.layers.initializers import make_initializer
-from src.mmoe import MMoE
+from src.mmoe.mmoe import MMoE
 from weighted import WeightedSum
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from src.data import mnist_idx, multimnist
 from src.data.mnist_idx import IdxFormatError, load_split, read_idx, write_idx
-from src.data.mnist_synth import generate_idx
+from src.synth.mnist import generate_idx
 from src.data.multimnist import MultiMnistFormatError
 from src.data.reader import BlockDataset
 

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 import prepare_data
-from src.data import census_synth
+from src.synth import census as census_synth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def test_train_then_eval_on_cpu(tmp_path):
 def test_download_script_fetches_and_checks_files(tmp_path):
     """download_mnist.sh through a file:// mirror: files arrive whole, a damaged
     gzip is refused and leaves nothing that looks complete."""
-    from src.data.mnist_synth import generate_idx
+    from src.synth.mnist import generate_idx
     mirror = tmp_path / "mirror"
     generate_idx(str(mirror), train=20, test=10)
     env = dict(os.environ, MNIST_URL=f"file://{mirror}")

@@ -4,14 +4,17 @@ only the batch's rows change."""
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from src.config import Config
-from src.dlrm import DLRM
+from src.datasets import CRITEO
 from src.engine import checkpoint
 from src.engine.sparse import (NetWithRowsLoss, RowOptimizer, SparseTrainStep, rows_transform,
                                unique_rows)
-from src.models import MultiTaskBCELoss, get_model_spec
+from src.engine.heads import MultiTaskBCELoss
+from src.engine.interfaces import missing
+from src.layers.embedding import EmbeddingTable, uniform_rows
+from src.registry import ModelSpec, Trial
 
 CARD = [40, 6, 90]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -63,13 +66,43 @@ def test_row_buckets_must_be_positive():
     with pytest.raises(ValueError, match="row_buckets must be a positive integer"):
         rows_transform(lambda b: b, lambda c: c, 9, buckets=0)
     # through the config too: 0 is refused, not read as the default
-    spec, cfg = get_model_spec("dlrm"), Config({"row_buckets": 0}, config_path=None)
+    spec = ModelSpec(name="tiny", dataset=CRITEO, build_network=lambda cfg, fmap: _net(),
+                     capabilities=frozenset({"sparse_table"}), trial=Trial(args=(), expect={}))
+    cfg = Config({"row_buckets": 0}, config_path=None)
     with pytest.raises(ValueError, match="row_buckets must be a positive integer"):
         spec.train_transform({"offsets": OFFSETS}, _net(), cfg)
 
 
+class TinyTable(nn.Cell):
+    """The smallest SparseTable network (src/engine/interfaces.py): one
+    embedding table over CARD's fields, the dense features, one Dense layer."""
+
+    def __init__(self, seed=0, num_dense=5, dim=4):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.embedding = EmbeddingTable(uniform_rows(CARD, dim, rng))
+        self.fields = len(CARD)
+        width = self.fields * dim + num_dense
+        self.head = nn.Dense(width, 1, weight_init=Tensor(rng.normal(0, 0.3, (1, width)), ms.float32),
+                             bias_init=Tensor(rng.normal(0, 0.1, (1,)), ms.float32))
+
+    def _logits(self, emb, dense):
+        return self.head(ops.concat((emb.reshape((emb.shape[0], -1)), dense), axis=1))
+
+    def forward_rows(self, rows, inverse, dense):
+        return self._logits(ops.gather(rows, inverse, 0), dense)
+
+    def construct(self, cat, dense):
+        return self._logits(self.embedding(cat), dense)
+
+    def table_ids(self, cat):
+        return cat
+
+
 def _net(seed=0):
-    return DLRM(CARD, num_dense=5, embedding_dim=4, bottom_units=(8, 4), top_units=(8,), seed=seed)
+    net = TinyTable(seed)
+    assert not missing(net, "SparseTable")
+    return net
 
 
 def _batch(seed=1, n=12):
@@ -218,6 +251,6 @@ def test_checkpoint_with_the_two_moment_tables_resumes_into_row_moments(tmp_path
     params, _ = checkpoint.read_checkpoint(path)
     assert "row_moment1" not in params and "row_moment2" not in params
     fresh = RowOptimizer(_net().embedding.weight, "adam", np.full(10, 0.01, np.float32))
-    checkpoint.load_into(fresh, path, "dlrm", allow_missing=("embedding.", "row_learning_rate"))
+    checkpoint.load_into(fresh, path, "tiny", allow_missing=("embedding.", "row_learning_rate"))
     np.testing.assert_array_equal(fresh.moments.asnumpy(), moments)
     assert int(fresh.step.asnumpy()) == 2

@@ -55,6 +55,8 @@ os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np  # noqa: E402
 
+from bench.peer import has_peer, peer_module  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -74,10 +76,11 @@ def report(name, check, ok, detail):
 
 
 # ---------------------------------------------------------------- data
-def feature_map(model, rng, big=False):
-    if model == "mmoe":
+def feature_map(dataset, rng, big=False):
+    """A feature map of the data set named ``dataset`` (no conversion needed)."""
+    if dataset == "census":
         return {"input_dim": 500 if big else 60, "tasks": ["income", "marital"]}
-    if model == "dselect_k":
+    if dataset == "multimnist":
         return {"image_shape": [1, 36, 36], "tasks": ["left", "right"], "num_classes": 10}
     low, high = (200, 3000) if big else (2, 40)
     cards = [int(c) for c in rng.integers(low, high, 26)]
@@ -85,13 +88,13 @@ def feature_map(model, rng, big=False):
             "num_dense": 13, "num_cat": 26, "table_size": int(sum(cards))}
 
 
-def raw_batch(model, fmap, rng, n):
+def raw_batch(dataset, fmap, rng, n):
     """A batch as the MindRecord reader gives it (before ``make_batch``)."""
-    if model == "mmoe":
+    if dataset == "census":
         cat = rng.integers(-1, fmap["input_dim"] - 10, (n, 8)).astype(np.int32)
         return {"cat": cat, "num": rng.normal(size=(n, 10)).astype(np.float32),
                 "label": rng.integers(0, 2, (n, 2)).astype(np.float32)}
-    if model == "dselect_k":
+    if dataset == "multimnist":
         pixels = int(np.prod(fmap["image_shape"]))
         return {"image": rng.integers(0, 256, (n, pixels)).astype(np.uint8),
                 "label": rng.integers(0, fmap["num_classes"], (n, 2)).astype(np.int32)}
@@ -129,17 +132,17 @@ def check_forward(name, model, cfg, extra_rng_seed=0):
     import mindspore as ms
     from mindspore import Tensor
     from bench.peer import build_peer
-    from src.models import get_model_spec
+    from src.registry import get_model_spec
     rng = np.random.default_rng(extra_rng_seed)
     spec = get_model_spec(model)
-    fmap = feature_map(model, rng)
+    fmap = feature_map(spec.dataset.name, rng)
     ms.set_seed(int(cfg.seed))
     network = spec.build_network(cfg, fmap)
     peer = build_peer(cfg, fmap, seed=int(cfg.seed), steps_per_epoch=STEPS_PER_EPOCH)
     peer.load_from_mindspore(network)
     copied = peer.state_in_mindspore_layout(network)
     same = all(np.array_equal(copied[p.name], p.asnumpy()) for p in network.get_parameters())
-    inputs = spec.make_batch(raw_batch(model, fmap, rng, 48), fmap)[:-1]
+    inputs = spec.make_batch(raw_batch(spec.dataset.name, fmap, rng, 48), fmap)[:-1]
     network.set_train(False)
     ours_logits = network(*[Tensor(a) for a in inputs]).asnumpy()
     ours_prob = spec.predictor(network)(*[Tensor(a) for a in inputs]).asnumpy()
@@ -191,7 +194,7 @@ def check_train(name, spec, cfg, fmap, network, peer, seed=5):
     for step in range(TRAIN_STEPS):
         peer.load_from_mindspore(network)
         before = {p.name: p.asnumpy().copy() for p in network.get_parameters()}
-        raw = raw_batch(spec.name, fmap, rng, int(cfg.batch_size))
+        raw = raw_batch(spec.dataset.name, fmap, rng, int(cfg.batch_size))
         ours = float(trainer.train_step(*[Tensor(a) for a in transform(raw)]).asnumpy())
         theirs = peer.train_step(*spec.make_batch(raw, fmap))
         after = {p.name: p.asnumpy() for p in network.get_parameters()}
@@ -214,10 +217,10 @@ def check_train(name, spec, cfg, fmap, network, peer, seed=5):
 def check_init(name, model, cfg):
     import mindspore as ms
     from bench.peer import build_peer
-    from src.models import get_model_spec
+    from src.registry import get_model_spec
     rng = np.random.default_rng(11)
     spec = get_model_spec(model)
-    fmap = feature_map(model, rng, big=True)
+    fmap = feature_map(spec.dataset.name, rng, big=True)
     ms.set_seed(3)
     network = spec.build_network(cfg, fmap)
     peer = build_peer(cfg, fmap, seed=7, steps_per_epoch=STEPS_PER_EPOCH)
@@ -231,9 +234,7 @@ def check_init(name, model, cfg):
             continue
         pieces = [(key, ours, theirs)]
         if key == "embedding.weight":            # per field (DLRM: U(+-sqrt(1/n_f)))
-            cards = ([1] * fmap["num_dense"] if model == "deepfm" else []) + fmap["cardinalities"]
-            if model == "deepfm":                # DeepFM: one distribution for all rows
-                cards = [sum(cards)]
+            cards = peer_module(model).embedding_fields(fmap)
             bounds = np.cumsum([0] + cards)
             pieces = [(f"{key}[field {f}]", ours[bounds[f]:bounds[f + 1]],
                        theirs[bounds[f]:bounds[f + 1]]) for f in range(len(cards))]
@@ -255,23 +256,11 @@ def check_init(name, model, cfg):
             if d > crit:
                 failures.append(f"{label}: KS {d:.3f} > {crit:.3f} (std ratio {std_ratio:.3f}, "
                                 f"max ratio {max_ratio:.3f})")
-    if model == "dselect_k" and cfg.gate == "dselect_k" and cfg.gate_mode == "static":
-        # a gate's logits are a handful of values: pool 200 gates of each side
-        import torch
-        from bench.peer.dselect_k import DSelectKGate as PeerGate
-        from src.dselect_k.gate import DSelectKGate as OurGate
-        gamma, e, k = float(cfg.gamma), int(cfg.num_experts), int(cfg.k)
-        ours = [OurGate(e, k, gamma=gamma, seed=(s, 0)) for s in range(200)]
-        peers = [PeerGate(e, k, gamma, "static", None, torch.Generator().manual_seed(s))
-                 for s in range(200)]
-        for attr in ("z", "w"):
-            a = np.concatenate([getattr(g, attr).asnumpy().ravel() for g in ours])
-            b = np.concatenate([getattr(g, attr).detach().numpy().ravel() for g in peers])
-            d, crit = _ks(a, b), _ks_critical(a.size, b.size)
-            lines.append(f"gates.*.{attr} (200 gates pooled) n={a.size} max {np.abs(a).max():.3g}/"
-                         f"{np.abs(b).max():.3g} KS {d:.3f}<{crit:.3f}")
-            if d > crit:
-                failures.append(f"gates.*.{attr}: KS {d:.3f} > {crit:.3f}")
+    extra = getattr(peer_module(model), "extra_init_checks", None)
+    if extra is not None:                 # checks of the peer's own (e.g. pooled small tensors)
+        more_lines, more_failures = extra(cfg)
+        lines += more_lines
+        failures += more_failures
     report(name, "init", not failures,
            f"{len(lines)} tensors tested, {len(skipped)} with < 10 values skipped"
            + (f"; FAIL: {failures}" if failures else ""))
@@ -279,39 +268,11 @@ def check_init(name, model, cfg):
         print("        " + line)
 
 
-CASES = [
-    # (name, model, config overrides, run the init check)
-    ("mmoe", "mmoe", [], True),
-    ("mmoe clip+wd+2 tower layers", "mmoe",
-     ["--clip_norm", "0.01", "--weight_decay", "0.01", "--tower_units", "[16, 8]"], False),
-    ("mmoe xavier+momentum", "mmoe", ["--init", "xavier_uniform", "--optimizer", "momentum"], True),
-    ("dselect_k", "dselect_k", ["--batch_size", "32"], True),
-    ("dselect_k per_example 6 experts wd", "dselect_k",
-     ["--batch_size", "32", "--gate_mode", "per_example", "--num_experts", "6",
-      "--weight_decay", "0.001", "--gate_reg_warmup_epochs", "2"], True),
-    ("dselect_k topk native conv", "dselect_k",
-     ["--batch_size", "16", "--gate", "topk", "--conv_impl", "native", "--optimizer", "adagrad"],
-     False),
-    ("deepfm", "deepfm", ["--batch_size", "64", "--dropout", "0.0"], True),
-    # SGD: the Dense biases before a batch norm have an exactly zero gradient, so under Adam
-    # their update is lr-sized and driven by round-off noise (see the module docstring)
-    ("deepfm bn sgd wd", "deepfm",
-     ["--batch_size", "64", "--dropout", "0.0", "--batch_norm", "true", "--optimizer", "sgd",
-      "--learning_rate", "0.1", "--weight_decay", "0.01"], True),
-    ("deepfm adagrad clip", "deepfm",
-     ["--batch_size", "64", "--dropout", "0.0", "--optimizer", "adagrad", "--clip_norm", "0.05"],
-     False),
-    ("deepfm sgd no l2", "deepfm",
-     ["--batch_size", "64", "--dropout", "0.0", "--optimizer", "sgd", "--embedding_l2", "0.0"],
-     False),
-    ("dlrm", "dlrm", ["--batch_size", "128"], True),
-    ("dlrm adam l2 self-interaction", "dlrm",
-     ["--batch_size", "64", "--optimizer", "adam", "--learning_rate", "0.001",
-      "--embedding_l2", "0.001",
-      "--self_interaction", "true"], False),
-    ("dlrm adagrad cat", "dlrm",
-     ["--batch_size", "64", "--optimizer", "adagrad", "--interaction", "cat"], False),
-]
+def cases():
+    """``(name, model, config overrides, run the init check)`` of every peer's CHECKS."""
+    from src.registry import model_names
+    return [(name, model, extra, with_init) for model in model_names() if has_peer(model)
+            for name, extra, with_init in peer_module(model).CHECKS]
 
 
 def main(argv=None):
@@ -329,7 +290,7 @@ def main(argv=None):
     torch.manual_seed(0)
     import warnings
     warnings.filterwarnings("ignore", message="Sparse invariant checks")   # torch's sparse Adagrad
-    for name, model, extra, with_init in CASES:
+    for name, model, extra, with_init in cases():
         if wanted and model not in wanted and name not in wanted:
             continue
         start = time.time()

@@ -97,3 +97,28 @@ class DeepFMPeer(PeerModel):
             w = weight.detach().numpy()
             return np.concatenate([w, np.zeros((1, w.shape[1]), w.dtype)])
         return {"embedding.weight": (load, dump)}
+
+
+PEER = DeepFMPeer
+
+# the cases of ``python -m bench.peer.check``: (name, config overrides, run the init check)
+CHECKS = [
+    ("deepfm", ["--batch_size", "64", "--dropout", "0.0"], True),
+    # SGD: the Dense biases before a batch norm have an exactly zero gradient, so under Adam
+    # their update is lr-sized and driven by round-off noise (see bench/peer/check.py)
+    ("deepfm bn sgd wd",
+     ["--batch_size", "64", "--dropout", "0.0", "--batch_norm", "true", "--optimizer", "sgd",
+      "--learning_rate", "0.1", "--weight_decay", "0.01"], True),
+    ("deepfm adagrad clip",
+     ["--batch_size", "64", "--dropout", "0.0", "--optimizer", "adagrad", "--clip_norm", "0.05"],
+     False),
+    ("deepfm sgd no l2",
+     ["--batch_size", "64", "--dropout", "0.0", "--optimizer", "sgd", "--embedding_l2", "0.0"],
+     False),
+]
+
+
+def embedding_fields(fmap):
+    """Rows of the embedding table per initial distribution: one for all rows
+    (the dense features' rows and every field's)."""
+    return [fmap["num_dense"] + sum(fmap["cardinalities"])]

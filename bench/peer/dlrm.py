@@ -110,3 +110,22 @@ class DLRMPeer(PeerModel):
             parts = [bag.weight.detach().numpy() for bag in net.embeddings]
             return np.concatenate(parts + [np.zeros((1, net.dim), np.float32)])
         return {"embedding.weight": (load, dump)}
+
+
+PEER = DLRMPeer
+
+# the cases of ``python -m bench.peer.check``: (name, config overrides, run the init check)
+CHECKS = [
+    ("dlrm", ["--batch_size", "128"], True),
+    ("dlrm adam l2 self-interaction",
+     ["--batch_size", "64", "--optimizer", "adam", "--learning_rate", "0.001",
+      "--embedding_l2", "0.001", "--self_interaction", "true"], False),
+    ("dlrm adagrad cat", ["--batch_size", "64", "--optimizer", "adagrad", "--interaction", "cat"],
+     False),
+]
+
+
+def embedding_fields(fmap):
+    """Rows of the embedding table per initial distribution: one per field
+    (U(+-sqrt(1/rows of the field)))."""
+    return list(fmap["cardinalities"])

@@ -194,7 +194,7 @@ class DSelectKPeer(PeerModel):
                          steps_per_epoch=steps_per_epoch)
 
     def _reg_weight(self):
-        """``scheduled_weight`` of src/models.py at the current epoch."""
+        """``scheduled_weight`` of src/engine/heads.py at the current epoch."""
         if self.reg_warmup <= 0:
             return self.reg_weight
         epoch = self.global_step // self.steps_per_epoch + 1
@@ -209,3 +209,40 @@ class DSelectKPeer(PeerModel):
 
     def activation(self, logits):
         return F.softmax(logits, dim=-1)
+
+
+PEER = DSelectKPeer
+
+# the cases of ``python -m bench.peer.check``: (name, config overrides, run the init check)
+CHECKS = [
+    ("dselect_k", ["--batch_size", "32"], True),
+    ("dselect_k per_example 6 experts wd",
+     ["--batch_size", "32", "--gate_mode", "per_example", "--num_experts", "6",
+      "--weight_decay", "0.001", "--gate_reg_warmup_epochs", "2"], True),
+    ("dselect_k topk native conv",
+     ["--batch_size", "16", "--gate", "topk", "--conv_impl", "native", "--optimizer", "adagrad"],
+     False),
+]
+
+
+def extra_init_checks(cfg):
+    """``(lines, failures)``: a static gate's logits are a handful of values,
+    so the init check pools 200 gates of each side."""
+    lines, failures = [], []
+    if cfg.gate != "dselect_k" or cfg.gate_mode != "static":
+        return lines, failures
+    from bench.peer.check import _ks, _ks_critical
+    from src.dselect_k.gate import DSelectKGate as OurGate
+    gamma, e, k = float(cfg.gamma), int(cfg.num_experts), int(cfg.k)
+    ours = [OurGate(e, k, gamma=gamma, seed=(s, 0)) for s in range(200)]
+    peers = [DSelectKGate(e, k, gamma, "static", None, torch.Generator().manual_seed(s))
+             for s in range(200)]
+    for attr in ("z", "w"):
+        a = np.concatenate([getattr(g, attr).asnumpy().ravel() for g in ours])
+        b = np.concatenate([getattr(g, attr).detach().numpy().ravel() for g in peers])
+        d, crit = _ks(a, b), _ks_critical(a.size, b.size)
+        lines.append(f"gates.*.{attr} (200 gates pooled) n={a.size} max {np.abs(a).max():.3g}/"
+                     f"{np.abs(b).max():.3g} KS {d:.3f}<{crit:.3f}")
+        if d > crit:
+            failures.append(f"gates.*.{attr}: KS {d:.3f} > {crit:.3f}")
+    return lines, failures

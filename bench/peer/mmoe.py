@@ -49,3 +49,14 @@ class MMoEPeer(PeerModel):
 
     def loss(self, x, labels):
         return weighted_bce(self.module(x), labels, self.task_weights)
+
+
+PEER = MMoEPeer
+
+# the cases of ``python -m bench.peer.check``: (name, config overrides, run the init check)
+CHECKS = [
+    ("mmoe", [], True),
+    ("mmoe clip+wd+2 tower layers",
+     ["--clip_norm", "0.01", "--weight_decay", "0.01", "--tower_units", "[16, 8]"], False),
+    ("mmoe xavier+momentum", ["--init", "xavier_uniform", "--optimizer", "momentum"], True),
+]

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.data.mindrecord_io import BlockWriter, split_file
+from src.data.convert.shards import SplitWriter
 from src import faults
-from src.data.publish import StagedConversion
+from src.data.convert.publish import StagedConversion
 from src.fileio import read_feature_map
 
 COLUMNS = (
@@ -73,7 +73,7 @@ INSTANCE_WEIGHT = "instance_weight"
 INCOME_VALUES = {"- 50000.": 0, "50000+.": 1}
 MARITAL_POSITIVE = "Never married"
 
-FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/publish.py)
+FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/convert/publish.py)
 TRAIN_FILE_NAMES = ("census-income.data.gz", "census-income.data")
 TEST_FILE_NAMES = ("census-income.test.gz", "census-income.test")
 
@@ -336,7 +336,7 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
             block_rows=1024, train_name=None, test_name=None):
     """Convert the raw train and test files in ``raw_dir`` to
     ``output_dir/{train,val,test}.mindrecord`` plus ``feature_map.json``,
-    published all at once (:class:`~src.data.publish.StagedConversion`): a
+    published all at once (:class:`~src.data.convert.publish.StagedConversion`): a
     killed conversion leaves the previous data set as it was.
 
     Returns the feature map.
@@ -368,13 +368,13 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
     encoded = {split: encode(table, fmap) for split, table in parts.items()}
     with StagedConversion(output_dir) as stage:
         for split, arrays in encoded.items():
-            path = split_file(stage.path, split)
-            with BlockWriter(path, columns, block_rows=block_rows, on_close=stage.record) as writer:
+            with SplitWriter(stage.path, split, columns, block_rows, description="rows",
+                             on_close=stage.record) as writer:
                 writer.write(arrays)
-            fmap["splits"][split] = int(writer.rows_written)
+            fmap["splits"][split] = int(writer.rows)
             faults.point("convert.split_written")
             unknown = int((arrays["cat"] < 0).sum())
-            print(f"census: wrote {writer.rows_written} {split} rows"
+            print(f"census: wrote {writer.rows} {split} rows"
                   + (f" ({unknown} field values unseen in train -> all-zero)" if unknown else ""),
                   flush=True)
         fmap["options"].update({

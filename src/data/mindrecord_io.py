@@ -84,7 +84,7 @@ class BlockWriter:
     never leaves a half-written split behind that looks complete.
     ``on_close(path, rows, digest)`` is called once the file is in place, with
     a sha256 of the rows' content as written (column by column, block by
-    block); converters record both in the feature map (src/data/publish.py).
+    block); converters record both in the feature map (src/data/convert/publish.py).
     """
 
     def __init__(self, path, columns, block_rows=1024, description="rows", header_size=1 << 20,

@@ -33,14 +33,14 @@ import numpy as np
 
 from src.data import mnist_idx
 from src import faults
-from src.data.mindrecord_io import BlockWriter, split_file
-from src.data.publish import StagedConversion
+from src.data.convert.shards import SplitWriter
+from src.data.convert.publish import StagedConversion
 from src.fileio import read_feature_map
 
 CANVAS = 36
 DIGIT = 28
 TASKS = ("left", "right")
-FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/publish.py)
+FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/convert/publish.py)
 PADDLE_FILES = ("train.pickle", "test.pickle")
 PARETO_FILES = ("multi_mnist.pickle", "multi_fashion.pickle", "multi_fashion_and_mnist.pickle")
 
@@ -198,8 +198,8 @@ def _holdout(n, fraction, rng):
 
 def _write_split(stage, split, images, labels, block_rows):
     columns = {"image": (np.uint8, CANVAS * CANVAS), "label": (np.int32, 2)}
-    with BlockWriter(split_file(stage.path, split), columns, block_rows=block_rows,
-                     description=f"multimnist {split}", on_close=stage.record) as writer:
+    with SplitWriter(stage.path, split, columns, block_rows, description=f"multimnist {split}",
+                     on_close=stage.record) as writer:
         step = 10000
         for lo in range(0, len(images), step):
             writer.write({"image": images[lo:lo + step].reshape(-1, CANVAS * CANVAS),
@@ -269,6 +269,6 @@ def _convert_into(stage, raw_dir, source, val_fraction, pairs_per_image, max_shi
 def load_feature_map(data_dir):
     """The feature map written by :func:`convert`, checked."""
     return read_feature_map(data_dir, "multimnist", FORMAT_VERSION,
-                            "python prepare_data.py --model dselect_k --raw_data_path <MNIST IDX "
+                            "python prepare_data.py --model <a model on multimnist> --raw_data_path <MNIST IDX "
                             f"folder> --data_path {data_dir}", required=ENCODING_KEYS + ("splits",))
 

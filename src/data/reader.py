@@ -69,7 +69,7 @@ class BlockDataset:
         transform: ``f(batch_dict) -> tuple of arrays`` applied per batch.
         (``num_rows``: the rows of this shard; ``total_rows``: of the whole split.)
         digests: ``{file name: sha256}`` of the rows' content as the converter
-            wrote them (src/data/publish.py); a split loaded into memory is
+            wrote them (src/data/convert/publish.py); a split loaded into memory is
             checked against them (a streamed one by size and sampled bytes only).
         shuffle_buffer_rows: 0 loads the shard into memory and permutes all
             its rows every epoch. A positive value streams instead, for splits

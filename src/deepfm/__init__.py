@@ -1,4 +1,4 @@
-"""DeepFM: factorisation machine plus deep network (Guo et al., IJCAI 2017)."""
-from src.deepfm.deepfm import DeepFM
+"""DeepFM: factorisation machine plus deep network (Guo et al., IJCAI 2017).
 
-__all__ = ["DeepFM"]
+This package holds deepfm.py (the network) and spec.py (how the registry builds it); importing it imports nothing else.
+"""

@@ -1,4 +1,4 @@
-"""DLRM: Deep Learning Recommendation Model (Naumov et al., 2019)."""
-from src.dlrm.dlrm import DLRM, interaction_width
+"""DLRM: Deep Learning Recommendation Model (Naumov et al., 2019).
 
-__all__ = ["DLRM", "interaction_width"]
+This package holds dlrm.py (the network) and spec.py (how the registry builds it); importing it imports nothing else.
+"""

@@ -1,5 +1,4 @@
-"""DSelect-k: differentiable selection of k experts (Hazimeh et al., NeurIPS 2021)."""
-from src.dselect_k.gate import DSelectKGate, smooth_step
-from src.dselect_k.network import CNNExperts, MultiTaskMoE
+"""DSelect-k: differentiable selection of k experts (Hazimeh et al., NeurIPS 2021).
 
-__all__ = ["CNNExperts", "DSelectKGate", "MultiTaskMoE", "smooth_step"]
+This package holds gate.py and network.py (the gate and the network) and spec.py (how the registry builds it); importing it imports nothing else.
+"""

@@ -3,7 +3,7 @@
 Every checkpoint carries metadata: ``model``, ``epoch``, ``global_step``, the
 run's effective ``config`` (JSON) and the fingerprints of the data set it was
 trained on (``data_fingerprint``, ``encoding_fingerprint``: see
-src/data/publish.py). Loading a checkpoint of another model, of other sizes
+src/data/convert/publish.py). Loading a checkpoint of another model, of other sizes
 or for another feature encoding fails with a message that says so instead of
 a shape error deep inside MindSpore (or, worse, wrong results). Each file is
 written with MindSpore's CRC and read with it checked, so a damaged file is

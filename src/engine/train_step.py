@@ -127,9 +127,14 @@ class MultiStep(nn.Cell):
 
 def random_cells(network):
     """Names of the cells of ``network`` that draw random numbers in training
-    (dropout with a positive rate)."""
+    (dropout with a positive rate). ``nn.Dropout(p=...)`` keeps a meaningless
+    ``keep_prob`` of 0.5; only a cell made with ``keep_prob`` has no ``p``."""
+    def drops(cell):
+        if getattr(cell, "p", None) is not None:
+            return cell.p > 0
+        return (cell.keep_prob or 1) < 1
     return [name for name, cell in network.cells_and_names()
-            if isinstance(cell, nn.Dropout) and ((cell.p or 0) > 0 or (cell.keep_prob or 1) < 1)]
+            if isinstance(cell, nn.Dropout) and drops(cell)]
 
 
 def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scale=1.0,

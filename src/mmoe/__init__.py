@@ -1,4 +1,4 @@
-"""MMoE: Multi-gate Mixture-of-Experts (Ma et al., KDD 2018)."""
-from src.mmoe.mmoe import MMoE
+"""MMoE: Multi-gate Mixture-of-Experts (Ma et al., KDD 2018).
 
-__all__ = ["MMoE"]
+This package holds mmoe.py (the network) and spec.py (how the registry builds it); importing it imports nothing else.
+"""

@@ -34,7 +34,7 @@ Rows are drawn in fixed chunks from ``numpy.random.default_rng([seed, ...])``
 and written as they are drawn (memory does not grow with the row count); gzip
 files carry no time stamp or name, so the same arguments give identical bytes.
 
-    python -m src.data.criteo_synth --output_dir data/criteo/synth --rows 1000000 --seed 1
+    python -m src.synth.criteo --output_dir data/criteo/synth --rows 1000000 --seed 1
 """
 import argparse
 import gzip as gzip_module
@@ -335,7 +335,7 @@ def generate(output_dir, rows, seed=1, days=7, gzip=False, day_files=False, save
         if out is not None:                        # failed: leave no half-written file
             out.close(commit=False)
     info = {
-        "generator": "src.data.criteo_synth", "seed": model.seed, "rows": rows, "days": days,
+        "generator": "src.synth.criteo", "seed": model.seed, "rows": rows, "days": days,
         "rows_per_day": sizes, "files": names, "file_rows": file_rows, "gzip": bool(gzip),
         "probability_files": [n + ".prob.npy" for n in names] if save_probabilities else [],
         "click_rate": positives / rows,

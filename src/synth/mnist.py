@@ -7,7 +7,7 @@ class is fully determined by the glyph, so a model that learns reaches high
 accuracy; MultiMNIST composites of these digits keep that property for both
 tasks. The files are real IDX files (gzip'd), read by the same code as MNIST.
 
-    python -m src.data.mnist_synth --out_dir data/mnist_synth --train 6000 --test 1000
+    python -m src.synth.mnist --out_dir data/mnist_synth --train 6000 --test 1000
 """
 import argparse
 import os

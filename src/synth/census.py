@@ -23,7 +23,7 @@ The labels follow a known generative model, so a model has something to learn:
 Everything is drawn from ``numpy.random.default_rng(seed)``, and gzip files
 carry no time stamp or name, so the same seed gives identical bytes.
 
-    python -m src.data.census_synth --output_dir data/census/synth \
+    python -m src.synth.census --output_dir data/census/synth \
         --train_rows 20000 --test_rows 10000 --seed 1
 """
 import argparse

@@ -1,0 +1,23 @@
+"""How the registry builds DeepFM: Criteo, one embedding table trained row-wise."""
+from src.datasets import CRITEO
+from src.registry import ModelSpec, Trial
+
+
+def build_network(cfg, fmap):
+    from src.deepfm.deepfm import DeepFM
+    return DeepFM(fmap["cardinalities"], num_dense=fmap["num_dense"],
+                  embedding_dim=cfg.embedding_dim, deep_units=cfg.deep_units,
+                  dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
+                  init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed)
+
+
+TRIAL = Trial(args=("--embedding_dim", "8", "--deep_units", "32,32", "--batch_size", "300",
+                    "--learning_rate", "0.003", "--embedding_l2", "1e-5",
+                    "--log_every_steps", "1000"),
+              expect={"click_auc": 0.7}, epochs=2, data_scale=0.24,
+              prepare_args=("--min_count", "3"), deterministic_args=("--dropout", "0.0"))
+
+SPEC = ModelSpec(name="deepfm", title="DeepFM", dataset=CRITEO, build_network=build_network,
+                 capabilities=frozenset({"sparse_table"}),
+                 bench_train_batches=(1024, 16000), bench_predict_batch=16384,
+                 trial=TRIAL)
