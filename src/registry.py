@@ -9,8 +9,8 @@ activation, the batches and the export signature follow from the data set.
 Everything that runs a model looks it up here by the config's ``model`` key
 and never branches on it; the list of models is the list of such folders.
 
-Importing this module (or a spec) imports no MindSpore: the config loader
-uses it to find a model's data set section, and ``--help`` stays fast.
+Importing this module (or a spec) imports no MindSpore: the config loader,
+which imports none either, uses it to find a model's data set section.
 """
 import importlib
 import os
