@@ -11,15 +11,16 @@ import sys
 
 from src.config import load_config
 from src.engine.cli import run_main
-from src.engine.evaluation import evaluate
-from src.engine.setup import split_reader
-from src.pipeline import trained_network
 from src.fileio import write_json_atomic
-from src.metrics import format_metrics
 
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    # MindSpore loads only now: --help and bad options answer at once
+    from src.engine.evaluation import evaluate
+    from src.metrics import format_metrics
+    from src.engine.setup import split_reader
+    from src.pipeline import trained_network
     cfg, spec, fmap, network, meta = trained_network(cfg)
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
     metrics = evaluate(spec, fmap, network, data)

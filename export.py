@@ -10,12 +10,10 @@ it as ``<model>.mindir`` unless ``--file_name`` names another path.
 import os
 import sys
 
-import mindspore as ms
 import numpy as np
 
 from src.config import load_config
 from src.engine.cli import run_main
-from src.pipeline import trained_network
 from src.fileio import remove_stale_temps, replace_atomic
 
 _SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
@@ -36,6 +34,7 @@ def example_inputs(signature, batch_size, seed=0):
 
 def check_mindir(path, predictor, arrays):
     """Max abs difference between the loaded MindIR and the network."""
+    import mindspore as ms
     graph = ms.nn.GraphCell(ms.load(path))
     tensors = [ms.Tensor(a) for a in arrays]
     exported = graph(*tensors).asnumpy()
@@ -45,6 +44,9 @@ def check_mindir(path, predictor, arrays):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    # MindSpore loads only now: --help and bad options answer at once
+    import mindspore as ms
+    from src.pipeline import trained_network
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")

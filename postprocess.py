@@ -12,7 +12,6 @@ from src.config import load_config
 from src.engine.cli import run_main
 from src.fileio import write_text_atomic
 from src.infer_io import batch_file, read_bin, read_manifest, result_file
-from src.metrics import format_metrics, task_metrics
 
 
 def collect(infer_data_path, result_path):
@@ -30,6 +29,7 @@ def collect(infer_data_path, result_path):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    from src.metrics import format_metrics, task_metrics   # after the options: fast --help
     probs, labels, manifest = collect(cfg.infer_data_path, cfg.result_path)
     metrics = task_metrics(probs, labels, manifest["tasks"], manifest["task_type"])
     line = f"result ({manifest['split']} split, {manifest['rows']} rows): {format_metrics(metrics)}"

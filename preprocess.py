@@ -14,9 +14,6 @@ import numpy as np
 
 from src.config import load_config
 from src.engine.cli import run_main
-from src.engine import checkpoint
-from src.engine.setup import split_reader
-from src.pipeline import checkpoint_config, model_and_data
 from src.fileio import FEATURE_MAP_FILE
 from src.infer_io import batch_file, write_manifest
 
@@ -30,6 +27,10 @@ def _pad(array, rows):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    # MindSpore loads only now: --help and bad options answer at once
+    from src.engine import checkpoint
+    from src.engine.setup import split_reader
+    from src.pipeline import checkpoint_config, model_and_data
     meta = None
     if cfg.get("ckpt_file"):
         cfg, (_, meta) = checkpoint_config(cfg)

@@ -6,16 +6,8 @@ import os
 import sys
 
 from src.config import load_config
-from src.engine import checkpoint
-from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
-                                  PeriodicCheckpoint, ProgressLogger)
 from src.engine.cli import run_main
-from src.engine.distributed import init_cluster, scale_for_cluster
-from src.engine.runtime import setup_runtime
-from src.engine.setup import build_network, split_reader
-from src.pipeline import model_and_data
-from src.engine.run_folder import RunFolder
-from src.engine.trainer import Trainer, TrainingDiverged
+from src.engine.errors import TrainingDiverged
 
 
 def _resume_checkpoint(cfg, prefix):
@@ -23,6 +15,7 @@ def _resume_checkpoint(cfg, prefix):
     claimed: it holds this model's run on this data, or none)."""
     if not cfg.resume:
         return None
+    from src.engine import checkpoint
     existing = checkpoint.periodic_checkpoints(cfg.output_path, prefix)
     if not existing:
         print(f"resume: no checkpoint {prefix}-*.ckpt in {cfg.output_path}; starting from scratch")
@@ -32,6 +25,11 @@ def _resume_checkpoint(cfg, prefix):
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv)
+    # MindSpore loads only now: --help and bad options answer at once
+    from src.engine.distributed import init_cluster, scale_for_cluster
+    from src.engine.run_folder import RunFolder
+    from src.engine.runtime import setup_runtime
+    from src.pipeline import model_and_data
     setup_runtime(cfg)
     cluster = init_cluster(cfg)
     if cluster.distributed:   # the launcher reports failed workers by pid
@@ -62,6 +60,11 @@ def main(argv=None):
 
 
 def _train(cfg, cluster, spec, fmap, prefix, folder):
+    from src.engine import checkpoint
+    from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
+                                      PeriodicCheckpoint, ProgressLogger)
+    from src.engine.setup import build_network, split_reader
+    from src.engine.trainer import Trainer
     resume_path = _resume_checkpoint(cfg, prefix)
     network = build_network(spec, cfg, fmap)
     train_data = split_reader(spec, fmap, cfg, "train", training=True,

@@ -95,18 +95,42 @@ standalone_eval() {
     2>&1 | tee -a "$out/eval.log"
 }
 
-# download URL FILE: fetch URL to FILE (via FILE.part, so an interrupted
-# download is never taken for a complete one); gzip files are checked.
+# download URL FILE: fetch URL to FILE via FILE.part, so an interrupted download
+# is never taken for a complete one; a run that stops (network, Ctrl-C) keeps the
+# part and the next run continues it (HTTP ranges); gzip files are checked.
 download() {
-  local url="$1" dest="$2"
-  echo "downloading $url"
-  if command -v curl >/dev/null 2>&1; then
-    curl -fL --retry 3 -o "$dest.part" "$url"
+  local url="$1" dest="$2" status=0
+  if [[ -s "$dest.part" ]]; then
+    echo "resuming $url ($(du -h "$dest.part" | cut -f1) already in $dest.part)"
   else
-    wget -q -O "$dest.part" "$url"
+    echo "downloading $url"
+  fi
+  local tool
+  if command -v curl >/dev/null 2>&1; then
+    tool=curl
+    curl -fL --retry 3 --retry-delay 2 --connect-timeout 20 -C - -s -o "$dest.part" "$url" \
+      || status=$?
+  elif command -v wget >/dev/null 2>&1; then
+    tool=wget
+    wget -q -c --timeout=20 --tries=3 -O "$dest.part" "$url" || status=$?
+  else
+    echo "error: downloading needs curl or wget; install one (apt-get install curl)" >&2
+    exit 1
+  fi
+  if [[ $status -ne 0 ]]; then
+    local why="the download failed ($tool exit status $status)"
+    case "$tool:$status" in
+      curl:5|curl:6|curl:7|curl:28|wget:4)
+        why="the network or the server is unreachable (no internet here?)";;
+      curl:22|wget:8) why="the server refused the request (HTTP error; is the URL still right?)";;
+      curl:33) why="the server cannot resume; delete $dest.part and run again";;
+    esac
+    echo "error: $url: $why; what arrived is kept in $dest.part and the next run resumes it" >&2
+    exit 1
   fi
   if [[ "$dest" == *.gz ]]; then
-    gzip -t "$dest.part" || { echo "error: $url is not a valid gzip file" >&2; exit 1; }
+    gzip -t "$dest.part" 2>/dev/null || {
+      echo "error: $url is not a valid gzip file (kept as $dest.part for a look)" >&2; exit 1; }
   fi
   mv "$dest.part" "$dest"
 }

@@ -133,8 +133,8 @@ def _print_help(schema, model, values, types, description, schema_shown, loaded)
         usage="%(prog)s [-h] [--config_path FILE] [--model NAME] [--KEY VALUE ...]",
         epilog="Values: --key value or --key=value; booleans true/false/yes/no/1/0; lists "
                "16,8 or \"[16, 8]\"; none or null clears an optional value.\nPrecedence: "
-               "schema common keys < schema model section < --config_path file (common, then "
-               "model section) < command line.")
+               "schema common keys < schema data set section < schema model section < "
+               "--config_path file (common, data set, then model section) < command line.")
     parser.add_argument("-h", "--help", action="store_true", help="show this message and exit")
     parser.add_argument("--config_path", metavar="FILE", help=(
         f"YAML config file; keys it leaves out take the values of {schema_shown} "

@@ -561,7 +561,7 @@ def test_progress_reports_rate_and_eta():
     shown = progress.Progress("criteo pass 2/2", total_lines=1000, every=0.0, log=out.append)
     shown.update(250)
     shown.done(1000)
-    assert "criteo pass 2/2: 250 lines (25.0 %)" in out[0] and "lines/s, ETA 0h00m" in out[0]
+    assert "criteo pass 2/2: 250 lines (25.0 %)" in out[0] and "lines/s, ETA 0:00:0" in out[0]
     assert "done, 1,000 lines in" in out[-1]
     by_bytes = progress.Progress("pass 1/2", total_bytes=400, every=0.0, log=out.append)
     by_bytes.update(10, 100)

@@ -17,6 +17,7 @@ from src import faults
 from src.engine import checkpoint
 from src.fileio import write_text_atomic
 from src.metrics import format_metrics
+from src.clock import hms
 
 
 class TrainState:
@@ -54,11 +55,6 @@ class Callback:
         pass
 
 
-def _fmt_seconds(seconds):
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 class ProgressLogger(Callback):
     """Loss, step time, throughput and ETA every ``every_steps`` steps, and an
     epoch summary (the loss and time monitors)."""
@@ -83,7 +79,7 @@ class ProgressLogger(Callback):
         rate = (time.time() - self._t0) / self._steps_done
         self.print(f"epoch {state.epoch}/{state.epochs} step {state.step_in_epoch}/"
                    f"{state.steps_per_epoch} loss {state.loss:.6f} | {per_step * 1000:.3f} ms/step, "
-                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {_fmt_seconds(left * rate)}",
+                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {hms(left * rate)}",
                    flush=True)
 
     def on_epoch_end(self, trainer, state):

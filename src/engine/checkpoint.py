@@ -23,16 +23,13 @@ import numpy as np
 
 from src import faults
 from src.fileio import replace_atomic
+from src.engine.errors import CheckpointError
 
 META_KEYS = ("model", "epoch", "global_step", "config", "data_fingerprint",
              "encoding_fingerprint")
 FORMAT = 2          # 2: CRC, config and fingerprints
 # Stored with a prefix: the optimizer has a parameter named global_step.
 _META_PREFIX = "zoo_meta_"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used for the requested network."""
 
 
 def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fingerprint=None,

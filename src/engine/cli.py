@@ -44,8 +44,7 @@ def run_main(main, argv=None):
     """Run ``main(argv)``; expected failures print ``error: ...`` and exit
     non-zero without a traceback."""
     from src.config import ConfigError
-    from src.engine.checkpoint import CheckpointError
-    from src.engine.trainer import TrainingDiverged
+    from src.engine.errors import CheckpointError, TrainingDiverged
     from src.fileio import BusyError
     bad_input = (ConfigError, CheckpointError, ValueError, BusyError)
     try:

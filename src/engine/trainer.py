@@ -15,11 +15,7 @@ from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN, infinite or far above its early level, or a weight
-    stopped being finite."""
+from src.engine.errors import TrainingDiverged
 
 
 def nonfinite_parameters(cell):

@@ -1,6 +1,8 @@
 """Progress lines (lines done, rate, ETA) and step timings of a conversion."""
 import time
 
+from src.clock import hms
+
 
 class Progress:
     """Prints lines done, lines/s and the ETA every ``every`` seconds; ``what``
@@ -37,11 +39,6 @@ class Progress:
         rate = lines / max(elapsed, 1e-9)
         self.log(f"{self.what}: done, {lines:,} lines in {elapsed:.1f} s ({rate:,.0f} lines/s)")
         return rate
-
-
-def hms(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
 class Clock:

@@ -1,0 +1,8 @@
+"""Durations as people read them: one format for every ETA and elapsed time
+the converters and the trainer print."""
+
+
+def hms(seconds):
+    """``h:mm:ss`` of a number of seconds (negative counts as 0)."""
+    seconds = int(round(max(float(seconds), 0.0)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
