@@ -62,7 +62,7 @@ def main(argv=None):
 def _train(cfg, cluster, spec, fmap, prefix, folder):
     from src.engine import checkpoint
     from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
-                                      PeriodicCheckpoint, ProgressLogger)
+                                      PeriodicCheckpoint, ProgressLogger, StepLog)
     from src.engine.setup import build_network, split_reader
     from src.engine.trainer import Trainer
     resume_path = _resume_checkpoint(cfg, prefix)
@@ -95,6 +95,8 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         best_ckpt,
         EarlyStopping(cfg.monitor, cfg.early_stopping_patience, log_path=log_path),
         MetricsLog(log_path, active=cluster.is_main),
+        StepLog(os.path.join(cfg.output_path, "steps.jsonl"),
+                active=cluster.is_main and bool(cfg.step_log)),
         PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
                            cfg.keep_checkpoint_max, active=saving),
     ]

@@ -15,6 +15,7 @@ import time
 
 from src import faults
 from src.engine import checkpoint
+from src.engine.jsonl import append_lines as _append_line, read_metrics_log
 from src.fileio import write_text_atomic
 from src.metrics import format_metrics
 from src.clock import hms
@@ -134,51 +135,45 @@ class MetricsLog(Callback):
         faults.point("metrics.appended")
 
 
-def _append_line(path, line):
-    """Append one line in one write (O_APPEND), flushed to disk; a file that
-    a kill left without its final newline gets one first."""
-    data = line.encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class StepLog(Callback):
+    """Every training step's loss and learning rate, with the epoch, the step
+    and the time: one JSON line each in ``path`` (``steps.jsonl``), appended
+    in batches of ``flush_every`` lines and at every epoch's end. On resume
+    the lines after the resumed step are dropped, as :class:`MetricsLog` does."""
 
+    def __init__(self, path, flush_every=200, active=True):
+        self.path, self.flush_every, self.active = path, max(int(flush_every), 1), active
+        self._lines = []
 
-_NOTED = set()
+    def on_train_begin(self, trainer):
+        if not self.active:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        start = trainer.start_epoch * trainer.steps_per_epoch
+        kept = [r for r in read_metrics_log(self.path) if r.get("global_step", 0) <= start]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._lines = []
 
+    def on_step_end(self, trainer, state):
+        if not self.active:
+            return
+        lr = float(trainer.lr[min(state.global_step, len(trainer.lr)) - 1])
+        self._lines.append(json.dumps({
+            "epoch": state.epoch, "step": state.step_in_epoch, "global_step": state.global_step,
+            "loss": state.loss, "lr": lr, "time": round(time.time(), 3)}) + "\n")
+        if len(self._lines) >= self.flush_every:
+            self._flush()
 
-def read_metrics_log(path, printer=print):
-    """The records of a metrics log (empty if absent). A last line cut by a
-    kill is skipped with a note; any other unreadable line is an error that
-    names the file and the line."""
-    if not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().split("\n")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or "epoch" not in record:
-                raise ValueError("not a metrics record")
-        except ValueError as exc:
-            if number == len(lines) or all(not rest.strip() for rest in lines[number:]):
-                if (path, number) not in _NOTED:         # said once, not by every reader
-                    _NOTED.add((path, number))
-                    printer(f"note: {path}: line {number} is incomplete (a write was cut); "
-                            "skipped", flush=True)
-                continue
-            raise ValueError(f"{path}: line {number} is not a metrics record ({exc}); "
-                             "fix or remove that line") from None
-        records.append(record)
-    return records
+    def on_epoch_end(self, trainer, state):
+        self._flush()
+
+    def on_train_end(self, trainer, state):
+        self._flush()
+
+    def _flush(self):
+        if self.active and self._lines:
+            _append_line(self.path, "".join(self._lines), sync=False)
+            self._lines = []
 
 
 def _better(value, best, mode):

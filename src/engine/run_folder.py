@@ -20,7 +20,7 @@ from src.fileio import OwnerLock, remove_stale_temps, write_json_atomic
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-_MOVED = (RUN_FILE, "config.yaml")       # moved aside with the results by --replace_run
+_MOVED = (RUN_FILE, "config.yaml", "steps.jsonl")   # moved aside with the results by --replace_run
 
 
 class RunFolderError(ValueError):
