@@ -31,6 +31,7 @@ class Trial:
     epochs: int = 2
     data_scale: float = 0.1         # of the data set's synthetic default size
     prepare_args: tuple = ()        # overrides for prepare_data.py
+    data_seed: int = 5              # of the generated raw files
     # overrides that make training deterministic (e.g. no dropout: after a resume
     # a dropout op draws other masks than the uninterrupted run), for the resume test
     deterministic_args: tuple = ()
@@ -50,6 +51,8 @@ class ModelSpec:
     export_overrides: dict = None
     # the small run the contract tests make on generated data
     trial: Trial = None
+    # the run scripts/quickstart.sh makes (a few minutes on 2 cores); default: the trial
+    quick_start: Trial = None
     # the benchmark's cases (bench/run.py): training batch sizes, the large predict batch
     bench_train_batches: tuple = (256,)
     bench_predict_batch: int = 1024

@@ -53,7 +53,7 @@ class Runs:
         name = spec.dataset.name
         if name not in self.raw:
             path = str(self.base / "raw" / name)
-            spec.dataset.synthetic(path, seed=5, scale=spec.trial.data_scale)
+            spec.dataset.synthetic(path, seed=spec.trial.data_seed, scale=spec.trial.data_scale)
             self.raw[name] = path
         return self.raw[name]
 

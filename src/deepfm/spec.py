@@ -17,7 +17,10 @@ TRIAL = Trial(args=("--embedding_dim", "8", "--deep_units", "32,32", "--batch_si
               expect={"click_auc": 0.7}, epochs=2, data_scale=0.24,
               prepare_args=("--min_count", "3"), deterministic_args=("--dropout", "0.0"))
 
+QUICK_START = Trial(args=("--learning_rate", "0.002", "--log_every_steps", "20"),
+                    expect={"click_auc": 0.7}, epochs=3, data_scale=1.0, data_seed=7)
+
 SPEC = ModelSpec(name="deepfm", title="DeepFM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
                  bench_train_batches=(1024, 16000), bench_predict_batch=16384,
-                 trial=TRIAL)
+                 trial=TRIAL, quick_start=QUICK_START)

@@ -16,7 +16,10 @@ TRIAL = Trial(args=("--embedding_dim", "8", "--bottom_units", "32,8", "--top_uni
               expect={"click_auc": 0.7}, epochs=2, data_scale=0.24,
               prepare_args=("--split", "random"))
 
+QUICK_START = Trial(args=("--log_every_steps", "200"), expect={"click_auc": 0.7}, epochs=2,
+                    data_scale=1.0, data_seed=7)
+
 SPEC = ModelSpec(name="dlrm", title="DLRM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
                  bench_train_batches=(128, 2048), bench_predict_batch=16384,
-                 trial=TRIAL)
+                 trial=TRIAL, quick_start=QUICK_START)

@@ -25,8 +25,12 @@ TRIAL = Trial(args=("--num_experts", "4", "--conv_channels", "4,8", "--expert_un
                     "--learning_rate", "0.003", "--log_every_steps", "1000"),
               expect={"left_accuracy": 0.5, "right_accuracy": 0.5}, epochs=3, data_scale=0.1)
 
+QUICK_START = Trial(args=("--log_every_steps", "10"),
+                    expect={"left_accuracy": 0.6, "right_accuracy": 0.6}, epochs=3,
+                    data_scale=0.5, data_seed=7)
+
 SPEC = ModelSpec(name="dselect_k", title="DSelect-k", dataset=MULTIMNIST,
                  build_network=build_network, capabilities=frozenset({"regularised"}),
                  reg_schedule=reg_schedule, export_overrides={"conv_impl": "native"},
                  bench_train_batches=(256,), bench_predict_batch=1024,
-                 trial=TRIAL)
+                 trial=TRIAL, quick_start=QUICK_START)

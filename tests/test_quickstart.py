@@ -1,0 +1,40 @@
+"""scripts/quickstart.sh for every registered model, at the contract trial's
+sizes (QUICKSTART_SMALL=1): generate, convert, train, evaluate, draw, export
+and run the C++ program; it ends with the metrics line, and the C++ results
+score what eval.py reports."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from src.registry import model_names
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_quickstart_runs_the_whole_job(name, tmp_path):
+    work = tmp_path / "qs"
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), name, str(work)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env=dict(os.environ, QUICKSTART_SMALL="1", GLOG_v="3"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("result (test split,") and f"{work}/output/best_" in last
+    out = work / "output"
+    assert {"metrics.jsonl", "steps.jsonl", "curves.png", "run.json"} <= set(os.listdir(out))
+    with open(work / "infer" / "acc.log") as fh:
+        cpp = json.loads(fh.read().splitlines()[1])
+    evaluated = [f for f in os.listdir(out) if f.startswith("eval_") and f.endswith("_test.json")]
+    with open(out / evaluated[0]) as fh:
+        metrics = json.load(fh)["metrics"]
+    assert set(cpp) == set(metrics)
+    for key, value in metrics.items():
+        assert cpp[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_an_unknown_model_is_named():
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), "resnet", "w"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "MODEL must be one of" in done.stderr
