@@ -82,3 +82,31 @@ def test_inactive_writers_write_nothing(tmp_path):
     best = BestCheckpoint(str(tmp_path), ["avg_auc"], active=False, printer=lambda *a, **k: None)
     _run([best, MetricsLog(str(tmp_path / "m.jsonl"), active=False)], FakeTrainer(), HISTORY)
     assert os.listdir(tmp_path) == []
+
+
+def test_eta_leaves_out_compilation_and_counts_validation():
+    """Step 1 takes 20 s (the graph compiles), every other step 1 s, each
+    validation 5 s: the ETA is the steps left at 1 s plus 5 s per validation left."""
+    from src.engine.callbacks import ProgressLogger
+    now = [0.0]
+    lines = []
+    logger = ProgressLogger(every_steps=5, printer=lambda text, flush=True: lines.append(text),
+                            clock=lambda: now[0])
+    state = TrainState(epochs=3, steps_per_epoch=10, batch_size=4)
+    logger.on_train_begin(None)
+    for epoch in (1, 2):
+        state.epoch, state.step_in_epoch, state.epoch_start = epoch, 0, now[0]
+        for step in range(1, 11):
+            now[0] += 20.0 if (epoch, step) == (1, 1) else 1.0
+            state.step_in_epoch = step
+            state.loss = 0.5
+            logger.on_step_end(None, state)
+        logger.on_epoch_end(None, state)
+        now[0] += 5.0                                     # the validation of this epoch
+        state.val_seconds = state.val_seconds_now = 5.0
+    etas = [line.split("ETA ")[1] for line in lines if "ETA" in line]
+    # epoch 1, step 5: 25 steps left at 1 s; no validation timed yet
+    assert etas[0] == "0:00:25"
+    # epoch 2, step 5: 15 steps at 1 s (the 5 s of validation is not pace) + 2 validations
+    assert etas[2] == "0:00:25"
+    assert etas[3] == "0:00:20"                           # epoch 2 done: 10 steps + 2 x 5 s

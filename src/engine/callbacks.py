@@ -36,6 +36,9 @@ class TrainState:
         self.stop = False
         self.stop_reason = None
         self.lr = None
+        self.eval_every = 1             # set by the Evaluator: validation every N epochs
+        self.val_seconds = None         # the duration of the last validation
+        self.val_seconds_now = 0.0      # of this epoch's validation (0 when there was none)
 
     @property
     def epoch_loss(self):
@@ -58,33 +61,50 @@ class Callback:
 
 class ProgressLogger(Callback):
     """Loss, step time, throughput and ETA every ``every_steps`` steps, and an
-    epoch summary (the loss and time monitors)."""
+    epoch summary (the loss and time monitors).
 
-    def __init__(self, every_steps=100, printer=print):
+    The ETA counts the steps left at the pace measured since the first step
+    of this run (the first one also compiles the graph) and the validations
+    left at the duration of the last one (``state.val_seconds``, set by the
+    :class:`Evaluator`)."""
+
+    def __init__(self, every_steps=100, printer=print, clock=time.time):
         self.every = max(int(every_steps), 1)
-        self.print = printer
-        self._t0 = None
+        self.print, self.clock = printer, clock
+        self._first = None
 
     def on_train_begin(self, trainer):
-        self._t0 = time.time()
-        self._steps_done = 0
+        self._first, self._steps_done, self._val_in_pace = None, 0, 0.0
 
     def on_step_end(self, trainer, state):
+        now = self.clock()
         self._steps_done += 1
+        if self._first is None:         # the pace is measured from here: compilation left out
+            self._first, self._val_in_pace = now, 0.0
+        elif state.step_in_epoch == 1:  # the last epoch's validation ran since the last step
+            self._val_in_pace += state.val_seconds_now
         if state.step_in_epoch % self.every and state.step_in_epoch != state.steps_per_epoch:
             return
-        elapsed = time.time() - state.epoch_start
+        elapsed = now - state.epoch_start
         per_step = elapsed / state.step_in_epoch
         left = (state.steps_per_epoch - state.step_in_epoch) + \
             (state.epochs - state.epoch) * state.steps_per_epoch
-        rate = (time.time() - self._t0) / self._steps_done
         self.print(f"epoch {state.epoch}/{state.epochs} step {state.step_in_epoch}/"
                    f"{state.steps_per_epoch} loss {state.loss:.6f} | {per_step * 1000:.3f} ms/step, "
-                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {hms(left * rate)}",
+                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {hms(self.eta(state, now, left))}",
                    flush=True)
 
+    def eta(self, state, now, steps_left):
+        """Seconds left: the steps at the measured pace plus the validations."""
+        paced = self._steps_done - 1
+        rate = (now - self._first - self._val_in_pace) / paced if paced > 0 else 0.0
+        every = max(int(state.eval_every), 1)
+        evals = sum(1 for e in range(state.epoch, state.epochs + 1)
+                    if e % every == 0 or e == state.epochs)
+        return steps_left * rate + evals * (state.val_seconds or 0.0)
+
     def on_epoch_end(self, trainer, state):
-        took = time.time() - state.epoch_start
+        took = self.clock() - state.epoch_start
         self.print(f"epoch {state.epoch} done: mean loss {state.epoch_loss:.6f}, epoch time "
                    f"{took:.1f} s, per step time {took / state.steps_per_epoch * 1000:.3f} ms",
                    flush=True)
@@ -98,13 +118,14 @@ class Evaluator(Callback):
         self.dataset, self.every, self.print = dataset, max(int(every_epochs), 1), printer
 
     def on_epoch_end(self, trainer, state):
-        state.val_metrics = None
+        state.val_metrics, state.val_seconds_now, state.eval_every = None, 0.0, self.every
         if state.epoch % self.every and state.epoch != state.epochs:
             return
         start = time.time()
         state.val_metrics = trainer.evaluate(self.dataset)
+        state.val_seconds = state.val_seconds_now = time.time() - start
         self.print(f"validation epoch {state.epoch}: {format_metrics(state.val_metrics)} "
-                   f"({time.time() - start:.1f} s)", flush=True)
+                   f"({state.val_seconds:.1f} s)", flush=True)
 
 
 class MetricsLog(Callback):
