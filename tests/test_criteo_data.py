@@ -487,6 +487,17 @@ def test_cli(tmp_path, capsys):
                              text=True, cwd=ROOT, env=dict(os.environ, GLOG_v="3"), timeout=120)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.startswith("error: ") and "nope" in missing.stderr
+    # --skip_malformed alone or with a value, spelled as prepare_data.py spells it
+    (tmp_path / "train.txt").write_text((tmp_path / "train.txt").read_text() + "2\tbad\n")
+    for flag, skips in ((["--skip_malformed"], True), (["--skip_malformed", "True"], True),
+                        (["--skip_malformed=no"], False)):
+        argv = ["--raw_data_path", str(tmp_path), "--data_path", str(out), "--max_ind_range", "100"]
+        if skips:
+            assert criteo.main(argv + flag) == 0
+            assert criteo.load_feature_map(str(out))["malformed_lines"]["count"] == 1
+        else:
+            with pytest.raises(CriteoFormatError, match="line 51"):
+                criteo.main(argv + flag)
 
 
 # --------------------------------------------------------------------------------------------

@@ -329,6 +329,16 @@ def cat_values(vocabulary, cat_ids):
     return out
 
 
+def _flag(text):
+    """A boolean option's value, spelled as the config loader reads it."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "y", "on"):
+        return True
+    if value in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Convert Criteo click logs (Kaggle train.txt or Terabyte day_N files, plain or "
@@ -363,8 +373,10 @@ def main(argv=None):
                         help=f"rows per MindRecord file at most (default {DEFAULT_SHARD_ROWS})")
     parser.add_argument("--block_rows", type=int, default=1024,
                         help="rows per MindRecord record (default 1024)")
-    parser.add_argument("--skip_malformed", action="store_true",
-                        help="skip and count malformed lines instead of stopping at the first")
+    parser.add_argument("--skip_malformed", nargs="?", const=True, default=False, type=_flag,
+                        metavar="BOOL",
+                        help="skip and count malformed lines instead of stopping at the first "
+                             "(--skip_malformed alone or with true/false, as prepare_data.py)")
     parser.add_argument("--chunk_mb", type=float, default=1.0,
                         help="text read per chunk in MB (default 1; larger is slower: cache)")
     parser.add_argument("--progress_seconds", type=float, default=10.0,

@@ -7,7 +7,7 @@ class is fully determined by the glyph, so a model that learns reaches high
 accuracy; MultiMNIST composites of these digits keep that property for both
 tasks. The files are real IDX files (gzip'd), read by the same code as MNIST.
 
-    python -m src.synth.mnist --out_dir data/mnist_synth --train 6000 --test 1000
+    python -m src.synth.mnist --output_dir data/mnist_synth --train 6000 --test 1000
 """
 import argparse
 import os
@@ -60,7 +60,8 @@ def generate_idx(out_dir, train=6000, test=1000, seed=1, glyph_seed=7):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out_dir", required=True, help="folder for the four .gz IDX files")
+    parser.add_argument("--output_dir", "--out_dir", dest="out_dir", required=True,
+                        help="folder for the four .gz IDX files (as the other generators)")
     parser.add_argument("--train", type=int, default=6000, help="training digits")
     parser.add_argument("--test", type=int, default=1000, help="test digits")
     parser.add_argument("--seed", type=int, default=1, help="seed of shifts, intensities and noise")
