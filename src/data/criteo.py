@@ -22,7 +22,8 @@ their count and the first few (file, line, reason) are printed and recorded in
 the feature map. Nothing is dropped silently.
 
 Conversion streams the files twice in chunks of whole lines (see
-"Processes" below), so memory holds the vocabularies, never the rows:
+"Processes" below), so memory holds the vocabularies, never the rows
+(the time split of one file first counts its lines: pass 0):
 
 * pass 1 counts the lines of every file and, unless hashing, the frequency of
   every categorical value per field over the TRAINING rows only;
