@@ -9,13 +9,14 @@ in ``--output_path`` when given.
 import os
 import sys
 
-from src.config import load_config
+from src.config import help_for, load_config
 from src.engine.cli import run_main
 from src.fileio import write_json_atomic
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv, shown=help_for((
+        "data_path", "ckpt_file", "eval_split", "eval_batch_size", "output_path")))
     # MindSpore loads only now: --help and bad options answer at once
     from src.engine.evaluation import evaluate
     from src.metrics import format_metrics

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from src.config import load_config
+from src.config import help_for, load_config
 from src.engine.cli import run_main
 from src.fileio import remove_stale_temps, replace_atomic
 
@@ -43,7 +43,8 @@ def check_mindir(path, predictor, arrays):
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv, shown=help_for((
+        "data_path", "ckpt_file", "file_name", "file_format", "export_batch_size")))
     # MindSpore loads only now: --help and bad options answer at once
     import mindspore as ms
     from src.pipeline import trained_network

@@ -28,7 +28,8 @@ def collect(infer_data_path, result_path):
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv,
+                      shown=lambda key, kind: key in ("infer_data_path", "result_path"))
     from src.metrics import format_metrics, task_metrics   # after the options: fast --help
     probs, labels, manifest = collect(cfg.infer_data_path, cfg.result_path)
     metrics = task_metrics(probs, labels, manifest["tasks"], manifest["task_type"])

@@ -26,11 +26,16 @@ import sys
 
 from src.config import load_config, require_path
 from src.engine.cli import run_main
+from src.datasets import DATASETS
 from src.registry import get_model_spec
+
+CONVERT_KEYS = {"model", "seed", "raw_data_path", "data_path"}.union(
+    *(d.convert_keys for d in DATASETS.values()))
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv,
+                      shown=lambda key, kind: key in CONVERT_KEYS)
     require_path(cfg, "raw_data_path", kind="dir")
     fmap = get_model_spec(cfg.model).prepare_data(cfg)
     print(f"splits {fmap.get('splits')} and feature_map.json written to {cfg.data_path}",

@@ -26,7 +26,8 @@ def _pad(array, rows):
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv, shown=lambda key, kind: key in (
+        "model", "data_path", "ckpt_file", "eval_split", "export_batch_size", "infer_data_path"))
     # MindSpore loads only now: --help and bad options answer at once
     from src.engine import checkpoint
     from src.engine.setup import split_reader

@@ -10,6 +10,11 @@ from src.engine.cli import run_main
 from src.engine.errors import TrainingDiverged
 
 
+# keys of evaluation, export and inference: --help leaves them out
+NOT_USED = ("ckpt_file", "eval_split", "file_name", "file_format", "export_batch_size",
+            "infer_data_path", "result_path")
+
+
 def _resume_checkpoint(cfg, prefix):
     """The newest periodic checkpoint to resume from (the run folder was
     claimed: it holds this model's run on this data, or none)."""
@@ -24,7 +29,7 @@ def _resume_checkpoint(cfg, prefix):
 
 
 def main(argv=None):
-    cfg = load_config(description=__doc__, argv=argv)
+    cfg = load_config(description=__doc__, argv=argv, shown=lambda key, kind: key not in NOT_USED)
     # MindSpore loads only now: --help and bad options answer at once
     from src.engine.distributed import init_cluster, scale_for_cluster
     from src.engine.run_folder import RunFolder

@@ -202,12 +202,21 @@ distribute_msrun() {
   cd "$REPO_ROOT"
   log_header "$ckpt/log/msrun.log" msrun
   # msrun starts "python" from PATH: _common.sh put the project's environment first
-  if ! msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port"       --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}"       train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA"       --output_path "$ckpt" "${EXTRA_ARGS[@]}" >> "$ckpt/log/msrun.log" 2>&1; then
+  msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" \
+    --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}" \
+    train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA" \
+    --output_path "$ckpt" "${EXTRA_ARGS[@]}" >> "$ckpt/log/msrun.log" 2>&1 &
+  local runner=$! status=0
+  # rank 0's progress on the console while the job runs (every rank's log stays in log/)
+  tail -F -n 0 --pid="$runner" "$ckpt/log/worker_0.log" 2>/dev/null \
+    | grep --line-buffered -v '^\[' | sed -u 's/^/rank 0: /' || true
+  wait "$runner" || status=$?
+  if [[ $status -ne 0 ]]; then
     report_failed_workers "$ckpt/log"
     exit 1
   fi
-  grep -v '^\[' "$ckpt/log/worker_0.log" | tail -n 3
 }
+
 
 # run_standalone train|eval DEVICE DEFAULT_CONFIG ARGS... [-- EXTRA PYTHON OPTIONS]
 run_standalone() {

@@ -127,7 +127,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=34)
 
 
-def _print_help(schema, model, values, types, description, schema_shown, loaded):
+def _print_help(schema, model, values, types, description, schema_shown, loaded, shown=None):
     parser = argparse.ArgumentParser(
         description=description, formatter_class=_Formatter, add_help=False,
         usage="%(prog)s [-h] [--config_path FILE] [--model NAME] [--KEY VALUE ...]",
@@ -153,7 +153,15 @@ def _print_help(schema, model, values, types, description, schema_shown, loaded)
         groups.append((f"{model} options", own,
                        f"The '{model}' section; its keys override common and data set "
                        "options of the same name."))
+    kinds = ["common", "dataset", "model"] if shared else ["common", "model"]
+    groups = [(title, [k for k in keys if shown is None or shown(k, kind)], text)
+              for (title, keys, text), kind in zip(groups, kinds)]
+    if shown is not None:
+        parser.epilog += ("\nListed: the options this command uses; it accepts every key of "
+                          "the config (python train.py --help lists them all).")
     for title, keys, text in groups:
+        if not keys:
+            continue
         group = parser.add_argument_group(title, text)
         for key in keys:
             t = types[key]
@@ -168,12 +176,15 @@ def _print_help(schema, model, values, types, description, schema_shown, loaded)
     parser.print_help()
 
 
-def parse_config(argv=None, config_path=None, schema_path=None, description=None, datasets=None):
+def parse_config(argv=None, config_path=None, schema_path=None, description=None, datasets=None,
+                 shown=None):
     """Build the effective :class:`Config` from the schema, the loaded file and
     ``argv`` (default ``sys.argv[1:]``). The loaded file is ``--config_path``
     from argv, else ``config_path``, else the schema itself. ``datasets``:
     ``{model: data set}`` (default: the model registry's). ``--help``
-    prints usage and raises SystemExit(0); any problem raises ConfigError."""
+    prints usage (the keys for which ``shown(key, kind)`` holds, kind being
+    "common", "dataset" or "model"; default all) and raises SystemExit(0);
+    any problem raises ConfigError."""
     argv = sys.argv[1:] if argv is None else list(argv)
     pairs, want_help = _tokenize(argv)
     cli_path = next((v for k, v in reversed(pairs) if k == "config_path"), None)
@@ -217,7 +228,7 @@ def parse_config(argv=None, config_path=None, schema_path=None, description=None
     if model is not None:
         values["model"] = model
     if want_help:
-        _print_help(schema, model, values, types, description, schema_shown, loaded)
+        _print_help(schema, model, values, types, description, schema_shown, loaded, shown)
         raise SystemExit(0)
 
     for name, text in pairs:
@@ -251,14 +262,27 @@ def parse_config(argv=None, config_path=None, schema_path=None, description=None
                   cli_keys={k for k, _ in pairs if k != "config_path"}, argv=argv)
 
 
-def load_config(description=None, argv=None, config_path=None):
+def load_config(description=None, argv=None, config_path=None, shown=None):
     """parse_config for entry points: a ConfigError prints ``error: ...`` to
-    stderr and exits with status 2; ``--help`` prints usage and exits 0."""
+    stderr and exits with status 2; ``--help`` prints usage (the keys
+    ``shown`` selects, see :func:`parse_config`) and exits 0."""
     try:
-        return parse_config(argv, config_path=config_path, description=description)
+        return parse_config(argv, config_path=config_path, description=description, shown=shown)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+# keys of where and how a process runs, which every MindSpore entry point uses
+RUNTIME_KEYS = ("model", "device_target", "device_id", "mode", "seed", "deterministic",
+                "cpu_threads", "amp_level")
+
+
+def help_for(common=(), sections=True):
+    """A ``shown`` selection for an entry point's --help: the runtime keys,
+    ``common`` and (``sections``) the data set's and the model's sections."""
+    wanted = set(RUNTIME_KEYS) | set(common)
+    return lambda key, kind: key in wanted or (sections and kind != "common")
 
 
 def config_for_model(cfg, model):

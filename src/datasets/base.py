@@ -28,6 +28,7 @@ class DataSet:
     input_signature: Callable       # feature map -> [(name, numpy dtype, shape without batch)]
     task_names: Callable            # feature map -> list of task names
     synthetic: Callable             # (raw_dir, seed, scale) -> raw files in the real format
+    convert_keys: tuple = ()        # the config keys convert reads (besides the paths and seed)
     task_type: str = "binary"       # "binary": (B, T) logits; "multiclass": (B, T, C)
     # feature map -> per-sample shape of the predictor's output; default (tasks,)
     output_shape: Callable = None

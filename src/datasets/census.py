@@ -35,4 +35,5 @@ CENSUS = DataSet(
     convert=_convert, load_feature_map=_load, make_batch=_make_batch,
     input_signature=lambda fmap: [("x", np.float32, (fmap["input_dim"],))],
     task_names=lambda fmap: list(fmap["tasks"]),
-    synthetic=_synthetic)
+    synthetic=_synthetic,
+    convert_keys=("keep_instance_weight", "val_fraction", "block_rows"))

@@ -39,4 +39,7 @@ CRITEO = DataSet(
     input_signature=lambda fmap: [("cat", np.int32, (fmap["num_cat"],)),
                                   ("dense", np.float32, (fmap["num_dense"],))],
     task_names=lambda fmap: ["click"],
-    synthetic=_synthetic)
+    synthetic=_synthetic,
+    convert_keys=("min_count", "max_ind_range", "dense_transform", "split",
+                  "val_fraction", "test_fraction", "days", "shard_rows", "block_rows",
+                  "skip_malformed"))

@@ -35,4 +35,6 @@ MULTIMNIST = DataSet(
     input_signature=lambda fmap: [("image", np.float32, tuple(fmap["image_shape"]))],
     task_names=lambda fmap: list(fmap["tasks"]),
     synthetic=_synthetic, task_type="multiclass",
-    output_shape=lambda fmap: (len(fmap["tasks"]), fmap["num_classes"]))
+    output_shape=lambda fmap: (len(fmap["tasks"]), fmap["num_classes"]),
+    convert_keys=("source", "val_fraction", "pairs_per_image", "max_shift",
+                  "block_rows"))
