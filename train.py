@@ -69,6 +69,7 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
     from src.engine.callbacks import (BestCheckpoint, EarlyStopping, Evaluator, MetricsLog,
                                       PeriodicCheckpoint, ProgressLogger, StepLog)
     from src.engine.setup import build_network, split_reader
+    from src.engine.summary import SummaryLog
     from src.engine.trainer import Trainer
     resume_path = _resume_checkpoint(cfg, prefix)
     network = build_network(spec, cfg, fmap)
@@ -94,6 +95,8 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
     saving = bool(cfg.save_checkpoint) and cluster.is_main
     best_ckpt = BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path,
                                active=saving)
+    summary = SummaryLog(os.path.join(cfg.output_path, "summary"), cfg.log_every_steps,
+                         active=cluster.is_main and bool(cfg.summary))
     callbacks = [
         ProgressLogger(cfg.log_every_steps),
         Evaluator(val_data, cfg.eval_interval),
@@ -102,12 +105,16 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         MetricsLog(log_path, active=cluster.is_main),
         StepLog(os.path.join(cfg.output_path, "steps.jsonl"),
                 active=cluster.is_main and bool(cfg.step_log)),
+        summary,
         PeriodicCheckpoint(cfg.output_path, prefix, cfg.save_checkpoint_epochs,
                            cfg.keep_checkpoint_max, active=saving),
     ]
     if folder:
         folder.start()
-    state = trainer.fit(train_data, callbacks)
+    try:
+        state = trainer.fit(train_data, callbacks)
+    finally:
+        summary.close()                 # the summary writer's processes end with the run
     if folder:
         folder.set_status("finished", epoch=state.epoch, stop_reason=state.stop_reason)
     best = best_ckpt.best

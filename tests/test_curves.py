@@ -91,3 +91,38 @@ def test_plot_and_report_name_a_folder_that_is_not_a_run(tmp_path):
         plot_entry.main([str(tmp_path / "missing")])
     with pytest.raises(ValueError, match="not a run folder"):
         report_entry.main([str(tmp_path)])
+
+
+def _summary_events(folder):
+    """``[(step, {tag: value})]`` of the summary records in ``folder``."""
+    import glob
+    import struct
+    from mindspore.train.summary_pb2 import Event
+    events = []
+    for path in glob.glob(str(folder / "*summary*")):
+        data = open(path, "rb").read()
+        pos = 0
+        while pos < len(data):
+            (size,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event()
+            event.ParseFromString(data[pos + 12:pos + 12 + size])
+            pos += 12 + size + 4
+            values = {v.tag: v.scalar_value for v in event.summary.value}
+            if values:
+                events.append((event.step, values))
+    return events
+
+
+def test_summary_records_for_mindspore_viewers(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train_entry.main(FAST + ["--data_path", data_dir, "--output_path", str(out),
+                                    "--epoch_size", "2", "--summary", "True",
+                                    "--log_every_steps", "4"]) == 0
+    events = _summary_events(out / "summary")
+    per_epoch = read_metrics_log(str(out / "metrics.jsonl"))[0]["global_step"]
+    losses = [(step, v["train/loss"]) for step, v in events if "train/loss" in v]
+    assert [s for s, _ in losses] == list(range(4, 2 * per_epoch + 1, 4))
+    epochs = [(step, v) for step, v in events if "val/avg_auc" in v]
+    assert [s for s, _ in epochs] == [per_epoch, 2 * per_epoch]
+    log = read_metrics_log(str(out / "metrics.jsonl"))
+    assert epochs[-1][1]["val/avg_auc"] == pytest.approx(log[-1]["val"]["avg_auc"], rel=1e-6)

@@ -20,7 +20,7 @@ from src.fileio import OwnerLock, remove_stale_temps, write_json_atomic
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-_MOVED = (RUN_FILE, "config.yaml", "steps.jsonl")   # moved aside with the results by --replace_run
+_MOVED = (RUN_FILE, "config.yaml", "steps.jsonl", "summary")   # moved aside by --replace_run
 
 
 class RunFolderError(ValueError):
@@ -85,7 +85,7 @@ class RunFolder:
         held = _run_entries(self.path)
         previous = read_run(self.path) if held else {}
         if held and replace:
-            self._move_aside(held + [f for f in _MOVED if os.path.isfile(os.path.join(self.path, f))])
+            self._move_aside(held + [f for f in _MOVED if os.path.exists(os.path.join(self.path, f))])
             previous, held = {}, []
         if held and not resume:
             what = (f"a {previous.get('status', 'earlier')} run of {previous['model']}"
