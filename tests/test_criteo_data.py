@@ -577,3 +577,27 @@ def test_progress_reports_rate_and_eta():
     by_bytes = progress.Progress("pass 1/2", total_bytes=400, every=0.0, log=out.append)
     by_bytes.update(10, 100)
     assert "(25.0 %)" in out[-1] and "ETA" in out[-1]
+
+
+def test_cli_takes_a_models_conversion_defaults(tmp_path):
+    """python -m src.data.criteo --model M converts as prepare_data.py --model M."""
+    from src.config import parse_config
+    from src.data.criteo_cli import CLI_DEFAULTS, fill_defaults
+    from src.registry import models_on
+    import argparse
+    for model in models_on("criteo"):
+        args = argparse.Namespace(**{key: None for key in CLI_DEFAULTS})
+        args.min_count = 3                                  # given: kept
+        fill_defaults(args, model)
+        cfg = parse_config(["--model", model])
+        assert args.min_count == 3 and args.split == cfg.split and args.days == cfg.days
+        assert args.val_fraction == cfg.val_fraction and args.block_rows == cfg.block_rows
+    args = argparse.Namespace(**{key: None for key in CLI_DEFAULTS})
+    fill_defaults(args)
+    assert vars(args) == CLI_DEFAULTS
+    write(tmp_path / "train.txt", random_lines(70, seed=12))
+    model = models_on("criteo")[0]
+    assert criteo.main(["--raw_data_path", str(tmp_path), "--data_path", str(tmp_path / "out"),
+                        "--model", model, "--max_ind_range", "50"]) == 0
+    fmap = criteo.load_feature_map(str(tmp_path / "out"))
+    assert fmap["split"]["mode"] == parse_config(["--model", model]).split

@@ -108,7 +108,6 @@ chunk counts them and one hash lookup per chunk encodes them.
 
     python -m src.data.criteo --raw_data_path data/criteo/train.txt --data_path data/criteo/mindrecord
 """
-import argparse
 import multiprocessing
 import os
 import re
@@ -330,71 +329,10 @@ def cat_values(vocabulary, cat_ids):
     return out
 
 
-def _flag(text):
-    """A boolean option's value, spelled as the config loader reads it."""
-    value = str(text).strip().lower()
-    if value in ("true", "1", "yes", "y", "on"):
-        return True
-    if value in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Convert Criteo click logs (Kaggle train.txt or Terabyte day_N files, plain or "
-                    "gzip) to sharded MindRecord splits plus feature_map.json for DeepFM and DLRM.")
-    parser.add_argument("--raw_data_path", required=True, nargs="+",
-                        help="train.txt, a folder holding train.txt / day_<N> files, or several "
-                             "files (Terabyte days, in time order)")
-    parser.add_argument("--data_path", required=True,
-                        help="output folder for the splits and feature_map.json")
-    parser.add_argument("--min_count", type=int, default=1,
-                        help="keep a categorical value seen at least this often in train; rarer values "
-                             "share id 0 (default 1: keep all, as the reference DLRM; the MindSpore "
-                             "DeepFM used 101)")
-    parser.add_argument("--max_ind_range", type=int, default=0,
-                        help="hash categorical values into this many ids per field instead of a "
-                             "vocabulary (0 = vocabulary, default; like DLRM's --max-ind-range)")
-    parser.add_argument("--dense_transform", choices=("log1p", "none"), default="log1p",
-                        help="dense features after negative/missing -> 0: log(1 + x) or as is "
-                             "(default log1p)")
-    parser.add_argument("--split", choices=("random", "time"), default="random",
-                        help="random: seeded per-line split by val/test fractions; time: the reference "
-                             "DLRM's, last day halved into test then val (default random)")
-    parser.add_argument("--val_fraction", type=float, default=0.1,
-                        help="random split: share of val lines (default 0.1)")
-    parser.add_argument("--test_fraction", type=float, default=0.1,
-                        help="random split: share of test lines (default 0.1)")
-    parser.add_argument("--days", type=int, default=7,
-                        help="time split of one file: number of equal consecutive days (default 7, "
-                             "as Kaggle); several files are one day each")
-    parser.add_argument("--seed", type=int, default=2020, help="seed of the random split (default 2020)")
-    parser.add_argument("--shard_rows", type=int, default=DEFAULT_SHARD_ROWS,
-                        help=f"rows per MindRecord file at most (default {DEFAULT_SHARD_ROWS})")
-    parser.add_argument("--block_rows", type=int, default=1024,
-                        help="rows per MindRecord record (default 1024)")
-    parser.add_argument("--skip_malformed", nargs="?", const=True, default=False, type=_flag,
-                        metavar="BOOL",
-                        help="skip and count malformed lines instead of stopping at the first "
-                             "(--skip_malformed alone or with true/false, as prepare_data.py)")
-    parser.add_argument("--chunk_mb", type=float, default=1.0,
-                        help="text read per chunk in MB (default 1; larger is slower: cache)")
-    parser.add_argument("--progress_seconds", type=float, default=10.0,
-                        help="seconds between progress lines (default 10)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes parsing and encoding beside the one reading and writing "
-                             f"(default: the usable CPUs, at most 4, here {default_workers()}; "
-                             "0: one process); the output does not depend on it")
-    args = parser.parse_args(argv)
-    raw = args.raw_data_path[0] if len(args.raw_data_path) == 1 else args.raw_data_path
-    convert(raw, args.data_path, min_count=args.min_count, max_ind_range=args.max_ind_range,
-            dense_transform=args.dense_transform, split=args.split,
-            val_fraction=args.val_fraction, test_fraction=args.test_fraction, days=args.days,
-            seed=args.seed, shard_rows=args.shard_rows, block_rows=args.block_rows,
-            skip_malformed=args.skip_malformed, chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
-            progress_seconds=args.progress_seconds, workers=args.workers)
-    return 0
+    """``python -m src.data.criteo``: see :mod:`src.data.criteo_cli`."""
+    from src.data.criteo_cli import main as cli_main
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
