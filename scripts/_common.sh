@@ -163,7 +163,7 @@ report_failed_workers() {
   # msrun notes "Worker process <pid> exit with exception. Error code: <code>";
   # train.py writes "rank <r> of <n>: pid <pid>" to its worker log
   while read -r pid code; do
-    log="$(grep -lE "^rank [0-9]+ of [0-9]+: pid $pid\$" "$dir"/worker_*.log 2>/dev/null | head -n 1 || true)"
+    log="$(grep -lE "^([0-9:]{8} )?rank [0-9]+ of [0-9]+: pid $pid\$" "$dir"/worker_*.log 2>/dev/null | head -n 1 || true)"
     if [[ -n "$log" ]]; then
       echo "error: $(basename "$log" .log) (pid $pid) exited with code $code; its log: $log" >&2
       grep -m 1 "^error: " "$log" | sed 's/^/    /' >&2 || true

@@ -58,4 +58,4 @@ if [[ $STEPS == 6 ]]; then
 fi
 echo "done: $TITLE on generated $DATASET data. Checkpoints, metrics.jsonl, steps.jsonl and"
 echo "  curves.png in $OUT; the C++ program's inputs, results and acc.log in $WORK/infer"
-grep "^result" "$WORK/eval.log"
+grep "result (" "$WORK/eval.log"

@@ -58,3 +58,22 @@ def test_each_command_lists_the_options_it_uses():
     # every key is still accepted: a full config file or a flag another command uses
     done, _ = _probe("postprocess.py", "--epoch_size", "3", "--infer_data_path", "/nonexistent")
     assert "unknown option" not in done.stderr and "EXIT 2" in done.stderr
+
+
+def test_output_lines_carry_the_time():
+    """run_main stamps every line an entry point prints (not its error lines)."""
+    import io
+    import re
+    from src.engine.cli import TimedLines
+    buffer = io.StringIO()
+    out = TimedLines(buffer)
+    print("one", file=out, flush=True)
+    print("two\nthree", file=out)
+    out.write("par")
+    out.write("tial\n")
+    print(file=out)
+    lines = buffer.getvalue().split("\n")
+    stamp = r"\d\d:\d\d:\d\d "
+    for line, text in zip(lines, ["one", "two", "three", "partial"]):
+        assert re.fullmatch(stamp + text, line), line
+    assert lines[4:] == ["", ""]                    # an empty line stays empty

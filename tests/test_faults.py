@@ -61,7 +61,7 @@ def _started_training(proc, timeout=120):
 
     def drain():
         for line in proc.stdout:
-            if line.startswith(f"model {MODEL} on"):
+            if f"model {MODEL} on" in line:
                 seen.set()
         seen.set()
     threading.Thread(target=drain, daemon=True).start()

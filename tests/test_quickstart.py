@@ -4,6 +4,7 @@ and run the C++ program; it ends with the metrics line, and the C++ results
 score what eval.py reports."""
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -21,7 +22,8 @@ def test_quickstart_runs_the_whole_job(name, tmp_path):
                           env=dict(os.environ, QUICKSTART_SMALL="1", GLOG_v="3"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("result (test split,") and f"{work}/output/best_" in last
+    assert re.match(r"\d\d:\d\d:\d\d result \(test split,", last), last   # a time on every line
+    assert f"{work}/output/best_" in last
     out = work / "output"
     assert {"metrics.jsonl", "steps.jsonl", "curves.png", "run.json"} <= set(os.listdir(out))
     with open(work / "infer" / "acc.log") as fh:

@@ -18,7 +18,7 @@ from src.engine import checkpoint
 from src.engine.jsonl import append_lines as _append_line, read_metrics_log
 from src.fileio import write_text_atomic
 from src.metrics import format_metrics
-from src.clock import hms, stamped
+from src.clock import hms
 
 
 class TrainState:
@@ -89,11 +89,10 @@ class ProgressLogger(Callback):
         per_step = elapsed / state.step_in_epoch
         left = (state.steps_per_epoch - state.step_in_epoch) + \
             (state.epochs - state.epoch) * state.steps_per_epoch
-        self.print(stamped(
-            f"epoch {state.epoch}/{state.epochs} step {state.step_in_epoch}/"
-            f"{state.steps_per_epoch} loss {state.loss:.6f} | {per_step * 1000:.3f} ms/step, "
-            f"{state.batch_size / per_step:,.0f} samples/s, ETA {hms(self.eta(state, now, left))}"),
-            flush=True)
+        self.print(f"epoch {state.epoch}/{state.epochs} step {state.step_in_epoch}/"
+                   f"{state.steps_per_epoch} loss {state.loss:.6f} | {per_step * 1000:.3f} ms/step, "
+                   f"{state.batch_size / per_step:,.0f} samples/s, ETA {hms(self.eta(state, now, left))}",
+                   flush=True)
 
     def eta(self, state, now, steps_left):
         """Seconds left: the steps at the measured pace plus the validations."""
@@ -106,9 +105,9 @@ class ProgressLogger(Callback):
 
     def on_epoch_end(self, trainer, state):
         took = self.clock() - state.epoch_start
-        self.print(stamped(f"epoch {state.epoch} done: mean loss {state.epoch_loss:.6f}, epoch "
-                           f"time {took:.1f} s, per step time "
-                           f"{took / state.steps_per_epoch * 1000:.3f} ms"), flush=True)
+        self.print(f"epoch {state.epoch} done: mean loss {state.epoch_loss:.6f}, epoch time "
+                   f"{took:.1f} s, per step time {took / state.steps_per_epoch * 1000:.3f} ms",
+                   flush=True)
 
 
 class Evaluator(Callback):
@@ -125,8 +124,8 @@ class Evaluator(Callback):
         start = time.time()
         state.val_metrics = trainer.evaluate(self.dataset)
         state.val_seconds = state.val_seconds_now = time.time() - start
-        self.print(stamped(f"validation epoch {state.epoch}: {format_metrics(state.val_metrics)} "
-                           f"({state.val_seconds:.1f} s)"), flush=True)
+        self.print(f"validation epoch {state.epoch}: {format_metrics(state.val_metrics)} "
+                   f"({state.val_seconds:.1f} s)", flush=True)
 
 
 class MetricsLog(Callback):

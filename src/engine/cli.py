@@ -11,6 +11,8 @@ import os
 import sys
 import traceback
 
+from src.clock import stamped
+
 # OS errors that are the machine's fault, not the input's
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS,
                       errno.EMFILE, errno.ENFILE}
@@ -40,9 +42,33 @@ def _disk_full(exc):
     return any(words in text for words in ("no space left", "disk full", "no free disk"))
 
 
+class TimedLines:
+    """A text stream that starts every line it writes with the wall-clock
+    time (``HH:MM:SS``): an entry point's standard output, so that every log
+    line tells when it happened. Everything else passes through."""
+
+    def __init__(self, stream):
+        self.stream, self._at_start = stream, True
+
+    def write(self, text):
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._at_start and piece not in ("\n", "\r\n"):
+                piece = stamped(piece)
+            out.append(piece)
+            self._at_start = piece.endswith("\n")
+        return self.stream.write("".join(out))
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def run_main(main, argv=None):
-    """Run ``main(argv)``; expected failures print ``error: ...`` and exit
-    non-zero without a traceback."""
+    """Run ``main(argv)`` with time-stamped output lines (:class:`TimedLines`);
+    expected failures print ``error: ...`` on stderr and exit non-zero without
+    a traceback."""
+    if not isinstance(sys.stdout, TimedLines):
+        sys.stdout = TimedLines(sys.stdout)
     from src.config import ConfigError
     from src.engine.errors import CheckpointError, TrainingDiverged
     from src.fileio import BusyError

@@ -1,7 +1,7 @@
 """Progress lines (lines done, rate, ETA) and step timings of a conversion."""
 import time
 
-from src.clock import hms, stamped
+from src.clock import hms
 
 
 class Progress:
@@ -32,13 +32,12 @@ class Progress:
             text += f" ({100 * frac:.1f} %), {rate:,.0f} lines/s, ETA {hms(eta)}"
         else:
             text += f", {rate:,.0f} lines/s"
-        self.log(stamped(text))
+        self.log(text)
 
     def done(self, lines):
         elapsed = time.monotonic() - self.start
         rate = lines / max(elapsed, 1e-9)
-        self.log(stamped(f"{self.what}: done, {lines:,} lines in {elapsed:.1f} s "
-                         f"({rate:,.0f} lines/s)"))
+        self.log(f"{self.what}: done, {lines:,} lines in {elapsed:.1f} s ({rate:,.0f} lines/s)")
         return rate
 
 
