@@ -24,7 +24,12 @@ class Run:
         if not self.epochs and not self.steps:
             raise ValueError(f"{path} holds no metrics.jsonl or steps.jsonl: not a run folder "
                              "(or a run that has not finished an epoch)")
-        self.model = None
+        self.model, self.monitor = None, None
+        config_file = os.path.join(path, "config.yaml")
+        if os.path.isfile(config_file):
+            import yaml
+            with open(config_file, encoding="utf-8") as fh:
+                self.monitor = (yaml.safe_load(fh) or {}).get("monitor")
         run_file = os.path.join(path, "run.json")
         if os.path.isfile(run_file):
             with open(run_file, encoding="utf-8") as fh:
@@ -55,11 +60,12 @@ class Run:
 
     def result(self, split="test"):
         """``(where, {metric: value})``: eval.py's result on ``split`` (of the
-        best checkpoint of the monitored metric when there are several), else
-        the best validation values."""
+        best checkpoint of the run's monitored metric when there are several),
+        else the best validation values."""
         on_split = {k: v for k, v in self.evals.items() if v.get("split") == split}
         if on_split:
-            key = sorted(on_split, key=lambda k: (not k.startswith("eval_best_avg"), k))[0]
+            preferred = f"eval_best_{self.monitor}_{split}"
+            key = sorted(on_split, key=lambda k: (k != preferred, k))[0]
             return key, dict(on_split[key]["metrics"])
         return "best validation", self.best_val()
 

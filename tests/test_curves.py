@@ -74,6 +74,10 @@ def test_report_gives_mean_and_std_over_runs(tmp_path, capsys):
     b = _fake_run(tmp_path / "b", [{"auc": 0.85, "logloss": 0.3}], evaluated={"auc": 0.85,
                                                                                "logloss": 0.35})
     c = _fake_run(tmp_path / "c", [{"auc": 0.60, "logloss": 0.7}, {"auc": 0.65, "logloss": 0.9}])
+    # a run evaluated twice: the checkpoint of its monitored metric (config.yaml) counts
+    with open(tmp_path / "a" / "eval_best_other_test.json", "w") as fh:
+        json.dump({"split": "test", "metrics": {"auc": 0.1, "logloss": 9.0}}, fh)
+    (tmp_path / "a" / "config.yaml").write_text("monitor: avg_auc\n")
     assert report_entry.main([a, b, c]) == 0
     text = capsys.readouterr().out
     # test results of a and b; c has none: its best validation (auc 0.65, log loss 0.7)
