@@ -49,6 +49,7 @@ class TimedLines:
 
     def __init__(self, stream):
         self.stream, self._at_start = stream, True
+        self.plain = stream             # for text that is not a log line (--help)
 
     def write(self, text):
         out = []
