@@ -120,6 +120,10 @@ def test_the_default_model_on_two_cpu_workers(tmp_path):
                   "--learning_rate", 0.01, "--warmup_epochs", 0.5)
     assert result.returncode == 0, result.stdout + result.stderr
     _check_data_parallel_run(out, 4000)
+    # rank 0's progress reached the console while the job ran, with the time on each line
+    streamed = [l for l in result.stdout.splitlines() if l.startswith("rank 0: ")]
+    assert any("epoch 2/2" in l for l in streamed), result.stdout[-2000:]
+    assert all(re.match(r"rank 0: \d\d:\d\d:\d\d ", l) for l in streamed), streamed[:3]
     assert eval_entry.main(["--config_path", CPU_CONFIG, "--data_path", str(tmp_path / "mr"),
                             "--ckpt_file", str(out / "best_avg_auc.ckpt"),
                             "--output_path", str(out)]) == 0
