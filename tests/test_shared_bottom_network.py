@@ -1,0 +1,50 @@
+"""The Shared-Bottom network against a NumPy reference: shapes, values, the
+bottom shared by every task, its checks."""
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from src.shared_bottom.network import SharedBottom
+
+
+def _numpy_forward(net, x):
+    params = {name: p.asnumpy() for name, p in net.parameters_and_names()}
+    h = x
+    bottom = sorted((k for k in params if k.startswith("bottom.") and k.endswith(".weight")),
+                    key=lambda k: int(k.split(".")[2]))
+    for weight in bottom:
+        h = np.maximum(h @ params[weight] + params[weight[:-len("weight")] + "bias"], 0.0)
+    layers = sum(1 for k in params if k.startswith("towers.weight"))
+    out = []
+    for t in range(net.num_tasks):
+        z = h
+        for i in range(layers):
+            z = z @ params[f"towers.weight{i}"][t] + params[f"towers.bias{i}"][t]
+            if i < layers - 1:
+                z = np.maximum(z, 0.0)
+        out.append(z[:, 0])
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("bottom, towers", [([5], [3]), ([6, 4], [3, 2]), ([4], [])])
+def test_outputs_match_numpy(bottom, towers):
+    net = SharedBottom(input_dim=7, num_tasks=3, bottom_units=bottom, tower_units=towers,
+                       init="normal", init_scale=0.5)
+    x = np.random.default_rng(0).standard_normal((9, 7)).astype(np.float32)
+    got = net(Tensor(x)).asnumpy()
+    assert got.shape == (9, 3)
+    np.testing.assert_allclose(got, _numpy_forward(net, x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_bottom_is_shared_and_the_towers_are_not():
+    net = SharedBottom(input_dim=5, num_tasks=2, bottom_units=[4], tower_units=[3])
+    names = [name for name, _ in net.parameters_and_names()]
+    assert sum(name.startswith("bottom.") for name in names) == 2        # one layer: W, b
+    assert net.towers.weights[0].shape == (2, 4, 3)                       # per task
+
+
+def test_constructor_checks():
+    with pytest.raises(ValueError, match="bottom_units non-empty"):
+        SharedBottom(input_dim=5, bottom_units=[])
+    with pytest.raises(ValueError, match="input_dim and num_tasks must be positive"):
+        SharedBottom(input_dim=0)
