@@ -58,7 +58,8 @@ class TimedLines:
                 piece = stamped(piece)
             out.append(piece)
             self._at_start = piece.endswith("\n")
-        return self.stream.write("".join(out))
+        self.stream.write("".join(out))
+        return len(text)
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
