@@ -112,9 +112,8 @@ class ModelSpec:
 
     def net_with_loss(self, network, cfg, fmap):
         from src.engine import heads
-        schedule = self.reg_schedule if "regularised" in self.capabilities else None
         return heads.net_with_loss(network, self.build_loss(cfg, fmap), cfg, sparse=self.sparse,
-                                   reg_schedule=schedule)
+                                   reg_schedule=self.reg_schedule)
 
     def check_network(self, network):
         """Raise TypeError unless ``network`` has what the spec declares."""

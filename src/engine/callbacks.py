@@ -15,8 +15,7 @@ import time
 
 from src import faults
 from src.engine import checkpoint
-from src.engine.jsonl import append_lines as _append_line, read_metrics_log
-from src.fileio import write_text_atomic
+from src.engine.jsonl import append_lines as _append_line, keep_epochs_up_to, read_metrics_log
 from src.metrics import format_metrics
 from src.clock import hms
 
@@ -138,11 +137,7 @@ class MetricsLog(Callback):
     def on_train_begin(self, trainer):
         if not self.active:
             return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        kept = [r for r in read_metrics_log(self.path) if r["epoch"] <= trainer.start_epoch]
-        # the records up to the resumed epoch (no cut line) replace the old file in one
-        # step: a kill here loses nothing
-        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        keep_epochs_up_to(self.path, trainer.start_epoch)
         faults.point("metrics.rewritten")
 
     def on_epoch_end(self, trainer, state):
@@ -169,10 +164,7 @@ class StepLog(Callback):
     def on_train_begin(self, trainer):
         if not self.active:
             return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        start = trainer.start_epoch * trainer.steps_per_epoch
-        kept = [r for r in read_metrics_log(self.path) if r.get("global_step", 0) <= start]
-        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        keep_epochs_up_to(self.path, trainer.start_epoch)
         self._lines = []
 
     def on_step_end(self, trainer, state):

@@ -4,6 +4,8 @@ import: plot.py and report.py read runs with it."""
 import json
 import os
 
+from src.fileio import write_text_atomic
+
 
 def append_lines(path, line, sync=True):
     """Append one line (or several) in one write (O_APPEND), flushed to disk
@@ -52,3 +54,12 @@ def read_metrics_log(path, printer=print):
                              "fix or remove that line") from None
         records.append(record)
     return records
+
+
+def keep_epochs_up_to(path, epoch):
+    """Rewrite the log ``path`` with only its records of epochs up to ``epoch``
+    (what a resumed run continues from), creating it if absent. The records
+    kept (no cut line) replace the old file in one step: a kill here loses nothing."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    kept = [r for r in read_metrics_log(path) if r["epoch"] <= epoch]
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
