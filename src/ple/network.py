@@ -1,0 +1,107 @@
+"""The PLE network: stacked Customized Gate Control (CGC) levels, then one
+tower per task."""
+import numpy as np
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+
+from src.layers.initializers import init_matrix, init_stack, make_initializer
+from src.layers.towers import TaskTowers
+
+
+def _stack(initializer, count, fan_in, fan_out, name):
+    return Parameter(Tensor(init_stack(initializer, count, fan_in, fan_out)), name=name)
+
+
+def _matrix(initializer, fan_in, fan_out, name):
+    return Parameter(Tensor(init_matrix(initializer, fan_in, fan_out)), name=name)
+
+
+def _zeros(shape, name):
+    return Parameter(Tensor(np.zeros(shape, np.float32)), name=name)
+
+
+class PLE(nn.Cell):
+    """Progressive Layered Extraction.
+
+    Shapes: input ``x`` ``(B, F)`` (F: the output width of ``input_layer``,
+    an optional cell applied first); output ``(B, T)``, one logit per task.
+
+    Each of the ``num_levels`` levels is a CGC layer with, per task, ``m_t =
+    task_experts`` single-layer ReLU experts of ``expert_units`` (U) units
+    and ``m_s = shared_experts`` experts shared by all tasks:
+
+    - task ``k``'s gate is a softmax over its own ``m_t`` experts and the
+      ``m_s`` shared ones, computed from task ``k``'s input to the level; its
+      mixture ``(B, U)`` is task ``k``'s input to the next level (or tower);
+    - below the top level a shared gate, computed from the shared input, mixes
+      all ``T * m_t + m_s`` experts (task 0's, task 1's, ..., then the shared
+      ones) into the shared input of the next level;
+    - the first level's task and shared inputs are all ``x``.
+
+    Per level the task experts and gates are stacked weights ``(T, D, .)``
+    used by batched matrix products, the shared ones plain ``(D, .)``
+    matrices; towers are :class:`src.layers.towers.TaskTowers`.
+    ``num_levels=1`` is the single-level CGC model of the paper.
+    """
+
+    def __init__(self, input_dim, num_tasks=2, num_levels=2, task_experts=2, shared_experts=2,
+                 expert_units=8, tower_units=(8,), init="truncated_normal", init_scale=0.01,
+                 tower_dropout=0.0, input_layer=None):
+        super().__init__()
+        self.input_layer = input_layer if input_layer is not None else nn.Identity()
+        for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
+                            ("num_levels", num_levels), ("task_experts", task_experts),
+                            ("shared_experts", shared_experts), ("expert_units", expert_units)):
+            if int(value) < 1:
+                raise ValueError(f"PLE: {name} must be a positive integer, got {value}")
+        t, m_t, m_s, u = int(num_tasks), int(task_experts), int(shared_experts), int(expert_units)
+        self.num_tasks, self.num_levels, self.task_experts = t, int(num_levels), m_t
+        self.input_dim = int(input_dim)
+        self.shared_experts, self.expert_units = m_s, u
+        weight_init = make_initializer(init, init_scale)
+        task_k, task_b, gate_k, gate_b, shared_k, shared_b, sgate_k, sgate_b = ([] for _ in range(8))
+        for level in range(self.num_levels):
+            d = int(input_dim) if level == 0 else u
+            task_k.append(_stack(weight_init, t, d, m_t * u, f"task_expert_kernel{level}"))
+            task_b.append(_zeros((t, 1, m_t * u), f"task_expert_bias{level}"))
+            gate_k.append(_stack(weight_init, t, d, m_t + m_s, f"task_gate_kernel{level}"))
+            gate_b.append(_zeros((t, 1, m_t + m_s), f"task_gate_bias{level}"))
+            shared_k.append(_matrix(weight_init, d, m_s * u, f"shared_expert_kernel{level}"))
+            shared_b.append(_zeros((m_s * u,), f"shared_expert_bias{level}"))
+            if level < self.num_levels - 1:
+                sgate_k.append(_matrix(weight_init, d, t * m_t + m_s, f"shared_gate_kernel{level}"))
+                sgate_b.append(_zeros((t * m_t + m_s,), f"shared_gate_bias{level}"))
+        self.task_expert_kernels, self.task_expert_biases = ParameterTuple(task_k), ParameterTuple(task_b)
+        self.task_gate_kernels, self.task_gate_biases = ParameterTuple(gate_k), ParameterTuple(gate_b)
+        self.shared_expert_kernels = ParameterTuple(shared_k)
+        self.shared_expert_biases = ParameterTuple(shared_b)
+        self.shared_gate_kernels = ParameterTuple(sgate_k)
+        self.shared_gate_biases = ParameterTuple(sgate_b)
+        self.towers = TaskTowers(t, u, list(tower_units), 1, weight_init, dropout=tower_dropout)
+        self.matmul = ops.MatMul()
+        self.batch_matmul = ops.BatchMatMul()
+        self.relu = nn.ReLU()
+        self.softmax = nn.Softmax(axis=-1)
+
+    def construct(self, x):
+        t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
+        x = self.input_layer(x)
+        task_in = ops.tile(x.reshape((1, -1, self.input_dim)), (t, 1, 1))             # (T, B, D)
+        shared_in = x                                                               # (B, D)
+        for level in range(self.num_levels):
+            own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[level])
+                            + self.task_expert_biases[level]).reshape((t, -1, m_t, u))
+            shared = self.relu(self.matmul(shared_in, self.shared_expert_kernels[level])
+                               + self.shared_expert_biases[level]).reshape((-1, m_s, u))
+            experts = ops.concat((own, ops.tile(shared.reshape((1, -1, m_s, u)), (t, 1, 1, 1))),
+                                 axis=2)                                            # (T, B, m_t+m_s, U)
+            gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[level])
+                                 + self.task_gate_biases[level])                    # (T, B, m_t+m_s)
+            next_task = (gates.reshape((t, -1, m_t + m_s, 1)) * experts).sum(2)    # (T, B, U)
+            if level < self.num_levels - 1:
+                every = ops.concat((ops.transpose(own, (1, 0, 2, 3)).reshape((-1, t * m_t, u)),
+                                    shared), axis=1)                                # (B, T*m_t+m_s, U)
+                shared_gate = self.softmax(self.matmul(shared_in, self.shared_gate_kernels[level])
+                                           + self.shared_gate_biases[level])
+                shared_in = (shared_gate.reshape((-1, t * m_t + m_s, 1)) * every).sum(1)
+            task_in = next_task
+        return self.towers(ops.transpose(task_in, (1, 0, 2))).reshape((-1, t))     # (B, T)
