@@ -64,3 +64,22 @@ def test_download_script_fetches_and_checks_files(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode != 0 and "not a valid gzip file" in run.stderr
     assert not (tmp_path / "b" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_census_results_script_runs_every_model_and_baseline(tmp_path):
+    """scripts/run_census_results.sh on a small generated pair: one table per
+    Census-Income model with both seeds' test figures, and the baselines."""
+    from src.registry import models_on
+    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,x")
+    assert result.returncode == 2 and "SEEDS must be comma-separated integers" in result.stderr
+    census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=2400, test_rows=800, seed=3)
+    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,2", "--",
+                     "--epoch_size", 1, "--batch_size", 256, "--log_every_steps", 1000)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "out" / "baselines.json") as fh:
+        baselines = json.load(fh)
+    assert {"logistic_regression/income", "gradient_boosting/marital"} <= set(baselines)
+    for model in models_on("census"):
+        table = (tmp_path / "out" / f"results_{model}.md").read_text()
+        assert "income_auc" in table and f"{model}_s1" in table and f"{model}_s2" in table
+        assert (tmp_path / "out" / "runs" / f"{model}_s2" / "eval_best_avg_auc_test.json").is_file()

@@ -13,210 +13,46 @@ Two binary tasks are derived from label columns that are never features:
 
 Features: the 29 categorical columns, one-hot encoded with vocabularies fitted
 on the training file only, and the numeric columns standardised with training
-statistics. ``instance_weight`` (the survey's sampling weight) is left out
-unless ``keep_instance_weight`` is set.
+statistics (optionally log-transformed and also bucketed:
+:mod:`src.data.census_numeric`). ``instance_weight`` (the survey's sampling
+weight) is left out unless ``keep_instance_weight`` is set.
 
 Stored form (one block MindRecord file per split, see
-:mod:`src.data.mindrecord_io`): ``cat`` int32 ``(n, 29)`` global one-hot
+:mod:`src.data.mindrecord_io`): ``cat`` int32 ``(n, 29 + b)`` global one-hot
 column index per field, ``-1`` for a category unseen in train (an all-zero
-field); ``num`` float32 ``(n, n_num)`` standardised numerics; ``label``
+field), then the bucket column of each of the ``b`` bucketed numerics; ``num`` float32 ``(n, n_num)`` standardised numerics; ``label``
 float32 ``(n, 2)`` = ``[income, marital]``. :func:`to_dense` expands a batch to
 the dense ``(n, input_dim)`` model input: the one-hot block followed by the
 numerics. ``feature_map.json`` beside the splits records vocabularies, offsets,
 scaling statistics, the column layout and the split sizes.
 
-Splits: ``train`` is the whole training file; the test file is split by a
-seeded permutation into ``val`` (``val_fraction`` of it) and ``test``.
+Splits (``val_source``): ``test`` (upstream) keeps the whole training file
+as ``train`` and splits the test file by a seeded permutation into ``val``
+(``val_fraction`` of it) and ``test``; ``train`` holds ``val_fraction`` of
+the training file out as ``val`` and keeps the whole test file as ``test``.
+The vocabularies and statistics come from the ``train`` split only.
 
 Blank lines: a line holding only whitespace is skipped and counted
 (``CensusTable.blank_lines``, reported by :func:`convert` and in the feature
 map); any other malformed line stops the conversion with a
 :class:`CensusFormatError` naming the file and line.
 """
-import gzip
 import os
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
 
+from src.data import census_numeric
+from src.data.census_raw import (  # noqa: F401  (the raw format's names, used here and by callers)
+    CATEGORICAL_COLUMNS, COLUMNS, INCOME_VALUES, INSTANCE_WEIGHT, LABEL_COLUMNS,
+    MARITAL_POSITIVE, NUMERIC_COLUMNS, TASKS, CensusFormatError, CensusTable, read_raw)
 from src.data.convert.shards import SplitWriter
 from src import faults
 from src.data.convert.publish import StagedConversion
 from src.fileio import read_feature_map
 
-COLUMNS = (
-    "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour",
-    "hs_college", "marital_stat", "major_ind_code", "major_occ_code", "race", "hisp_origin",
-    "sex", "union_member", "unemp_reason", "full_or_part_emp", "capital_gains",
-    "capital_losses", "stock_dividends", "tax_filer_stat", "region_prev_res", "state_prev_res",
-    "det_hh_fam_stat", "det_hh_summ", "instance_weight", "mig_chg_msa", "mig_chg_reg",
-    "mig_move_reg", "mig_same", "mig_prev_sunbelt", "num_emp", "fam_under_18",
-    "country_father", "country_mother", "country_self", "citizenship", "own_or_self",
-    "vet_question", "vet_benefits", "weeks_worked", "year", "income_50k",
-)
-CATEGORICAL_COLUMNS = (
-    "class_worker", "det_ind_code", "det_occ_code", "education", "hs_college",
-    "major_ind_code", "major_occ_code", "race", "hisp_origin", "sex", "union_member",
-    "unemp_reason", "full_or_part_emp", "tax_filer_stat", "region_prev_res", "state_prev_res",
-    "det_hh_fam_stat", "det_hh_summ", "mig_chg_msa", "mig_chg_reg", "mig_move_reg", "mig_same",
-    "mig_prev_sunbelt", "fam_under_18", "country_father", "country_mother", "country_self",
-    "citizenship", "vet_question",
-)
-NUMERIC_COLUMNS = (
-    "age", "wage_per_hour", "capital_gains", "capital_losses", "stock_dividends",
-    "instance_weight", "num_emp", "own_or_self", "vet_benefits", "weeks_worked", "year",
-)
-LABEL_COLUMNS = ("income_50k", "marital_stat")
-TASKS = ("income", "marital")
-INSTANCE_WEIGHT = "instance_weight"
-INCOME_VALUES = {"- 50000.": 0, "50000+.": 1}
-MARITAL_POSITIVE = "Never married"
-
 FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/convert/publish.py)
 TRAIN_FILE_NAMES = ("census-income.data.gz", "census-income.data")
 TEST_FILE_NAMES = ("census-income.test.gz", "census-income.test")
-
-_INDEX = {name: i for i, name in enumerate(COLUMNS)}
-_STRING_COLUMNS = CATEGORICAL_COLUMNS + ("marital_stat",)
-assert len(COLUMNS) == 42 and len(CATEGORICAL_COLUMNS) == 29 and len(NUMERIC_COLUMNS) == 11
-assert set(COLUMNS) == set(CATEGORICAL_COLUMNS) | set(NUMERIC_COLUMNS) | set(LABEL_COLUMNS)
-
-
-class CensusFormatError(ValueError):
-    """A raw Census-Income file is malformed; the message names file and line."""
-
-
-@dataclass
-class CensusTable:
-    """Rows of one raw file in compact column form.
-
-    ``strings[name] = (values, codes)``: the distinct stripped values of a text
-    column (first-seen order) and an int32 code per row indexing them.
-    ``numbers[name]``: float64 per row. ``income``: int8 0/1 per row.
-    ``line_numbers``: 1-based line of each row in the file.
-    """
-    path: str
-    strings: dict
-    numbers: dict
-    income: np.ndarray
-    line_numbers: np.ndarray
-    blank_lines: int = 0
-
-    def __len__(self):
-        return len(self.income)
-
-    def column(self, name):
-        """A column as a list of strings (text) or a float64 array (numeric)."""
-        if name in self.strings:
-            values, codes = self.strings[name]
-            return [values[c] for c in codes]
-        if name in self.numbers:
-            return self.numbers[name]
-        if name == "income_50k":
-            inverse = {v: k for k, v in INCOME_VALUES.items()}
-            return [inverse[int(v)] for v in self.income]
-        raise KeyError(name)
-
-    def labels(self):
-        """float32 ``(n, 2)``: ``[income, marital]``."""
-        values, codes = self.strings["marital_stat"]
-        never = np.array([v == MARITAL_POSITIVE for v in values], dtype=bool)
-        marital = never[codes] if len(values) else np.zeros(len(self), bool)
-        return np.stack([self.income, marital], axis=1).astype(np.float32)
-
-    def take(self, index):
-        """The rows at ``index`` (an integer array), as a new table."""
-        index = np.asarray(index, dtype=np.int64)
-        return CensusTable(
-            path=self.path,
-            strings={k: (vals, codes[index]) for k, (vals, codes) in self.strings.items()},
-            numbers={k: v[index] for k, v in self.numbers.items()},
-            income=self.income[index], line_numbers=self.line_numbers[index],
-            blank_lines=self.blank_lines)
-
-
-def _open_lines(path):
-    """Binary line iterator over a plain or gzip file (gzip told by its magic bytes)."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def read_raw(path):
-    """Parse a raw Census-Income file (plain or gzip) into a :class:`CensusTable`.
-
-    Raises :class:`CensusFormatError` for a wrong field count, an unparsable
-    or non-finite number, an unknown income label, a file without rows, or a
-    truncated / corrupt gzip stream.
-    """
-    caches = {c: {} for c in _STRING_COLUMNS}
-    codes = {c: [] for c in _STRING_COLUMNS}
-    numbers = {c: [] for c in NUMERIC_COLUMNS}
-    str_idx = [(c, _INDEX[c]) for c in _STRING_COLUMNS]
-    num_idx = [(c, _INDEX[c]) for c in NUMERIC_COLUMNS]
-    inc_idx = _INDEX["income_50k"]
-    income, line_numbers = [], []
-    blank = 0
-    lineno = 0
-    try:
-        with _open_lines(path) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise CensusFormatError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason})") from None
-                if not line.strip():
-                    blank += 1
-                    continue
-                fields = line.split(",")
-                if len(fields) != len(COLUMNS):
-                    raise CensusFormatError(
-                        f"{path}: line {lineno}: expected {len(COLUMNS)} comma-separated fields, "
-                        f"found {len(fields)}")
-                for col, i in str_idx:
-                    value = fields[i].strip()
-                    cache = caches[col]
-                    code = cache.get(value)
-                    if code is None:
-                        code = cache[value] = len(cache)
-                    codes[col].append(code)
-                for col, i in num_idx:
-                    text = fields[i].strip()
-                    try:
-                        value = float(text)
-                    except ValueError:
-                        value = float("nan")
-                    if not np.isfinite(value):
-                        raise CensusFormatError(
-                            f"{path}: line {lineno}: column {col!r} holds {text!r}, not a number")
-                    numbers[col].append(value)
-                label = fields[inc_idx].strip()
-                if label not in INCOME_VALUES:
-                    raise CensusFormatError(
-                        f"{path}: line {lineno}: column 'income_50k' holds {label!r}; "
-                        f"expected one of {sorted(INCOME_VALUES)}")
-                income.append(INCOME_VALUES[label])
-                line_numbers.append(lineno)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise CensusFormatError(
-            f"{path}: truncated or corrupt gzip data after line {lineno} ({exc})") from None
-    if not income:
-        raise CensusFormatError(f"{path}: no rows (the file is empty"
-                                + (f" apart from {blank} blank line(s))" if blank else ")"))
-    strings = {}
-    for col in _STRING_COLUMNS:
-        values = [None] * len(caches[col])
-        for value, code in caches[col].items():
-            values[code] = value
-        strings[col] = (values, np.asarray(codes[col], dtype=np.int32))
-    return CensusTable(
-        path=path, strings=strings,
-        numbers={c: np.asarray(v, dtype=np.float64) for c, v in numbers.items()},
-        income=np.asarray(income, dtype=np.int8),
-        line_numbers=np.asarray(line_numbers, dtype=np.int64), blank_lines=blank)
 
 
 def numeric_features(keep_instance_weight=False):
@@ -224,8 +60,10 @@ def numeric_features(keep_instance_weight=False):
     return [c for c in NUMERIC_COLUMNS if keep_instance_weight or c != INSTANCE_WEIGHT]
 
 
-def fit_feature_map(train_rows, keep_instance_weight=False):
-    """Vocabularies and scaling statistics fitted on the training table only.
+def fit_feature_map(train_rows, keep_instance_weight=False, numeric_transform="standard",
+                    numeric_buckets=0):
+    """Vocabularies, scaling statistics and bucket edges fitted on the training
+    table only (:mod:`src.data.census_numeric` for the numeric options).
 
     Returns the JSON-serialisable feature map (``splits`` and ``options`` are
     completed by :func:`convert`).
@@ -237,18 +75,14 @@ def fit_feature_map(train_rows, keep_instance_weight=False):
         vocab = sorted(values[c] for c in used)
         categorical.append({"name": col, "vocab": vocab, "offset": offset})
         offset += len(vocab)
-    numeric = []
-    for col in numeric_features(keep_instance_weight):
-        x = train_rows.numbers[col]
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = float(x.mean()), float(x.std())
-        if not (np.isfinite(mean) and np.isfinite(std)):
-            worst = int(np.argmax(np.abs(x)))
-            raise CensusFormatError(
-                f"{train_rows.path}: line {int(train_rows.line_numbers[worst])}: column {col!r} "
-                f"holds {x[worst]:g}, too large to scale (the column's mean or spread overflows)")
-        numeric.append({"name": col, "mean": mean,
-                        "std": std if std > 0 and np.isfinite(std) else 1.0})
+    try:
+        numeric, offset = census_numeric.fit_numeric(
+            {c: train_rows.numbers[c] for c in numeric_features(keep_instance_weight)},
+            numeric_transform, numeric_buckets, offset)
+    except census_numeric.NumericScaleError as exc:
+        raise CensusFormatError(f"{train_rows.path}: line "
+                                f"{int(train_rows.line_numbers[exc.row])}: {exc}") from None
+    bucketed = sum("buckets" in spec for spec in numeric)
     return {
         "dataset": "census-income",
         "format_version": FORMAT_VERSION,
@@ -256,21 +90,24 @@ def fit_feature_map(train_rows, keep_instance_weight=False):
         "categorical": categorical,
         "numeric": numeric,
         "input_dim": offset + len(numeric),
-        "columns": {"cat": {"dtype": "int32", "width": len(categorical)},
+        "columns": {"cat": {"dtype": "int32", "width": len(categorical) + bucketed},
                     "num": {"dtype": "float32", "width": len(numeric)},
                     "label": {"dtype": "float32", "width": len(TASKS)}},
         "splits": {},
-        "options": {"keep_instance_weight": bool(keep_instance_weight)},
+        "options": {"keep_instance_weight": bool(keep_instance_weight),
+                    "numeric_transform": numeric_transform,
+                    "numeric_buckets": int(numeric_buckets)},
     }
 
 
 def encode(rows, feature_map):
     """Encode a table with a fitted feature map.
 
-    Returns ``{"cat": int32 (n, 29), "num": float32 (n, n_num),
+    Returns ``{"cat": int32 (n, fields), "num": float32 (n, n_num),
     "label": float32 (n, 2)}``; ``cat`` holds the global one-hot column
-    (field offset + position in the train vocabulary) or -1 when the value
-    was not seen in train.
+    (field offset + position in the train vocabulary, -1 when the value was
+    not seen in train) of the 29 categorical fields, then the bucket of each
+    bucketed numeric column.
     """
     n = len(rows)
     cat = np.empty((n, len(feature_map["categorical"])), dtype=np.int32)
@@ -279,17 +116,16 @@ def encode(rows, feature_map):
         values, codes = rows.strings[spec["name"]]
         lookup = np.array([position.get(v, -1) for v in values], dtype=np.int32)
         cat[:, j] = lookup[codes] if len(values) else -1
-    num = np.empty((n, len(feature_map["numeric"])), dtype=np.float32)
-    for j, spec in enumerate(feature_map["numeric"]):
-        with np.errstate(over="ignore"):
-            num[:, j] = (rows.numbers[spec["name"]] - spec["mean"]) / spec["std"]
-        bad = np.flatnonzero(~np.isfinite(num[:, j]))
-        if len(bad):
-            raw = rows.numbers[spec["name"]][bad[0]]
-            raise CensusFormatError(
-                f"{rows.path}: line {int(rows.line_numbers[bad[0]])}: column {spec['name']!r} "
-                f"holds {raw:g}, which overflows float32 once scaled")
-    return {"cat": cat, "num": num, "label": rows.labels()}
+    specs = feature_map["numeric"]
+    num = np.empty((n, len(specs)), dtype=np.float32)
+    try:
+        for j, spec in enumerate(specs):
+            num[:, j] = census_numeric.scaled(rows.numbers[spec["name"]], spec)
+    except census_numeric.NumericScaleError as exc:
+        raise CensusFormatError(f"{rows.path}: line {int(rows.line_numbers[exc.row])}: "
+                                f"{exc}") from None
+    buckets = census_numeric.bucket_columns(rows.numbers, specs)
+    return {"cat": np.concatenate([cat, buckets], axis=1), "num": num, "label": rows.labels()}
 
 
 def to_dense(cat, num, input_dim):
@@ -332,8 +168,24 @@ def _find_file(raw_dir, wanted, explicit, kind):
         f"(any letter case); the folder holds {present or 'nothing'}")
 
 
+VAL_SOURCES = ("test", "train")
+
+
+def _hold_out(table, fraction, seed):
+    """``(held, rest)``: a seeded ``fraction`` of the table's rows and the
+    others, each in file order."""
+    n = len(table)
+    n_val = int(round(n * float(fraction)))
+    if n_val == 0 or n_val == n:
+        raise ValueError(f"{table.path}: {n} rows cannot be split into non-empty val and "
+                         f"other parts with val_fraction {fraction}")
+    perm = np.random.RandomState(seed).permutation(n)
+    return table.take(np.sort(perm[:n_val])), table.take(np.sort(perm[n_val:]))
+
+
 def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, seed=1,
-            block_rows=1024, train_name=None, test_name=None):
+            block_rows=1024, train_name=None, test_name=None, numeric_transform="standard",
+            numeric_buckets=0, val_source="test"):
     """Convert the raw train and test files in ``raw_dir`` to
     ``output_dir/{train,val,test}.mindrecord`` plus ``feature_map.json``,
     published all at once (:class:`~src.data.convert.publish.StagedConversion`): a
@@ -353,17 +205,18 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
         if table.blank_lines:
             print(f"census: skipped {table.blank_lines} blank line(s) in {table.path}", flush=True)
 
-    n_test = len(test_all)
-    n_val = int(round(n_test * float(val_fraction)))
-    if n_val == 0 or n_val == n_test:
-        raise ValueError(f"{test_path}: {n_test} rows cannot be split into non-empty val and "
-                         f"test parts with val_fraction {val_fraction}")
-    perm = np.random.RandomState(seed).permutation(n_test)
-    parts = {"train": train,
-             "val": test_all.take(np.sort(perm[:n_val])),
-             "test": test_all.take(np.sort(perm[n_val:]))}
+    if val_source not in VAL_SOURCES:
+        raise ValueError(f"val_source must be one of {VAL_SOURCES}, got {val_source!r}")
+    if val_source == "test":               # upstream: validation rows from the test file
+        val, test = _hold_out(test_all, val_fraction, seed)
+        parts = {"train": train, "val": val, "test": test}
+    else:                                  # the test file stays whole
+        val, rest = _hold_out(train, val_fraction, seed)
+        parts = {"train": rest, "val": val, "test": test_all}
+    train = parts["train"]
 
-    fmap = fit_feature_map(train, keep_instance_weight=keep_instance_weight)
+    fmap = fit_feature_map(train, keep_instance_weight=keep_instance_weight,
+                           numeric_transform=numeric_transform, numeric_buckets=numeric_buckets)
     columns = {name: (np.dtype(spec["dtype"]), spec["width"]) for name, spec in fmap["columns"].items()}
     encoded = {split: encode(table, fmap) for split, table in parts.items()}
     with StagedConversion(output_dir) as stage:
@@ -380,7 +233,9 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
         fmap["options"].update({
             "seed": int(seed), "val_fraction": float(val_fraction), "block_rows": int(block_rows),
             "train_file": os.path.basename(train_path), "test_file": os.path.basename(test_path),
-            "raw_rows": {"train": len(train), "test": n_test},
+            "val_source": val_source,
+            "raw_rows": {"train": len(train) + (len(val) if val_source == "train" else 0),
+                         "test": len(test_all)},
             "blank_lines_skipped": {"train": train.blank_lines, "test": test_all.blank_lines},
         })
         stage.publish(fmap, ENCODING_KEYS)

@@ -9,7 +9,9 @@ def _convert(cfg):
     from src.data import census
     return census.convert(cfg.raw_data_path, cfg.data_path,
                           keep_instance_weight=cfg.keep_instance_weight,
-                          val_fraction=cfg.val_fraction, seed=cfg.seed, block_rows=cfg.block_rows)
+                          val_fraction=cfg.val_fraction, seed=cfg.seed, block_rows=cfg.block_rows,
+                          numeric_transform=cfg.numeric_transform,
+                          numeric_buckets=cfg.numeric_buckets, val_source=cfg.val_source)
 
 
 def _load(data_dir):
@@ -21,6 +23,32 @@ def _make_batch(batch, fmap):
     from src.data.census import to_dense
     x = to_dense(batch["cat"], batch["num"], fmap["input_dim"])
     return x, batch["label"].astype(np.float32)
+
+
+def fields_of(fmap):
+    """``(fields, num_numeric)``: each one-hot field's ``(offset, size)`` (the
+    categorical columns, then the numeric buckets) and the numeric width."""
+    fields = [(f["offset"], len(f["vocab"])) for f in fmap["categorical"]]
+    fields += [(s["buckets"]["offset"], len(s["buckets"]["edges"]) + 1)
+               for s in fmap["numeric"] if "buckets" in s]
+    return fields, len(fmap["numeric"])
+
+
+def input_layer(cfg, fmap):
+    """``(layer, width)``: the cell a Census-Income network puts before its
+    first layer and the width it gives: per-field embeddings of
+    ``field_embedding_dim`` (:class:`src.layers.fields.FieldEmbedding`), or
+    ``(None, input_dim)`` for the one-hot input (0, upstream)."""
+    dim = int(cfg.field_embedding_dim)
+    if dim < 0:
+        raise ValueError(f"field_embedding_dim must be 0 (one-hot input) or positive, got {dim}")
+    if dim == 0:
+        return None, fmap["input_dim"]
+    from src.layers.fields import FieldEmbedding
+    from src.layers.initializers import make_initializer
+    fields, num_numeric = fields_of(fmap)
+    layer = FieldEmbedding(fields, num_numeric, dim, make_initializer(cfg.init, cfg.init_scale))
+    return layer, layer.output_dim
 
 
 def _synthetic(raw_dir, seed=1, scale=1.0):
@@ -36,4 +64,5 @@ CENSUS = DataSet(
     input_signature=lambda fmap: [("x", np.float32, (fmap["input_dim"],))],
     task_names=lambda fmap: list(fmap["tasks"]),
     synthetic=_synthetic,
-    convert_keys=("keep_instance_weight", "val_fraction", "block_rows"))
+    convert_keys=("keep_instance_weight", "numeric_transform", "numeric_buckets", "val_source",
+                  "val_fraction", "block_rows"))

@@ -11,8 +11,9 @@ MIXTURES = ("batch_matmul", "broadcast")
 class MMoE(nn.Cell):
     """Multi-gate Mixture-of-Experts.
 
-    Shapes: input ``x`` is ``(B, F)`` (F = ``input_dim``, read from the data
-    set's feature map); output is ``(B, T)``: one logit per task (apply a
+    Shapes: input ``x`` is ``(B, F)`` (F = ``input_dim``: the feature map's
+    input width, or the output width of ``input_layer``, a cell applied to the
+    input first, e.g. :class:`src.layers.fields.FieldEmbedding`); output is ``(B, T)``: one logit per task (apply a
     sigmoid for probabilities, see :meth:`predict`).
 
     - experts: ``E`` single-layer ReLU experts of ``expert_units`` (U) units,
@@ -31,8 +32,9 @@ class MMoE(nn.Cell):
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
-                 mixture="batch_matmul"):
+                 mixture="batch_matmul", input_layer=None):
         super().__init__()
+        self.input_layer = input_layer if input_layer is not None else nn.Identity()
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
                             ("num_experts", num_experts), ("expert_units", expert_units)):
             if int(value) < 1:
@@ -60,6 +62,7 @@ class MMoE(nn.Cell):
         self.softmax = nn.Softmax(axis=-1)
 
     def construct(self, x):
+        x = self.input_layer(x)
         experts = self.relu(self.matmul(x, self.expert_kernel) + self.expert_bias)
         experts = experts.reshape((-1, self.num_experts, self.expert_units))          # (B, E, U)
         gates = self.matmul(x, self.gate_kernel) + self.gate_bias

@@ -1,11 +1,13 @@
 """How the registry builds MMoE: Census-Income, one-hot plus numeric input."""
 from src.datasets import CENSUS
+from src.datasets.census import input_layer
 from src.registry import ModelSpec, Trial
 
 
 def build_network(cfg, fmap):
     from src.mmoe.mmoe import MMoE
-    return MMoE(input_dim=fmap["input_dim"], num_tasks=len(fmap["tasks"]),
+    layer, width = input_layer(cfg, fmap)
+    return MMoE(input_dim=width, input_layer=layer, num_tasks=len(fmap["tasks"]),
                 num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                 tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
                 tower_dropout=cfg.tower_dropout, mixture=cfg.mixture)

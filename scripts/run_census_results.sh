@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Real-data results on Census-Income, as docs/results.md reports them: convert
+# with the CPU config, fit the classical baselines, train and evaluate every
+# model on Census-Income with each seed, and write one mean +- std table per
+# model.
+# Usage: bash scripts/run_census_results.sh RAW_DIR OUT_DIR [SEEDS] [-- train.py options]
+#   RAW_DIR: census-income.data(.gz) and census-income.test(.gz): UCI's files,
+#            or the pair python -m src.data.census_split makes from one file
+#   OUT_DIR: gets mindrecord/, baselines.json, runs/<model>_s<seed>/, results_<model>.md
+#   SEEDS:   comma-separated training seeds (default 1,2,3)
+# Environment: CONFIG (default default_config_cpu.yaml); CONVERT_ARGS, extra
+#   prepare_data.py options, e.g. "--numeric_buckets 0" (the train.py options
+#   after "--" go to train.py and eval.py)
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+[[ $# -ge 2 ]] || usage "RAW_DIR OUT_DIR [SEEDS] [-- train.py options]" \
+  "Converts RAW_DIR with default_config_cpu.yaml, then trains and evaluates every" \
+  "Census-Income model ($(models_on census)) once per seed; tables in OUT_DIR."
+RAW_DIR="$(abs_path "$1")"; OUT="$(abs_path "$2")"; shift 2
+SEEDS="1,2,3"
+if [[ $# -gt 0 && "$1" != "--" ]]; then SEEDS="$1"; shift; fi
+[[ $# -gt 0 && "$1" == "--" ]] && shift
+[[ "$SEEDS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "SEEDS must be comma-separated integers, got '$SEEDS'"
+need_dir "$RAW_DIR" RAW_DIR
+CONFIG="$(abs_path "${CONFIG:-$REPO_ROOT/default_config_cpu.yaml}")"
+need_file "$CONFIG" CONFIG
+MODELS="$(models_on census)"
+[[ "$MODELS" != MODEL ]] || die "cannot list the models: set up the environment first (scripts/setup_env.sh)"
+FIRST="${MODELS%%|*}"
+mkdir -p "$OUT"
+cd "$REPO_ROOT"
+
+"$PYTHON" prepare_data.py --config_path "$CONFIG" --model "$FIRST" \
+  --raw_data_path "$RAW_DIR" --data_path "$OUT/mindrecord" ${CONVERT_ARGS:-}
+"$PYTHON" -m src.baselines --dataset census --data_path "$OUT/mindrecord" \
+  --output "$OUT/baselines.json"
+for model in ${MODELS//|/ }; do
+  runs=()
+  for seed in ${SEEDS//,/ }; do
+    run="$OUT/runs/${model}_s${seed}"
+    "$PYTHON" train.py --config_path "$CONFIG" --model "$model" --seed "$seed" \
+      --data_path "$OUT/mindrecord" --output_path "$run" --replace_run True "$@"
+    "$PYTHON" eval.py --config_path "$CONFIG" --model "$model" --data_path "$OUT/mindrecord" \
+      --ckpt_file "$run/best_avg_auc.ckpt" "$@"
+    runs+=("$run")
+  done
+  "$PYTHON" report.py "${runs[@]}" --out "$OUT/results_${model}.md"
+done
+echo "tables: $OUT/results_*.md; baselines: $OUT/baselines.json"
