@@ -16,7 +16,7 @@ import os
 import sys
 
 # the grids searched on the validation split (one fit per value and task)
-LOGISTIC_C = (0.01, 0.1, 1.0)
+LOGISTIC_C = (0.01, 0.1, 1.0, 10.0)
 BOOSTING_RATE = (0.05, 0.1)
 
 
