@@ -114,7 +114,7 @@ def _check_data_parallel_run(out, total_rows):
 
 def test_the_default_model_on_two_cpu_workers(tmp_path):
     assert default_model("census")
-    _census(tmp_path, train_rows=4000, test_rows=2000, seed=3)
+    _census(tmp_path, train_rows=5333, test_rows=2000, seed=3)     # 4,000 train + 1,333 val rows
     out = tmp_path / "run"
     result = _run(2, tmp_path / "mr", out, "--epoch_size", 2, "--batch_size", 64,
                   "--learning_rate", 0.01, "--warmup_epochs", 0.5)

@@ -33,7 +33,7 @@ FAST = ["--batch_size", "128", "--learning_rate", "0.01", "--warmup_epochs", "0.
 def data(tmp_path_factory):
     base = tmp_path_factory.mktemp("misuse")
     for name, seed in (("raw_a", 11), ("raw_b", 12)):
-        census_synth.generate_dataset(str(base / name), train_rows=1500, test_rows=600, seed=seed)
+        census_synth.generate_dataset(str(base / name), train_rows=2000, test_rows=600, seed=seed)
         assert prepare_data.main(["--config_path", CPU_CONFIG, "--raw_data_path", str(base / name),
                                   "--data_path", str(base / name.replace("raw", "mr"))]) == 0
     return base
