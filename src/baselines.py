@@ -74,11 +74,10 @@ def run(spec, data_dir, seed=0, names=tuple(BASELINES)):
     results = {}
     for name in names:
         for t, task in enumerate(spec.task_names(fmap)):
-            results[f"{name}/{task}"] = fit_task(name, splits, t, seed)
-            row = results[f"{name}/{task}"]
+            row = results[f"{name}/{task}"] = fit_task(name, splits, t, seed)
+            chosen = ", ".join(f"{k} {v}" for k, v in row.items() if not k.endswith("auc"))
             print(f"baselines: {name} {task}: val auc {row['val_auc']:.4f} "
-                  f"test auc {row['test_auc']:.4f} ({', '.join(f'{k} {v}' for k, v in row.items() if not k.endswith('auc'))})",
-                  flush=True)
+                  f"test auc {row['test_auc']:.4f} ({chosen})", flush=True)
     return results
 
 

@@ -20,9 +20,10 @@ weight) is left out unless ``keep_instance_weight`` is set.
 Stored form (one block MindRecord file per split, see
 :mod:`src.data.mindrecord_io`): ``cat`` int32 ``(n, 29 + b)`` global one-hot
 column index per field, ``-1`` for a category unseen in train (an all-zero
-field), then the bucket column of each of the ``b`` bucketed numerics; ``num`` float32 ``(n, n_num)`` standardised numerics; ``label``
-float32 ``(n, 2)`` = ``[income, marital]``. :func:`to_dense` expands a batch to
-the dense ``(n, input_dim)`` model input: the one-hot block followed by the
+field), then the bucket column of each of the ``b`` bucketed numerics;
+``num`` float32 ``(n, n_num)`` standardised numerics; ``label`` float32
+``(n, 2)`` = ``[income, marital]``. :func:`to_dense` expands a batch to the
+dense ``(n, input_dim)`` model input: the one-hot block followed by the
 numerics. ``feature_map.json`` beside the splits records vocabularies, offsets,
 scaling statistics, the column layout and the split sizes.
 
@@ -195,6 +196,8 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
     """
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    if val_source not in VAL_SOURCES:
+        raise ValueError(f"val_source must be one of {VAL_SOURCES}, got {val_source!r}")
     train_path = _find_file(raw_dir, TRAIN_FILE_NAMES, train_name, "train")
     test_path = _find_file(raw_dir, TEST_FILE_NAMES, test_name, "test")
     train = read_raw(train_path)
@@ -205,14 +208,13 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
         if table.blank_lines:
             print(f"census: skipped {table.blank_lines} blank line(s) in {table.path}", flush=True)
 
-    if val_source not in VAL_SOURCES:
-        raise ValueError(f"val_source must be one of {VAL_SOURCES}, got {val_source!r}")
     if val_source == "test":               # upstream: validation rows from the test file
         val, test = _hold_out(test_all, val_fraction, seed)
         parts = {"train": train, "val": val, "test": test}
     else:                                  # the test file stays whole
         val, rest = _hold_out(train, val_fraction, seed)
         parts = {"train": rest, "val": val, "test": test_all}
+    raw_rows = {"train": len(train), "test": len(test_all)}
     train = parts["train"]
 
     fmap = fit_feature_map(train, keep_instance_weight=keep_instance_weight,
@@ -234,8 +236,7 @@ def convert(raw_dir, output_dir, keep_instance_weight=False, val_fraction=0.5, s
             "seed": int(seed), "val_fraction": float(val_fraction), "block_rows": int(block_rows),
             "train_file": os.path.basename(train_path), "test_file": os.path.basename(test_path),
             "val_source": val_source,
-            "raw_rows": {"train": len(train) + (len(val) if val_source == "train" else 0),
-                         "test": len(test_all)},
+            "raw_rows": raw_rows,
             "blank_lines_skipped": {"train": train.blank_lines, "test": test_all.blank_lines},
         })
         stage.publish(fmap, ENCODING_KEYS)

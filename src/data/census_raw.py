@@ -96,7 +96,7 @@ class CensusTable:
             blank_lines=self.blank_lines)
 
 
-def _open_lines(path):
+def open_lines(path):
     """Binary line iterator over a plain or gzip file (gzip told by its magic bytes)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
@@ -122,7 +122,7 @@ def read_raw(path):
     blank = 0
     lineno = 0
     try:
-        with _open_lines(path) as fh:
+        with open_lines(path) as fh:
             for lineno, raw in enumerate(fh, start=1):
                 try:
                     line = raw.decode("utf-8")

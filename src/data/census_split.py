@@ -25,15 +25,14 @@ import os
 
 import numpy as np
 
+from src.data.census_raw import open_lines
+
 OUTPUT_NAMES = {"train": "census-income.data.gz", "test": "census-income.test.gz"}
 
 
 def read_lines(path):
     """The non-blank lines of a plain or gzip file, as bytes with their newline."""
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as fh:
+    with open_lines(path) as fh:
         lines = [line if line.endswith(b"\n") else line + b"\n" for line in fh if line.strip()]
     if not lines:
         raise ValueError(f"{path}: no rows to split")
