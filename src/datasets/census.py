@@ -3,6 +3,7 @@ numeric features."""
 import numpy as np
 
 from src.datasets.base import DataSet
+from src.registry import Trial
 
 
 def _convert(cfg):
@@ -66,3 +67,15 @@ CENSUS = DataSet(
     synthetic=_synthetic,
     convert_keys=("keep_instance_weight", "numeric_transform", "numeric_buckets", "val_source",
                   "val_fraction", "block_rows"))
+
+
+# The runs every Census-Income model makes in the registry contract tests and
+# its quick start (the models take the same flags and reach the same figures).
+CENSUS_TRIAL = Trial(args=("--batch_size", "128", "--learning_rate", "0.01", "--warmup_epochs", "0.5",
+                           "--eval_batch_size", "1024", "--log_every_steps", "1000"),
+                     expect={"income_auc": 0.8, "marital_auc": 0.8}, epochs=2, data_scale=0.15)
+
+CENSUS_QUICK_START = Trial(args=("--batch_size", "256", "--learning_rate", "0.005",
+                                 "--warmup_epochs", "1", "--log_every_steps", "50"),
+                           expect={"income_auc": 0.85, "marital_auc": 0.95}, epochs=4,
+                           data_scale=1.0, data_seed=7)

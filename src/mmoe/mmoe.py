@@ -13,8 +13,9 @@ class MMoE(nn.Cell):
 
     Shapes: input ``x`` is ``(B, F)`` (F = ``input_dim``: the feature map's
     input width, or the output width of ``input_layer``, a cell applied to the
-    input first, e.g. :class:`src.layers.fields.FieldEmbedding`); output is ``(B, T)``: one logit per task (apply a
-    sigmoid for probabilities, see :meth:`predict`).
+    input first, e.g. :class:`src.layers.fields.FieldEmbedding`); output is
+    ``(B, T)``: one logit per task (apply a sigmoid for probabilities, see
+    :meth:`predict`).
 
     - experts: ``E`` single-layer ReLU experts of ``expert_units`` (U) units,
       computed as one ``(F, E*U)`` matrix product;
