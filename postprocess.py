@@ -30,8 +30,11 @@ def collect(infer_data_path, result_path):
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv,
                       shown=lambda key, kind: key in ("infer_data_path", "result_path"))
-    from src.metrics import format_metrics, task_metrics   # after the options: fast --help
+    # after the options: fast --help
+    from src.metrics import format_metrics, task_metrics, threshold_warnings
     probs, labels, manifest = collect(cfg.infer_data_path, cfg.result_path)
+    for message in threshold_warnings(probs, labels, manifest["tasks"], manifest["task_type"]):
+        print(f"warning: {message}", flush=True)
     metrics = task_metrics(probs, labels, manifest["tasks"], manifest["task_type"])
     line = f"result ({manifest['split']} split, {manifest['rows']} rows): {format_metrics(metrics)}"
     print(line, flush=True)

@@ -87,6 +87,31 @@ def task_metrics(probs, labels, task_names, task_type="binary"):
     return result
 
 
+def threshold_warnings(probs, labels, task_names, task_type="binary"):
+    """Messages for binary tasks whose every probability falls on one side of
+    0.5 although both classes occur: their accuracy is then the share of one
+    class, however good the AUC looks (seen with a large batch early in
+    training). Multi-class tasks have no threshold: an empty list."""
+    if task_type != "binary":
+        return []
+    probs = np.asarray(probs).reshape(len(probs), -1)
+    labels = np.asarray(labels).reshape(len(labels), -1)
+    out = []
+    for t, name in enumerate(task_names):
+        prob, label = probs[:, t], labels[:, t]
+        positives = float(np.mean(label == 1)) if label.size else 0.0
+        if not 0.0 < positives < 1.0:
+            continue
+        above = int(np.sum(prob >= 0.5))
+        if above in (0, prob.size):
+            side, share = ("below", 1.0 - positives) if above == 0 else ("at or above", positives)
+            out.append(f"{name}: every probability is {side} 0.5 although {positives:.1%} of the "
+                       f"labels are positive, so {name}_accuracy is just the share of one class "
+                       f"({share:.4f}); the AUC ranks the rows, but the probabilities are not "
+                       "calibrated at 0.5 yet")
+    return out
+
+
 def format_metrics(metrics):
     """One line ``income_auc=0.9461 marital_auc=0.9912 ...`` for logs."""
     return " ".join(f"{k}={v:.6f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from src.metrics import binary_task_metrics, format_metrics, multiclass_task_metrics, task_metrics
+from src.metrics import (binary_task_metrics, format_metrics, multiclass_task_metrics, task_metrics,
+                         threshold_warnings)
 
 
 def test_per_task_auc_differs_from_flattened_auc():
@@ -70,3 +71,38 @@ def test_multiclass():
 
 def test_format():
     assert format_metrics({"a_auc": 0.5, "n": 3}) == "a_auc=0.500000 n=3"
+
+
+def test_threshold_warning_names_a_task_whose_accuracy_counts_one_class():
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.integers(0, 2, 200), rng.integers(0, 2, 200)], axis=1)
+    # task "a": ranked perfectly but every probability below 0.5 (AUC 1.0, accuracy = negatives)
+    probs = np.stack([0.1 + 0.3 * labels[:, 0], np.where(labels[:, 1] == 1, 0.8, 0.2)], axis=1)
+    metrics = task_metrics(probs, labels, ["a", "b"])
+    assert metrics["a_auc"] == 1.0
+    assert metrics["a_accuracy"] == pytest.approx(1.0 - labels[:, 0].mean())
+    warnings = threshold_warnings(probs, labels, ["a", "b"])
+    assert len(warnings) == 1 and warnings[0].startswith("a: every probability is below 0.5")
+    assert f"{1.0 - labels[:, 0].mean():.4f}" in warnings[0]
+    # all at or above 0.5 is named too; one-class labels and multi-class tasks are not
+    assert "at or above" in threshold_warnings(np.full(200, 0.7), labels[:, 0], ["a"])[0]
+    assert threshold_warnings(np.full(200, 0.2), np.zeros(200), ["a"]) == []
+    assert threshold_warnings(np.full((4, 1, 3), 1 / 3), np.zeros((4, 1)), ["d"], "multiclass") == []
+
+
+def test_evaluation_prints_the_threshold_warning(capsys, monkeypatch):
+    from src.engine import evaluation
+
+    class Spec:
+        task_type = "binary"
+
+        @staticmethod
+        def task_names(_):
+            return ["income"]
+
+    labels = np.array([0, 1, 0, 1, 0], np.float32).reshape(-1, 1)
+    probs = np.array([0.1, 0.3, 0.05, 0.4, 0.2]).reshape(-1, 1)
+    monkeypatch.setattr(evaluation, "predict", lambda *a: (probs, labels))
+    metrics = evaluation.evaluate(Spec, {}, None, None)
+    assert metrics["income_auc"] == 1.0 and metrics["income_accuracy"] == pytest.approx(0.6)
+    assert "warning: income: every probability is below 0.5" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import numpy as np
 from src.engine.graph_call import GraphCall
 from src.engine.runtime import as_tensors
 
-from src.metrics import task_metrics
+from src.metrics import task_metrics, threshold_warnings
 
 
 def predict(spec, network, dataset, predictor=None):
@@ -23,6 +23,10 @@ def predict(spec, network, dataset, predictor=None):
 
 
 def evaluate(spec, feature_map, network, dataset, predictor=None):
-    """Per-task metrics (see :func:`src.metrics.task_metrics`) of ``network`` on a split."""
+    """Per-task metrics (see :func:`src.metrics.task_metrics`) of ``network`` on a split;
+    a warning is printed for a binary task whose accuracy only counts one class."""
     probs, labels = predict(spec, network, dataset, predictor)
-    return task_metrics(probs, labels, spec.task_names(feature_map), spec.task_type)
+    names = spec.task_names(feature_map)
+    for message in threshold_warnings(probs, labels, names, spec.task_type):
+        print(f"warning: {message}", flush=True)
+    return task_metrics(probs, labels, names, spec.task_type)
