@@ -27,6 +27,7 @@ def main(argv=None):
     metrics = evaluate(spec, fmap, network, data)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)
+    described = describe(spec, fmap, network, data)
     folder = (cfg.output_path if "output_path" in cfg.cli_keys
               else os.path.dirname(os.path.abspath(cfg.ckpt_file)))
     os.makedirs(folder, exist_ok=True)
@@ -35,9 +36,25 @@ def main(argv=None):
         "model": spec.name, "checkpoint": os.path.abspath(cfg.ckpt_file),
         "checkpoint_epoch": meta.get("epoch"), "split": cfg.eval_split,
         "data_path": os.path.abspath(cfg.data_path), "data_fingerprint": fmap.get("fingerprint"),
-        "rows": data.num_rows, "metrics": metrics})
+        "rows": data.num_rows, "metrics": metrics, **described})
     print(f"metrics written to {out}", flush=True)
     return 0
+
+
+def describe(spec, fmap, network, data):
+    """The model's own account of the trained network (``ModelSpec.describe``) on
+    the split's first batch, printed; ``{"network": ...}`` for the JSON, or ``{}``."""
+    if spec.describe is None:
+        return {}
+    from src.engine.runtime import as_tensors
+    batch = next(iter(data.epoch(0)))
+    network.set_train(False)
+    found = spec.describe(network, as_tensors(batch[:-1]), spec.task_names(fmap))
+    print(f"network ({found.get('rows', len(batch[-1]))} rows of the {data.split} split):",
+          flush=True)
+    for line in found.get("lines", []):
+        print(f"  {line}", flush=True)
+    return {"network": found}
 
 
 if __name__ == "__main__":

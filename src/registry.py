@@ -56,6 +56,9 @@ class ModelSpec:
     # the benchmark's cases (bench/run.py): training batch sizes, the large predict batch
     bench_train_batches: tuple = (256,)
     bench_predict_batch: int = 1024
+    # (network, inputs of one batch, task names) -> {"lines": [...], ...}: what eval.py
+    # prints and saves about the trained network itself (e.g. DSelect-k's expert usage)
+    describe: Callable = None
 
     def __post_init__(self):
         unknown = set(self.capabilities) - set(CAPABILITIES)

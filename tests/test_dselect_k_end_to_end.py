@@ -66,3 +66,19 @@ def test_baseline_gates_train_through_the_same_entry_point(data_dir, tmp_path, g
                              "--gate", gate, "--save_checkpoint", "false"] + SMALL) == 0
     val = read_metrics_log(str(tmp_path / "metrics.jsonl"))[-1]["val"]
     assert np.isfinite(val["avg_accuracy"]) and val["avg_accuracy"] > 0.1
+
+
+def test_eval_reports_accuracy_and_the_experts_each_task_uses(trained, data_dir, tmp_path, capsys):
+    import json
+    import eval as eval_entry
+    assert eval_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                            "--ckpt_file", str(trained / "best_avg_accuracy.ckpt"),
+                            "--output_path", str(tmp_path)] + SMALL) == 0
+    out = capsys.readouterr().out
+    assert "network (128 rows of the test split):" in out and "  task right: " in out
+    saved = json.load(open(tmp_path / "eval_best_avg_accuracy_test.json"))
+    assert saved["metrics"]["left_accuracy"] > 0.5
+    for task in ("left", "right"):
+        usage = saved["network"]["tasks"][task]
+        assert 1 <= usage["experts_used_mean"] <= 4 and len(usage["mean_weight"]) == 4
+        assert sum(usage["mean_weight"]) == pytest.approx(1.0, abs=0.01)

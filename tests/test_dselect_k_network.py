@@ -151,3 +151,30 @@ def test_regularised_loss_follows_its_schedule():
         with_reg.set_epoch(epoch)
         total = float(with_reg(x, y).asnumpy())
         assert total == pytest.approx(base + w * float(reg.asnumpy()), rel=1e-5)
+
+
+def test_expert_usage_reports_what_the_gates_select():
+    from src.dselect_k.spec import expert_usage
+    net = MultiTaskMoE((1, 36, 36), num_tasks=2, num_classes=10, num_experts=8, gate="dselect_k",
+                       k=2, conv_impl="matmul")
+    net.set_train(False)
+    # left: both selectors binary, on experts 3 (bits 1,1,0) and 5 (1,0,1), equal mixing;
+    # right: both selectors on expert 6 (0,1,1): one expert
+    gamma = 1.0
+    left, right = net.gates[0], net.gates[1]
+    left.z.set_data(Tensor(np.array([[[gamma, gamma, -gamma], [gamma, -gamma, gamma]]], np.float32)))
+    left.w.set_data(Tensor(np.zeros((1, 2), np.float32)))
+    right.z.set_data(Tensor(np.array([[[-gamma, gamma, gamma]] * 2], np.float32)))
+    found = expert_usage(net, [_images(5)], ["left", "right"])
+    assert found["rows"] == 5
+    assert found["tasks"]["left"]["experts_used_mean"] == 2.0
+    np.testing.assert_allclose(found["tasks"]["left"]["mean_weight"],
+                               [0, 0, 0, 0.5, 0, 0.5, 0, 0], atol=1e-4)
+    assert found["tasks"]["right"]["experts_used_max"] == 1
+    assert found["tasks"]["right"]["mean_weight"][6] == pytest.approx(1.0)
+    assert found["lines"][1].startswith("task right: 1.00 experts on average (at most 1)")
+    # a softmax gate mixes every expert
+    dense = MultiTaskMoE((1, 36, 36), num_experts=8, gate="softmax", conv_impl="matmul")
+    dense.set_train(False)
+    assert expert_usage(dense, [_images(5)], ["left", "right"])["tasks"]["left"][
+        "experts_used_mean"] == 8.0

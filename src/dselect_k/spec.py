@@ -15,6 +15,24 @@ def build_network(cfg, fmap):
         init_scale=cfg.init_scale, tower_dropout=cfg.tower_dropout, seed=cfg.seed)
 
 
+def expert_usage(network, inputs, task_names, threshold=0.01):
+    """How many experts each task's gate uses on a batch (weight above
+    ``threshold``) and its mean weight per expert: a sparse gate that has
+    converged shows k experts or fewer, a dense mixture all of them."""
+    import numpy as np
+    weights = network.gate_weights(inputs[0]).asnumpy()                    # (B, T, E)
+    tasks, lines = {}, []
+    for t, name in enumerate(task_names):
+        used = (weights[:, t, :] > threshold).sum(axis=1)
+        mean = weights[:, t, :].mean(axis=0)
+        tasks[name] = {"experts_used_mean": float(used.mean()), "experts_used_max": int(used.max()),
+                       "mean_weight": [round(float(v), 4) for v in mean]}
+        top = ", ".join(f"{e}: {mean[e]:.3f}" for e in np.argsort(-mean) if mean[e] > threshold)
+        lines.append(f"task {name}: {used.mean():.2f} experts on average (at most {used.max()}) "
+                     f"carry more than {threshold:.0%} of the weight; mean weight by expert {{{top}}}")
+    return {"rows": int(weights.shape[0]), "threshold": threshold, "tasks": tasks, "lines": lines}
+
+
 def reg_schedule(cfg):
     from src.engine.heads import scheduled_weight
     return scheduled_weight(cfg.gate_reg_weight, cfg.gate_reg_warmup_epochs)
@@ -33,4 +51,4 @@ SPEC = ModelSpec(name="dselect_k", title="DSelect-k", dataset=MULTIMNIST,
                  build_network=build_network, capabilities=frozenset({"regularised"}),
                  reg_schedule=reg_schedule, export_overrides={"conv_impl": "native"},
                  bench_train_batches=(256,), bench_predict_batch=1024,
-                 trial=TRIAL, quick_start=QUICK_START)
+                 trial=TRIAL, quick_start=QUICK_START, describe=expert_usage)
