@@ -123,3 +123,21 @@ def test_minimising_the_regulariser_selects_k_experts():
     weights = gate(x)[0].asnumpy()
     assert np.all((weights > 1e-6).sum(1) <= 2)
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
+
+
+def test_load_balancing_term_of_per_example_gates():
+    x = Tensor(np.random.default_rng(3).normal(size=(6, 5)).astype(np.float32))
+    plain = DSelectKGate(num_experts=4, k=2, mode="per_example", input_dim=5, seed=2)
+    balanced = DSelectKGate(num_experts=4, k=2, mode="per_example", input_dim=5, seed=2,
+                            balance=0.5)
+    for dense in ("z_dense", "w_dense"):   # the same logits in both gates
+        for name in ("weight", "bias"):
+            getattr(getattr(balanced, dense), name).set_data(getattr(getattr(plain, dense), name))
+    weights, reg = plain(x)
+    weights_b, reg_b = balanced(x)
+    np.testing.assert_allclose(weights_b.asnumpy(), weights.asnumpy())
+    importance = weights.asnumpy().mean(axis=0)
+    cv2 = importance.var() / importance.mean() ** 2
+    assert float(reg_b.asnumpy()) - float(reg.asnumpy()) == pytest.approx(0.5 * cv2, rel=1e-4)
+    with pytest.raises(ValueError, match="per_example gates only"):
+        DSelectKGate(num_experts=4, k=2, balance=0.5)

@@ -17,7 +17,11 @@ Static mode: ``z`` (k, m) and ``w`` (k,) are parameters. Per-example mode:
 Regulariser (returned beside the weights, scaled by the caller's schedule):
 the entropy of every selector's ``r_i`` (pushes each selector to one expert)
 plus, when n is not a power of two, ``sum_i 1 / sum_e r_i[e]`` so that codes
-without an expert cannot take the weight.
+without an expert cannot take the weight. Per-example gates can add
+``balance`` times the squared coefficient of variation of the experts' mean
+weight over the batch (Shazeer et al.'s importance loss): without it the
+entropy term is cheapest to satisfy through the logits' bias, and every
+example ends up on the same k experts.
 
 The product over bits is unrolled (m is small): no ReduceProd, which the
 ONNX route to MindSpore Lite does not support.
@@ -54,12 +58,14 @@ class DSelectKGate(nn.Cell):
         mode: ``static`` (one set of logits for all inputs) or ``per_example``.
         input_dim: width of ``x`` (per_example mode).
         seed: seed of the initial logits (z ~ U(+-gamma/100), w ~ U(+-0.05)).
+        balance: weight of the load-balancing term (per_example mode only).
 
     ``construct(x)`` takes ``x`` of shape ``(B, input_dim)`` (in static mode only
     its batch size is used) and returns ``(weights (B, n), regulariser ())``.
     """
 
-    def __init__(self, num_experts, k, gamma=1.0, mode="static", input_dim=None, seed=None):
+    def __init__(self, num_experts, k, gamma=1.0, mode="static", input_dim=None, seed=None,
+                 balance=0.0):
         super().__init__()
         if num_experts < 2:
             raise ValueError(f"DSelect-k needs at least 2 experts, got {num_experts}")
@@ -71,8 +77,13 @@ class DSelectKGate(nn.Cell):
             raise ValueError(f"mode must be 'static' or 'per_example', got {mode!r}")
         if mode == "per_example" and not input_dim:
             raise ValueError("per_example mode needs input_dim")
+        if balance < 0 or (balance and mode != "per_example"):
+            raise ValueError(f"the load-balancing weight must be >= 0 and applies to per_example "
+                             f"gates only (a static gate routes every example alike), got "
+                             f"{balance} with mode {mode!r}")
         codes = binary_codes(num_experts)
         self.num_experts, self.k, self.gamma, self.mode = num_experts, k, float(gamma), mode
+        self.balance = float(balance)
         self.bits = codes.shape[1]
         self.power_of_two = num_experts == 2 ** self.bits
         self.codes = Tensor(codes.reshape(1, 1, num_experts, self.bits))    # (1, 1, n, m)
@@ -110,4 +121,9 @@ class DSelectKGate(nn.Cell):
         reg = entropy
         if not self.power_of_two:
             reg = reg + (1.0 / (r.sum(axis=2) + _EPS)).sum(axis=1).mean()
+        if self.balance > 0:
+            importance = weights.mean(axis=0)                               # (n,)
+            mean = importance.mean()
+            cv2 = ((importance - mean) ** 2).mean() / (mean * mean + _EPS)
+            reg = reg + self.balance * cv2
         return weights, reg
