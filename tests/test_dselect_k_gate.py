@@ -141,3 +141,30 @@ def test_load_balancing_term_of_per_example_gates():
     assert float(reg_b.asnumpy()) - float(reg.asnumpy()) == pytest.approx(0.5 * cv2, rel=1e-4)
     with pytest.raises(ValueError, match="per_example gates only"):
         DSelectKGate(num_experts=4, k=2, balance=0.5)
+
+
+def test_overlap_term_counts_selector_pairs_on_the_same_expert():
+    x = Tensor(np.zeros((2, 1), np.float32))
+    gate = DSelectKGate(num_experts=8, k=3, gamma=1.0, overlap=0.25)
+    plain = DSelectKGate(num_experts=8, k=3, gamma=1.0)
+    saturated = [_logits_for(5, 3), _logits_for(5, 3), _logits_for(2, 3)]   # two on expert 5
+    for g in (gate, plain):
+        _set(g.z, saturated)
+    extra = float(gate(x)[1].asnumpy()) - float(plain(x)[1].asnumpy())
+    assert extra == pytest.approx(0.25 * 1.0, abs=1e-5)                 # one colliding pair
+    _set(gate.z, [_logits_for(5, 3), _logits_for(1, 3), _logits_for(2, 3)])
+    _set(plain.z, [_logits_for(5, 3), _logits_for(1, 3), _logits_for(2, 3)])
+    assert float(gate(x)[1].asnumpy()) == pytest.approx(float(plain(x)[1].asnumpy()), abs=1e-5)
+    # soft selectors: the term equals sum_{i<j} <r_i, r_j> computed in NumPy
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-0.3, 0.3, (3, 3))
+    _set(gate.z, z)
+    _set(plain.z, z)
+    r = np.array([[np.prod([(S if c else 1 - S) for c, S in zip(code, s_row)])
+                   for code in binary_codes(8)]
+                  for s_row in smooth_step(Tensor(z.astype(np.float32)), 1.0).asnumpy()])
+    pairs = sum(r[i] @ r[j] for i in range(3) for j in range(i + 1, 3))
+    extra = float(gate(x)[1].asnumpy()) - float(plain(x)[1].asnumpy())
+    assert extra == pytest.approx(0.25 * pairs, rel=1e-4)
+    with pytest.raises(ValueError, match="overlap weight"):
+        DSelectKGate(num_experts=8, k=2, overlap=-1.0)

@@ -21,7 +21,10 @@ without an expert cannot take the weight. Per-example gates can add
 ``balance`` times the squared coefficient of variation of the experts' mean
 weight over the batch (Shazeer et al.'s importance loss): without it the
 entropy term is cheapest to satisfy through the logits' bias, and every
-example ends up on the same k experts.
+example ends up on the same k experts. ``overlap`` times
+``sum_{i<j} <r_i, r_j>`` (the chance that two of a task's selectors pick the
+same expert, 0 once they pick different ones) keeps the k selectors from
+collapsing on one expert.
 
 The product over bits is unrolled (m is small): no ReduceProd, which the
 ONNX route to MindSpore Lite does not support.
@@ -59,13 +62,14 @@ class DSelectKGate(nn.Cell):
         input_dim: width of ``x`` (per_example mode).
         seed: seed of the initial logits (z ~ U(+-gamma/100), w ~ U(+-0.05)).
         balance: weight of the load-balancing term (per_example mode only).
+        overlap: weight of the term that keeps the selectors apart (k >= 2).
 
     ``construct(x)`` takes ``x`` of shape ``(B, input_dim)`` (in static mode only
     its batch size is used) and returns ``(weights (B, n), regulariser ())``.
     """
 
     def __init__(self, num_experts, k, gamma=1.0, mode="static", input_dim=None, seed=None,
-                 balance=0.0):
+                 balance=0.0, overlap=0.0):
         super().__init__()
         if num_experts < 2:
             raise ValueError(f"DSelect-k needs at least 2 experts, got {num_experts}")
@@ -83,7 +87,9 @@ class DSelectKGate(nn.Cell):
                              f"{balance} with mode {mode!r}")
         codes = binary_codes(num_experts)
         self.num_experts, self.k, self.gamma, self.mode = num_experts, k, float(gamma), mode
-        self.balance = float(balance)
+        if overlap < 0:
+            raise ValueError(f"the selector-overlap weight must be >= 0, got {overlap}")
+        self.balance, self.overlap = float(balance), float(overlap)
         self.bits = codes.shape[1]
         self.power_of_two = num_experts == 2 ** self.bits
         self.codes = Tensor(codes.reshape(1, 1, num_experts, self.bits))    # (1, 1, n, m)
@@ -121,6 +127,10 @@ class DSelectKGate(nn.Cell):
         reg = entropy
         if not self.power_of_two:
             reg = reg + (1.0 / (r.sum(axis=2) + _EPS)).sum(axis=1).mean()
+        if self.overlap > 0 and self.k > 1:
+            gram = ops.bmm(r, r.transpose(0, 2, 1))                          # (B, k, k)
+            pairs = (gram.sum(axis=(1, 2)) - (r * r).sum(axis=(1, 2))) / 2.0
+            reg = reg + self.overlap * pairs.mean()
         if self.balance > 0:
             importance = weights.mean(axis=0)                               # (n,)
             mean = importance.mean()
