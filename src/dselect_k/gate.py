@@ -85,10 +85,10 @@ class DSelectKGate(nn.Cell):
             raise ValueError(f"the load-balancing weight must be >= 0 and applies to per_example "
                              f"gates only (a static gate routes every example alike), got "
                              f"{balance} with mode {mode!r}")
-        codes = binary_codes(num_experts)
-        self.num_experts, self.k, self.gamma, self.mode = num_experts, k, float(gamma), mode
         if overlap < 0:
             raise ValueError(f"the selector-overlap weight must be >= 0, got {overlap}")
+        codes = binary_codes(num_experts)
+        self.num_experts, self.k, self.gamma, self.mode = num_experts, k, float(gamma), mode
         self.balance, self.overlap = float(balance), float(overlap)
         self.bits = codes.shape[1]
         self.power_of_two = num_experts == 2 ** self.bits
