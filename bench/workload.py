@@ -89,9 +89,9 @@ class Ours:
         reader = self._train_reader()
         trainer = Trainer(self.spec, self.cfg, self.fmap, self.network, len(reader), printer=lambda *a, **k: None)
         self.network.set_train(True)
-        set_epoch = getattr(trainer.net_with_loss, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(1)
+        set_progress = getattr(trainer.net_with_loss, "set_progress", None)
+        if set_progress is not None:                  # the first step's regulariser weight
+            set_progress(1 / len(reader))
         self.losses = _trained(trainer, reader)
 
     def _run_train(self, n):

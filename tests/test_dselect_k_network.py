@@ -136,8 +136,9 @@ def test_softmax_cross_entropy_per_task():
 
 def test_regularised_loss_follows_its_schedule():
     schedule = scheduled_weight(0.2, warmup_epochs=4)
-    assert [schedule(e) for e in (1, 2, 4, 9)] == pytest.approx([0.05, 0.1, 0.2, 0.2])
-    assert scheduled_weight(0.3, 0)(1) == 0.3
+    assert [schedule(p) for p in (0.5, 1, 2, 4, 9)] == pytest.approx([0.025, 0.05, 0.1, 0.2, 0.2])
+    assert schedule.ramp_epochs == 4
+    assert scheduled_weight(0.3, 0)(0.01) == 0.3
     with pytest.raises(ValueError):
         scheduled_weight(-1.0, 0)
     net = MultiTaskMoE((1, 36, 36), num_experts=3, conv_impl="matmul")
@@ -147,8 +148,8 @@ def test_regularised_loss_follows_its_schedule():
     x, y = _images(4), Tensor(np.zeros((4, 2), np.int32))
     logits, reg = net.forward_with_reg(x)
     base = float(loss_fn(logits, y).asnumpy())
-    for epoch, w in ((1, 0.05), (4, 0.2)):
-        with_reg.set_epoch(epoch)
+    for progress, w in ((1, 0.05), (0.5, 0.025), (4, 0.2)):
+        with_reg.set_progress(progress)
         total = float(with_reg(x, y).asnumpy())
         assert total == pytest.approx(base + w * float(reg.asnumpy()), rel=1e-5)
 
@@ -178,3 +179,37 @@ def test_expert_usage_reports_what_the_gates_select():
     dense.set_train(False)
     assert expert_usage(dense, [_images(5)], ["left", "right"])["tasks"]["left"][
         "experts_used_mean"] == 8.0
+
+
+class _Batches:
+    """Stands in for a reader: ``steps`` batches per epoch (never run here)."""
+    batch_size = 2
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __len__(self):
+        return self.steps
+
+    def epoch(self, epoch):
+        return [None] * self.steps
+
+
+@pytest.mark.parametrize("start_epoch", [0, 1])
+def test_trainer_ramps_the_regulariser_every_step(start_epoch):
+    from src.config import parse_config
+    from src.engine.trainer import Trainer
+    from src.registry import get_model_spec
+    cfg = parse_config(["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+                        "--expert_units", "16,16", "--tower_units", "16", "--epoch_size", "3",
+                        "--steps_per_call", "1", "--gate_reg_weight", "0.6",
+                        "--gate_reg_warmup_epochs", "1.5"])
+    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+    spec = get_model_spec("dselect_k")
+    trainer = Trainer(spec, cfg, fmap, spec.build_network(cfg, fmap), 4, printer=lambda *a, **k: None)
+    trainer.start_epoch = start_epoch                       # as resume_from leaves it
+    seen = []
+    trainer.step = lambda batch: seen.append(float(trainer.net_with_loss.reg_weight.asnumpy())) or 1.0
+    trainer.fit(_Batches(4))
+    steps = np.arange(4 * start_epoch + 1, 13)               # global steps run, 4 per epoch
+    assert seen == pytest.approx(0.6 * np.minimum(1.0, steps / 4 / 1.5), rel=1e-6)

@@ -185,14 +185,14 @@ def check_train(name, spec, cfg, fmap, network, peer, seed=5):
     from src.engine.trainer import Trainer
     trainer = Trainer(spec, cfg, fmap, network, STEPS_PER_EPOCH, printer=lambda *a, **k: None)
     network.set_train(True)
-    set_epoch = getattr(trainer.net_with_loss, "set_epoch", None)
-    if set_epoch is not None:
-        set_epoch(1)
+    set_progress = getattr(trainer.net_with_loss, "set_progress", None)   # as Trainer.fit does
     transform = spec.train_transform(fmap, network)
     rng = np.random.default_rng(seed)
     ok, texts = True, []
     for step in range(TRAIN_STEPS):
         peer.load_from_mindspore(network)
+        if set_progress is not None:
+            set_progress((step + 1) / STEPS_PER_EPOCH)
         before = {p.name: p.asnumpy().copy() for p in network.get_parameters()}
         raw = raw_batch(spec.dataset.name, fmap, rng, int(cfg.batch_size))
         ours = float(trainer.train_step(*[Tensor(a) for a in transform(raw)]).asnumpy())

@@ -194,11 +194,12 @@ class DSelectKPeer(PeerModel):
                          steps_per_epoch=steps_per_epoch)
 
     def _reg_weight(self):
-        """``scheduled_weight`` of src/engine/heads.py at the current epoch."""
+        """``scheduled_weight`` of src/engine/heads.py for the current step
+        (the ramp advances every step)."""
         if self.reg_warmup <= 0:
             return self.reg_weight
-        epoch = self.global_step // self.steps_per_epoch + 1
-        return self.reg_weight * min(1.0, epoch / self.reg_warmup)
+        progress = (self.global_step + 1) / self.steps_per_epoch
+        return self.reg_weight * min(1.0, progress / self.reg_warmup)
 
     def loss(self, images, labels):
         logits, reg = self.module.forward_with_reg(images)

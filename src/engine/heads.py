@@ -43,16 +43,20 @@ class MultiTaskSoftmaxCELoss(nn.Cell):
 
 
 def scheduled_weight(weight, warmup_epochs):
-    """``epoch -> weight``: constant, or ramped linearly over the first
-    ``warmup_epochs`` epochs (epoch 1 gets ``weight / warmup_epochs``)."""
+    """``progress -> weight``, where ``progress`` counts epochs of training
+    done by the end of the step being weighted (fractional: step ``s`` of an
+    epoch of ``n`` steps in epoch ``e`` is ``e - 1 + s / n``). Constant, or
+    ramped linearly from 0 over the first ``warmup_epochs`` epochs, so the
+    ramp advances every step. ``at.ramp_epochs`` says until when it changes."""
     if weight < 0 or warmup_epochs < 0:
         raise ValueError(f"regulariser weight and warm-up must not be negative, got {weight}, "
                          f"{warmup_epochs}")
 
-    def at(epoch):
+    def at(progress):
         if warmup_epochs <= 0:
             return float(weight)
-        return float(weight) * min(1.0, epoch / float(warmup_epochs))
+        return float(weight) * min(1.0, progress / float(warmup_epochs))
+    at.ramp_epochs = float(warmup_epochs)
     return at
 
 
@@ -73,19 +77,26 @@ class NetWithRegLoss(NetWithLoss):
     """``(inputs..., labels) -> loss + w * regulariser`` for networks whose
     ``forward_with_reg`` returns ``(logits, regulariser)`` (DSelect-k's gates).
 
-    ``w`` follows a schedule over epochs (``epoch -> weight``); the trainer calls
-    :meth:`set_epoch` before every epoch, and the weight lives in a
-    non-trainable parameter so the compiled step does not change.
+    ``w`` follows a schedule over training progress (``epochs done -> weight``,
+    :func:`scheduled_weight`); the trainer calls :meth:`set_progress` before
+    every graph call while the schedule changes. The weight lives in a
+    non-trainable parameter, so the compiled step does not change.
     """
 
     def __init__(self, network, loss_fn, schedule):
         super().__init__(network, loss_fn)
         self.schedule = schedule
-        self.reg_weight = Parameter(Tensor(schedule(1), ms.float32), name="reg_weight",
+        self.ramp_epochs = float(getattr(schedule, "ramp_epochs", 0.0))
+        self._weight = float(schedule(self.ramp_epochs))
+        self.reg_weight = Parameter(Tensor(self._weight, ms.float32), name="reg_weight",
                                     requires_grad=False)
 
-    def set_epoch(self, epoch):
-        self.reg_weight.set_data(Tensor(self.schedule(epoch), ms.float32))
+    def set_progress(self, progress):
+        """Weight the next step as ending at ``progress`` epochs of training."""
+        weight = float(self.schedule(progress))
+        if weight != self._weight:
+            self.reg_weight.set_data(Tensor(weight, ms.float32))
+            self._weight = weight
 
     def construct(self, *args):
         logits, reg = self.network.forward_with_reg(*args[:-1])

@@ -158,17 +158,20 @@ class Trainer:
                              f"was built for {self.steps_per_epoch}")
         for cb in callbacks:
             cb.on_train_begin(self)
-        set_epoch = getattr(self.net_with_loss, "set_epoch", None)   # epoch-scheduled loss terms
+        set_progress = getattr(self.net_with_loss, "set_progress", None)  # scheduled loss terms
+        ramp_steps = getattr(self.net_with_loss, "ramp_epochs", 0.0) * self.steps_per_epoch
+        if set_progress is not None:
+            set_progress((state.global_step + 1) / self.steps_per_epoch)
         early = None                    # the first step's loss (before any update): the early level
         for epoch in range(self.start_epoch + 1, self.epochs + 1):
             self.network.set_train(True)
-            if set_epoch is not None:
-                set_epoch(epoch)
             state.epoch, state.step_in_epoch, state.epoch_loss_sum = epoch, 0, 0.0
             state.epoch_start = time.time()
             for loss in self.run_batches(train_data.epoch(epoch)):
                 state.step_in_epoch += 1
                 state.global_step += 1
+                if set_progress is not None and state.global_step < ramp_steps:
+                    set_progress((state.global_step + 1) / self.steps_per_epoch)  # the next step
                 if not math.isfinite(loss):
                     raise TrainingDiverged(self._diverged_message(f"loss became {loss}", state,
                                                                   callbacks))
