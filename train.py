@@ -78,7 +78,9 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
                               transform=spec.train_transform(fmap, network, cfg, cluster.distributed))
     val_data = split_reader(spec, fmap, cfg, "val")
     where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
-    print(f"model {spec.name} on {spec.dataset.title}: {train_data.num_rows} training rows "
+    built = f" built from {fmap['raw_dir']}" if fmap.get("raw_dir") else ""   # e.g. Fashion-MNIST
+    print(f"model {spec.name} on {spec.dataset.title} data in {cfg.data_path}{built}: "
+          f"{train_data.num_rows} training rows "
           f"({where}{len(train_data)} steps/epoch), {val_data.num_rows} validation rows, "
           f"device {cfg.device_target}", flush=True)
     trainer = Trainer(spec, cfg, fmap, network, len(train_data), is_main=cluster.is_main)
