@@ -16,18 +16,39 @@ import math
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.engine.shard_plan import make_plan
 
-def uniform_rows(cardinalities, dim, rng, scale=None):
-    """Initial table ``(sum(cardinalities) + 1, dim)`` float32: each field's
-    block ``U(+-sqrt(1/n_f))`` (the reference DLRM's) or ``U(+-scale)``; the
-    scratch row is zero."""
-    total = int(sum(cardinalities))
-    table = np.zeros((total + 1, dim), np.float32)
-    start = 0
-    for n in cardinalities:
-        bound = scale if scale is not None else math.sqrt(1.0 / n)
-        table[start:start + n] = rng.uniform(-bound, bound, (n, dim)).astype(np.float32)
-        start += n
+# rows drawn from one generator: a rank holding part of a field draws only the
+# blocks it overlaps
+BLOCK_ROWS = 1 << 16
+
+
+def uniform_rows(cardinalities, dim, rng, scale=None, plan=None, rank=0):
+    """Initial table ``(rows + 1, dim)`` float32: each field's block
+    ``U(+-sqrt(1/n_f))`` (the reference DLRM's) or ``U(+-scale)``; the last
+    (scratch) row is zero.
+
+    Without ``plan`` the rows are the whole table; with a sharded
+    :class:`~src.engine.shard_plan.ShardPlan` they are rank ``rank``'s shard
+    (its positions, in order), with exactly the values the whole table has
+    there: field ``f``'s rows come in blocks of ``BLOCK_ROWS``, each block from
+    a generator seeded by (one draw of ``rng``, ``f``, block), so a rank never
+    makes the rows it does not hold. ``rng`` advances by one draw either way."""
+    seed = int(rng.integers(1 << 62))
+    plan = plan or make_plan("data", cardinalities, 1)
+    if tuple(int(c) for c in cardinalities) != plan.cardinalities:
+        raise ValueError(f"the plan is for fields {plan.cardinalities}, the table has {cardinalities}")
+    start, end = plan.rows_of(rank)
+    table = np.zeros((end - start + 1, dim), np.float32)
+    for field, _, position, length in plan.blocks():
+        lo, hi = max(position, start) - position, min(position + length, end) - position
+        bound = scale if scale is not None else math.sqrt(1.0 / length)
+        for block in range(lo // BLOCK_ROWS, -(-hi // BLOCK_ROWS)):
+            first = block * BLOCK_ROWS
+            rows = np.random.default_rng([seed, field, block]).uniform(
+                -bound, bound, (min(BLOCK_ROWS, length - first), dim)).astype(np.float32)
+            a, b = max(lo, first), min(hi, first + len(rows))
+            table[position + a - start:position + b - start] = rows[a - first:b - first]
     return table
 
 
