@@ -76,7 +76,7 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
     train_data = split_reader(spec, fmap, cfg, "train", training=True,
                               num_shards=cluster.size, shard_id=cluster.rank,
                               transform=spec.train_transform(fmap, network, cfg, cluster.distributed))
-    val_data = split_reader(spec, fmap, cfg, "val")
+    val_data = split_reader(spec, fmap, cfg, "val", transform=spec.eval_transform(fmap, network))
     where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
     print(f"model {spec.name} on {spec.dataset.title}: {train_data.num_rows} training rows "
           f"({where}{len(train_data)} steps/epoch), {val_data.num_rows} validation rows, "
@@ -122,7 +122,8 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
         ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)
     if cluster.distributed:   # equal on every rank when the data-parallel ranks stayed in step
-        print(f"rank {cluster.rank} parameter fingerprint {checkpoint.fingerprint(network)}", flush=True)
+        print(f"rank {cluster.rank} parameter fingerprint "
+              f"{checkpoint.fingerprint(network, shared_only=True)}", flush=True)
     if saving:
         print(f"checkpoints in {cfg.output_path}: " + ", ".join(
             f"best_{m}.ckpt" for m in cfg.best_ckpt_metrics), flush=True)

@@ -120,3 +120,14 @@ def test_a_rank_makes_its_own_initial_rows_with_the_whole_tables_values(mode, mo
     assert np.array_equal(plan.assemble([s[:-1] for s in shards]), full[:-1])
     with pytest.raises(ValueError, match="the plan is for fields"):
         embedding.uniform_rows(CARDS[:-1], 3, np.random.default_rng(4), plan=plan)
+
+
+def test_initial_shards_with_real_block_sizes():
+    from src.layers.embedding import uniform_rows
+    cards = (70000, 3, 140000, 5)                        # fields of several blocks, cut by ranks
+    full = uniform_rows(cards, 2, np.random.default_rng(9))
+    for mode, ranks in (("row", 3), ("table", 2)):
+        plan = make_plan(mode, cards, ranks)
+        shards = [uniform_rows(cards, 2, np.random.default_rng(9), plan=plan, rank=r)[:-1]
+                  for r in range(ranks)]
+        assert np.array_equal(plan.assemble(shards), full[:-1])

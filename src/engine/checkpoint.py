@@ -185,10 +185,14 @@ def rotate(directory, prefix, keep):
         os.remove(path)
 
 
-def fingerprint(cell):
-    """A short hash of every parameter's name and values (compare ranks or runs)."""
+def fingerprint(cell, shared_only=False):
+    """A short hash of every parameter's name and values (compare ranks or
+    runs); ``shared_only``: of the parameters every rank holds alike (not a
+    rank's shard of a table, marked ``layerwise_parallel``)."""
     digest = hashlib.sha256()
     for param in sorted(cell.get_parameters(), key=lambda p: p.name):
+        if shared_only and param.layerwise_parallel:
+            continue
         digest.update(param.name.encode())
         digest.update(param.asnumpy().tobytes())
     return digest.hexdigest()[:16]
