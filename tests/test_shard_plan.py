@@ -131,3 +131,22 @@ def test_initial_shards_with_real_block_sizes():
         shards = [uniform_rows(cards, 2, np.random.default_rng(9), plan=plan, rank=r)[:-1]
                   for r in range(ranks)]
         assert np.array_equal(plan.assemble(shards), full[:-1])
+
+
+def test_resharding_reads_only_the_shards_it_needs():
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(57, 2, 2)).astype(np.float32)      # e.g. Adam's two moments per row
+    old = make_plan("row", CARDS, 4)
+    shards = [old.shard(table, r) for r in range(4)]
+    for mode, ranks in (("row", 2), ("table", 3), ("row", 5)):
+        new = make_plan(mode, CARDS, ranks)
+        for rank in range(ranks):
+            read = []
+            part = new.take(rank, old, lambda r: read.append(r) or shards[r])
+            assert np.array_equal(part, new.shard(table, rank))
+            start, end = new.rows_of(rank)
+            held = _positions(new).argsort()[start:end]            # global ids of its positions
+            needed = set(_owner_of_rows(old)[_positions(old)[held]])
+            assert sorted(read) == sorted(needed)                  # each needed shard, read once
+    with pytest.raises(ValueError, match="different tables"):
+        make_plan("row", CARDS[:-1], 2).take(0, old, shards.__getitem__)

@@ -81,17 +81,47 @@ class ShardPlan:
         offsets, starts = self.offsets(), self.sharded_offsets()
         return [(f, int(offsets[f]), int(starts[f]), int(self.cardinalities[f])) for f in self.order]
 
+    def take(self, rank, source, source_shard):
+        """Rank ``rank``'s rows under this plan, from the shards of another plan
+        ``source`` of the same table (another rank count or mode: resharding).
+        ``source_shard(r)`` returns source rank ``r``'s array (rows first, any
+        trailing shape); it is called once for each rank that holds some of
+        the rows, so a rank reads only the shards it needs."""
+        if source.cardinalities != self.cardinalities:
+            raise ValueError(f"the plans are for different tables: fields {source.cardinalities} "
+                             f"and {self.cardinalities}")
+        start, end = self.rows_of(rank)
+        mine, theirs = self.sharded_offsets(), source.sharded_offsets()
+        holders = range(source.ranks) if source.sharded else range(1)
+        out, loaded = None, {}
+        for f, length in enumerate(self.cardinalities):
+            lo, hi = max(int(mine[f]), start), min(int(mine[f]) + length, end)
+            if lo >= hi:
+                continue
+            first = int(theirs[f]) + lo - int(mine[f])         # the segment in the source order
+            last = first + hi - lo
+            for r in holders:
+                s0, s1 = source.rows_of(r)
+                x0, x1 = max(first, s0), min(last, s1)
+                if x0 >= x1:
+                    continue
+                if r not in loaded:
+                    loaded[r] = np.asarray(source_shard(r))
+                    if len(loaded[r]) < s1 - s0:
+                        raise ValueError(f"shard {r} has {len(loaded[r])} rows, the plan gives it "
+                                         f"{s1 - s0}")
+                part = loaded[r]
+                if out is None:
+                    out = np.empty((end - start,) + part.shape[1:], part.dtype)
+                out[lo - start + x0 - first:lo - start + x1 - first] = part[x0 - s0:x1 - s0]
+        return out
+
     def shard(self, table, rank):
         """Rank ``rank``'s rows of a full ``table`` (global layout, ``total``
         rows, extra rows such as the scratch row ignored), in sharded order."""
-        start, end = self.rows_of(rank)
-        parts = []
-        for _, glob, pos, length in self.blocks():
-            lo, hi = max(pos, start), min(pos + length, end)
-            if lo < hi:
-                parts.append(table[glob + lo - pos:glob + hi - pos])
-        width = table.shape[1:]
-        return np.concatenate(parts) if parts else np.zeros((0,) + width, table.dtype)
+        whole = make_plan("data", self.cardinalities, 1)
+        part = self.take(rank, whole, lambda _: table)
+        return part if part is not None else np.zeros((0,) + table.shape[1:], table.dtype)
 
     def assemble(self, shards):
         """The full table (global layout, ``total`` rows) from every rank's shard."""
@@ -101,11 +131,7 @@ class ShardPlan:
             start, end = self.rows_of(rank)
             if len(part) != end - start:
                 raise ValueError(f"shard {rank} has {len(part)} rows, the plan gives it {end - start}")
-        ordered = np.concatenate(shards if self.sharded else shards[:1])
-        table = np.empty((self.total,) + ordered.shape[1:], ordered.dtype)
-        for _, glob, pos, length in self.blocks():
-            table[glob:glob + length] = ordered[pos:pos + length]
-        return table
+        return make_plan("data", self.cardinalities, 1).take(0, self, shards.__getitem__)
 
     def to_dict(self):
         return {"mode": self.mode, "cardinalities": list(self.cardinalities), "ranks": self.ranks,
