@@ -100,3 +100,14 @@ def test_sharded_tables_train_as_the_replicated_one(criteo):
     with pytest.raises(CheckpointError, match=r"shard1of2.ckpt does not belong to .*epoch 1 vs 2"):
         eval_entry.main(["--config_path", CPU_CONFIG, "--data_path", str(tmp / "mr"),
                          "--ckpt_file", str(resumed / f"{last}.ckpt")])
+
+
+def test_row_wise_sharding_over_four_ranks_with_adagrad(criteo):
+    spec, tmp = criteo
+    runs = [_train(spec, tmp, f"four_{mode}", 4, "--epoch_size", 2, "--parallel", mode,
+                   "--optimizer", "adagrad", "--learning_rate", "0.01", "--batch_size", 64,
+                   "--save_checkpoint", "False") for mode in ("data", "row")]
+    _same(*map(_losses, runs))
+    assert len(_fingerprints(runs[1], 4)) == 1
+    aucs = [read_metrics_log(str(out / "metrics.jsonl"))[-1]["val"]["click_auc"] for out in runs]
+    assert aucs[1] == pytest.approx(aucs[0], abs=1e-6)
