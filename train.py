@@ -76,7 +76,7 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
     train_data = split_reader(spec, fmap, cfg, "train", training=True,
                               num_shards=cluster.size, shard_id=cluster.rank,
                               transform=spec.train_transform(fmap, network, cfg, cluster.distributed))
-    val_data = split_reader(spec, fmap, cfg, "val")
+    val_data = split_reader(spec, fmap, cfg, "val", transform=spec.eval_transform(fmap, network))
     where = f"rank {cluster.rank} of {cluster.size}, " if cluster.distributed else ""
     built = f" built from {fmap['raw_dir']}" if fmap.get("raw_dir") else ""   # e.g. Fashion-MNIST
     print(f"model {spec.name} on {spec.dataset.title} data in {cfg.data_path}{built}: "
@@ -91,10 +91,11 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
     if cluster.is_main:
         cfg.dump(os.path.join(cfg.output_path, "config.yaml"))
 
-    # rank 0 alone writes; every rank evaluates the whole validation split,
+    # rank 0 alone writes logs; every rank evaluates the whole validation split,
     # so all ranks take the same best-checkpoint and early-stopping decisions
     log_path = os.path.join(cfg.output_path, "metrics.jsonl")
-    saving = bool(cfg.save_checkpoint) and cluster.is_main
+    # a sharded table's checkpoints: every rank writes its shard
+    saving = bool(cfg.save_checkpoint) and (cluster.is_main or trainer.checkpoint_shard() is not None)
     best_ckpt = BestCheckpoint(cfg.output_path, cfg.best_ckpt_metrics, log_path=log_path,
                                active=saving)
     summary = SummaryLog(os.path.join(cfg.output_path, "summary"), cfg.log_every_steps,
@@ -124,8 +125,9 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
         ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)
     if cluster.distributed:   # equal on every rank when the data-parallel ranks stayed in step
-        print(f"rank {cluster.rank} parameter fingerprint {checkpoint.fingerprint(network)}", flush=True)
-    if saving:
+        print(f"rank {cluster.rank} parameter fingerprint "
+              f"{checkpoint.fingerprint(network, shared_only=True)}", flush=True)
+    if saving and cluster.is_main:
         print(f"checkpoints in {cfg.output_path}: " + ", ".join(
             f"best_{m}.ckpt" for m in cfg.best_ckpt_metrics), flush=True)
     return 0

@@ -111,6 +111,9 @@ class ModelSpec:
 
     def predictor(self, network):
         from src.engine import heads
+        if self.sparse and network.embedding.sharded:
+            from src.engine.sharded import ShardedPredictor
+            return ShardedPredictor(network, heads.ACTIVATIONS[self.task_type]())
         return heads.predictor(network, self.task_type)
 
     def net_with_loss(self, network, cfg, fmap):
@@ -135,10 +138,19 @@ class ModelSpec:
         rows in collectives that need one length on every rank)."""
         if not self.sparse:
             return self.transform(fmap)
+        from src.engine.sharded import table_ids
         from src.engine.sparse import rows_transform
         buckets = 1 if distributed or cfg is None else int(cfg.get("row_buckets", 1))
-        return rows_transform(self.transform(fmap), network.table_ids,
+        return rows_transform(self.transform(fmap), table_ids(network),
                               network.embedding.scratch_row, buckets)
+
+    def eval_transform(self, fmap, network):
+        """The transform of the splits ``network`` is evaluated on in training:
+        the reader's, or for a sharded table the batch's unique rows (what
+        :meth:`predictor` then takes)."""
+        if not (self.sparse and network.embedding.sharded):
+            return self.transform(fmap)
+        return self.train_transform(fmap, network, distributed=True)
 
 
 def _discover():

@@ -19,6 +19,9 @@ class FakeTrainer:
     def checkpoint_meta(self):
         return {"config": {"model": "model"}, "data_fingerprint": "d", "encoding_fingerprint": "e"}
 
+    def checkpoint_shard(self):
+        return None
+
 
 def _run(callbacks, trainer, history):
     state = TrainState(epochs=len(history), steps_per_epoch=10, batch_size=4)

@@ -3,7 +3,7 @@ parts over shared field embeddings."""
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.layers.embedding import EmbeddingTable, uniform_rows
+from src.layers.embedding import EmbeddingTable
 from src.layers.initializers import make_initializer
 from src.layers.mlp import MLP
 from src.layers.select import SplitLast
@@ -29,7 +29,7 @@ class DeepFM(nn.Cell):
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=80, deep_units=(1024, 512, 256, 128),
                  dropout=0.0, batch_norm=False, init="xavier_uniform", init_scale=0.01,
-                 embedding_scale=0.01, seed=0):
+                 embedding_scale=0.01, seed=0, shard=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -40,7 +40,8 @@ class DeepFM(nn.Cell):
         self.num_dense, self.dim = int(num_dense), int(embedding_dim)
         self.num_fields = self.num_dense + len(cardinalities)
         rows = [1] * self.num_dense + cardinalities
-        self.embedding = EmbeddingTable(uniform_rows(rows, self.dim + 1, rng, scale=embedding_scale))
+        self.embedding = EmbeddingTable.uniform(rows, self.dim + 1, rng, scale=embedding_scale,
+                                                shard=shard)
         self.dense_ids = Tensor(np.arange(self.num_dense, dtype=np.int32).reshape(1, -1))
         self.bias = Parameter(Tensor(np.zeros(1, np.float32)), name="bias")
         # (fields * D, D): row j*D + d holds a 1 in column d

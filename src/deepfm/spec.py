@@ -5,10 +5,12 @@ from src.registry import ModelSpec, Trial
 
 def build_network(cfg, fmap):
     from src.deepfm.deepfm import DeepFM
+    from src.engine.distributed import table_shard
     return DeepFM(fmap["cardinalities"], num_dense=fmap["num_dense"],
                   embedding_dim=cfg.embedding_dim, deep_units=cfg.deep_units,
                   dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
-                  init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed)
+                  init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed,
+                  shard=table_shard(cfg))
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--deep_units", "32,32", "--batch_size", "300",

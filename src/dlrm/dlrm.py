@@ -2,7 +2,7 @@
 import numpy as np
 from mindspore import nn, ops
 
-from src.layers.embedding import EmbeddingTable, uniform_rows
+from src.layers.embedding import EmbeddingTable
 from src.layers.mlp import MLP
 from src.layers.select import ColumnSelect
 
@@ -40,13 +40,16 @@ class DLRM(nn.Cell):
         self_interaction: include each vector's dot product with itself.
         seed: seed of the reference initialisation (tables U(+-sqrt(1/n)),
             MLP weights N(0, sqrt(2/(in+out))), biases N(0, sqrt(1/out))).
+        shard: ``(parallel mode, ranks, rank)``: hold only this rank's shard
+            of the table (see :mod:`src.engine.sharded`).
 
     The train step calls :meth:`forward_rows` with the batch's unique rows
     (see :mod:`src.engine.sparse`); inference and export call ``construct``.
     """
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
-                 top_units=(512, 256), interaction="dot", self_interaction=False, seed=0):
+                 top_units=(512, 256), interaction="dot", self_interaction=False, seed=0,
+                 shard=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -60,7 +63,7 @@ class DLRM(nn.Cell):
                              "embeddings in the interaction")
         rng = np.random.default_rng(seed)
         self.num_sparse, self.dim = len(cardinalities), int(embedding_dim)
-        self.embedding = EmbeddingTable(uniform_rows(cardinalities, self.dim, rng))
+        self.embedding = EmbeddingTable.uniform(cardinalities, self.dim, rng, shard=shard)
         self.bottom = MLP([num_dense] + bottom_units, "reference_dlrm", last_activation=True,
                           seed=int(rng.integers(1 << 31)))
         width = interaction_width(self.num_sparse, self.dim, interaction, self_interaction)

@@ -5,10 +5,12 @@ from src.registry import ModelSpec, Trial
 
 def build_network(cfg, fmap):
     from src.dlrm.dlrm import DLRM
+    from src.engine.distributed import table_shard
     return DLRM(fmap["cardinalities"], num_dense=fmap["num_dense"],
                 embedding_dim=cfg.embedding_dim, bottom_units=cfg.bottom_units,
                 top_units=cfg.top_units, interaction=cfg.interaction,
-                self_interaction=cfg.self_interaction, seed=cfg.seed)
+                self_interaction=cfg.self_interaction, seed=cfg.seed,
+                shard=table_shard(cfg))
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--bottom_units", "32,8", "--top_units", "32",

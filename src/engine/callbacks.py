@@ -225,7 +225,8 @@ class BestCheckpoint(Callback):
                 if self.active:
                     checkpoint.save_checkpoint(trainer.network, os.path.join(
                         self.directory, f"best_{m}.ckpt"), trainer.spec.name, state.epoch,
-                        state.global_step, **trainer.checkpoint_meta())
+                        state.global_step, shard=trainer.checkpoint_shard(),
+                        **trainer.checkpoint_meta())
         self.print("best so far: " + ", ".join(f"{m}={v:.6f}" for m, v in self.best.items()
                                                if v is not None), flush=True)
 
@@ -248,9 +249,11 @@ class PeriodicCheckpoint(Callback):
             return
         path = os.path.join(self.directory,
                             f"{self.prefix}-{state.epoch}_{state.steps_per_epoch}.ckpt")
+        shard = trainer.checkpoint_shard()
         checkpoint.save_checkpoint(trainer.train_step, path, trainer.spec.name, state.epoch,
-                                   state.global_step, **trainer.checkpoint_meta())
-        checkpoint.rotate(self.directory, self.prefix, self.keep_max)
+                                   state.global_step, shard=shard, **trainer.checkpoint_meta())
+        if shard is None or shard[1] == 0:       # rank 0 removes old checkpoints, shards and all
+            checkpoint.rotate(self.directory, self.prefix, self.keep_max)
         self.last_path = path
 
 

@@ -26,17 +26,29 @@ from src.fileio import replace_atomic
 from src.engine.errors import CheckpointError
 
 META_KEYS = ("model", "epoch", "global_step", "config", "data_fingerprint",
-             "encoding_fingerprint")
+             "encoding_fingerprint", "shard_plan", "sharded", "shard_rank")
+_JSON_KEYS = ("config", "shard_plan", "sharded")
 FORMAT = 2          # 2: CRC, config and fingerprints
 # Stored with a prefix: the optimizer has a parameter named global_step.
 _META_PREFIX = "zoo_meta_"
 
 
+def shard_path(path, rank, ranks):
+    """The file of rank ``rank``'s shard of the checkpoint ``path``."""
+    stem = path[:-len(".ckpt")] if path.endswith(".ckpt") else path
+    return f"{stem}.shard{rank}of{ranks}.ckpt"
+
+
 def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fingerprint=None,
-                    encoding_fingerprint=None):
-    """Save every parameter of ``cell`` with metadata and a CRC, atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+                    encoding_fingerprint=None, shard=None):
+    """Save every parameter of ``cell`` with metadata and a CRC, atomically.
+
+    ``shard``: ``(plan, rank)`` when ``cell`` holds a rank's shard of a table
+    (its parameters marked ``layerwise_parallel``, see src/engine/sharded.py).
+    Then every rank writes those parameters to its :func:`shard_path`, and
+    rank 0 writes the others to ``path`` with the plan; every file carries the
+    epoch and step, so a set written at different times is refused on
+    loading."""
     meta = {"model": str(model), "epoch": int(epoch), "global_step": int(global_step),
             "format": FORMAT}
     if config is not None:
@@ -45,11 +57,29 @@ def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fin
                        ("encoding_fingerprint", encoding_fingerprint)):
         if value is not None:
             meta[key] = str(value)
+    if shard is None:
+        _write(cell, path, meta)
+        return path
+    plan, rank = shard
+    params = cell.get_parameters()
+    own = [p for p in params if p.layerwise_parallel]
+    meta["shard_plan"] = json.dumps(plan.to_dict(), sort_keys=True)
+    _write([{"name": p.name, "data": p} for p in own], shard_path(path, rank, plan.ranks),
+           dict(meta, shard_rank=int(rank)))
+    if rank == 0:
+        meta["sharded"] = json.dumps(sorted(p.name for p in own))
+        _write([{"name": p.name, "data": p} for p in cell.get_parameters()
+                if not p.layerwise_parallel], path, meta)
+    return path
+
+
+def _write(save_obj, path, meta):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def write(tmp):
         try:
             with _Quiet():                      # a failure gets our one-line message
-                ms.save_checkpoint(cell, tmp, crc_check=True,
+                ms.save_checkpoint(save_obj, tmp, crc_check=True,
                                    append_dict={_META_PREFIX + k: v for k, v in meta.items()})
         except BaseException:
             own = os.path.splitext(tmp)[0] + ".tmp"        # MindSpore's own scratch file
@@ -61,7 +91,6 @@ def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fin
         faults.point("checkpoint.tmp_written")
     replace_atomic(path, write)
     faults.point("checkpoint.saved")
-    return path
 
 
 class _Quiet:
@@ -78,8 +107,21 @@ class _Quiet:
         return False
 
 
-def read_checkpoint(path):
-    """``(parameters, metadata)`` of a checkpoint file, its CRC verified."""
+def read_checkpoint(path, reshard=None):
+    """``(parameters, metadata)`` of a checkpoint file, its CRC verified.
+
+    A checkpoint of a sharded table (see :func:`save_checkpoint`) comes with
+    the table-shaped parameters put together from its shard files: the whole
+    table, or with ``reshard`` ``(plan, rank, names)`` rank ``rank``'s rows
+    under ``plan`` (another rank count or mode). ``reshard`` also cuts those
+    ``names`` of a checkpoint of a whole table to the rank's rows."""
+    params, meta = _read_file(path)
+    if "shard_plan" in meta or reshard is not None:
+        _put_shards_together(path, params, meta, reshard)
+    return params, meta
+
+
+def _read_file(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist"
                               + (" (it is a folder)" if os.path.isdir(path) else ""))
@@ -97,10 +139,65 @@ def read_checkpoint(path):
         if _META_PREFIX + key in params:
             value = params.pop(_META_PREFIX + key)
             meta[key] = value.asnumpy().item() if hasattr(value, "asnumpy") else value
-    if "config" in meta:
-        meta["config"] = json.loads(meta["config"])
+    for key in _JSON_KEYS:
+        if key in meta:
+            meta[key] = json.loads(meta[key])
     _join_row_moments(params)
     return params, meta
+
+
+def _put_shards_together(path, params, meta, reshard):
+    """Replace the table-shaped entries of ``params`` by the rows the reader
+    holds (see :func:`read_checkpoint`)."""
+    from src.engine.shard_plan import ShardPlan, make_plan
+    if "shard_plan" in meta:
+        source = ShardPlan.from_dict(meta["shard_plan"])
+        names = meta.get("sharded", [])
+        shards = {}
+
+        def rows(name):
+            def of_rank(r):
+                if r not in shards:
+                    shards[r] = _read_shard(path, meta, source, r)
+                if name not in shards[r]:
+                    raise CheckpointError(f"{shard_path(path, r, source.ranks)} lacks {name}")
+                return shards[r][name].asnumpy()[:-1]        # without the scratch row
+            return of_rank
+    else:
+        names = [n for n in reshard[2] if n in params]
+        source = None
+    if reshard is not None:
+        target, rank = reshard[0], reshard[1]
+    else:
+        target, rank = make_plan("data", source.cardinalities, 1), 0
+    for name in names:
+        if source is None:
+            whole = params[name].asnumpy()
+            if len(whole) != target.total + 1:
+                raise CheckpointError(f"{path}: {name} has {len(whole)} rows, the table "
+                                      f"{target.total} plus the scratch row")
+            part = target.shard(whole[:-1], rank)
+        else:
+            part = target.take(rank, source, rows(name))
+        scratch = np.zeros((1,) + part.shape[1:], part.dtype)
+        params[name] = ms.Parameter(ms.Tensor(np.concatenate([part, scratch])), name=name,
+                                    requires_grad=False)
+
+
+def _read_shard(path, meta, plan, rank):
+    """One shard file of a sharded checkpoint, checked against its main file."""
+    shard = shard_path(path, rank, plan.ranks)
+    if not os.path.isfile(shard):
+        raise CheckpointError(f"{path} holds a table sharded over {plan.ranks} ranks, but its "
+                              f"shard file {shard} is missing: copy every rank's shard files "
+                              f"next to it (each rank writes its own)")
+    params, own = _read_file(shard)
+    for key in ("model", "epoch", "global_step", "shard_plan"):
+        if own.get(key) != meta.get(key):
+            raise CheckpointError(f"{shard} does not belong to {path} ({key} {own.get(key)!r} vs "
+                                  f"{meta.get(key)!r}): a save was cut short; use another "
+                                  "checkpoint, e.g. an earlier periodic one of the run")
+    return params
 
 
 def check_data(meta, path, fmap, fmap_path):
@@ -127,7 +224,7 @@ def _join_row_moments(params):
                                          name="row_moments", requires_grad=False)
 
 
-def load_into(cell, path, model, allow_missing=(), skip=(), loaded=None):
+def load_into(cell, path, model, allow_missing=(), skip=(), loaded=None, reshard=None):
     """Load ``path`` into ``cell`` after checking model name, names and shapes.
 
     Every parameter of ``cell`` must be in the checkpoint with the same shape,
@@ -137,7 +234,7 @@ def load_into(cell, path, model, allow_missing=(), skip=(), loaded=None):
     ``loaded``: the ``(parameters, metadata)`` of an earlier
     :func:`read_checkpoint` of ``path``. Returns the checkpoint's metadata.
     """
-    params, meta = loaded if loaded is not None else read_checkpoint(path)
+    params, meta = loaded if loaded is not None else read_checkpoint(path, reshard)
     for name in skip:
         params.pop(name, None)
     written_by = meta.get("model")
@@ -183,12 +280,18 @@ def rotate(directory, prefix, keep):
         return
     for path in periodic_checkpoints(directory, prefix)[:-keep]:
         os.remove(path)
+        for shard in glob.glob(glob.escape(path[:-len(".ckpt")]) + ".shard*of*.ckpt"):
+            os.remove(shard)
 
 
-def fingerprint(cell):
-    """A short hash of every parameter's name and values (compare ranks or runs)."""
+def fingerprint(cell, shared_only=False):
+    """A short hash of every parameter's name and values (compare ranks or
+    runs); ``shared_only``: of the parameters every rank holds alike (not a
+    rank's shard of a table, marked ``layerwise_parallel``)."""
     digest = hashlib.sha256()
     for param in sorted(cell.get_parameters(), key=lambda p: p.name):
+        if shared_only and param.layerwise_parallel:
+            continue
         digest.update(param.name.encode())
         digest.update(param.asnumpy().tobytes())
     return digest.hexdigest()[:16]

@@ -86,3 +86,14 @@ def scale_for_cluster(cfg, cluster):
     cfg.warmup_epochs = float(cfg.warmup_epochs) * warmup_factor
     return (f"distributed over {cluster.size} ranks: learning_rate {cfg.learning_rate:g}, "
             f"warmup_epochs {cfg.warmup_epochs:g}")
+
+
+def table_shard(cfg):
+    """``(mode, ranks, rank)`` for a SparseTable network's embedding table, or
+    None for the whole table: ``cfg.parallel`` (data, table, row) in a
+    distributed job; a single process always holds the whole table."""
+    mode = cfg.get("parallel", "data")
+    if mode == "data" or not launched_distributed():
+        return None
+    from mindspore.communication import get_group_size, get_rank
+    return mode, get_group_size(), get_rank()

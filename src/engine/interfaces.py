@@ -10,7 +10,10 @@ that the engine trains row by row (:mod:`src.engine.sparse`):
 - ``forward_rows(rows, inverse, *other_inputs)``: the logits from the
   gathered unique rows and each id's position among them.
 
-Its first input is the categorical one that ``table_ids`` maps.
+Its first input is the categorical one that ``table_ids`` maps. When the
+table is sharded (``embedding.sharded``, see :mod:`src.engine.sharded`) the
+engine shifts ``table_ids``' ids into the shard plan's order and calls only
+``forward_rows``.
 
 ``Regularised``: ``forward_with_reg(*inputs) -> (logits, regulariser)``; the
 loss adds the regulariser times a weight scheduled over epochs.

@@ -155,8 +155,9 @@ class SparseTrainStep(nn.Cell):
             self.row_sum = Parameter(Tensor(np.zeros(table.shape, np.float32)), name="row_grad_sum",
                                      requires_grad=False)
 
-    def construct(self, uniq, inverse, *inputs):
-        rows = ops.gather(self.table, uniq, 0)
+    def _gradients(self, rows, inverse, inputs):
+        """``(loss, dense gradients, row gradient)`` of this rank's batch,
+        unscaled and clipped."""
         loss = self.network(rows, inverse, *inputs)
         sens = ops.fill(loss.dtype, loss.shape, self.scale)
         input_grads, grads = self.grad(self.network, self.weights)(rows, inverse, *inputs, sens)
@@ -166,6 +167,11 @@ class SparseTrainStep(nn.Cell):
         if self.clip:
             clipped = clip_by_global_norm(grads + (row_grad,), self.clip_norm)
             grads, row_grad = clipped[:-1], clipped[-1]
+        return loss, grads, row_grad
+
+    def construct(self, uniq, inverse, *inputs):
+        rows = ops.gather(self.table, uniq, 0)
+        loss, grads, row_grad = self._gradients(rows, inverse, inputs)
         if self.distributed:
             grads = self.grad_reducer(grads)
             uniq, rows, row_grad = self._average_rows(uniq, row_grad)
@@ -208,7 +214,13 @@ def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, c
     row_optimizer = RowOptimizer(network.embedding.weight, cfg.optimizer, learning_rates,
                                  beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps)
     scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
-    step = SparseTrainStep(net_with_loss, network.embedding.weight, optimizer, row_optimizer,
-                           clip_norm=cfg.clip_norm, loss_scale=scale)
+    table = network.embedding
+    if table.sharded:
+        from src.engine.sharded import ShardedTrainStep
+        step = ShardedTrainStep(net_with_loss, table.weight, optimizer, row_optimizer, table.plan,
+                                table.rank, clip_norm=cfg.clip_norm, loss_scale=scale)
+    else:
+        step = SparseTrainStep(net_with_loss, table.weight, optimizer, row_optimizer,
+                               clip_norm=cfg.clip_norm, loss_scale=scale)
     step.set_train(True)
     return step

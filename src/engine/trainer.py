@@ -94,6 +94,12 @@ class Trainer:
         self.resumed_from = None
         self.divergence_factor = float(cfg.get("divergence_factor", 0) or 0)
 
+    def checkpoint_shard(self):
+        """``(plan, rank)`` when this rank holds a shard of the network's
+        table (its checkpoints are then written by every rank), else None."""
+        table = getattr(self.network, "embedding", None)
+        return (table.plan, table.rank) if getattr(table, "sharded", False) else None
+
     def checkpoint_meta(self):
         """What every checkpoint of this run says about itself besides model
         and position: the effective config and the data set's fingerprints."""
@@ -136,8 +142,13 @@ class Trainer:
         periodic checkpoint; training continues with the next epoch."""
         # The per-step learning rates are rebuilt from the config (a longer
         # --epoch_size makes the table longer); everything else is restored.
+        shard = self.checkpoint_shard()
+        reshard = None if shard is None else shard + (
+            [p.name for p in self.train_step.get_parameters() if p.layerwise_parallel],)
+        # the distributed row step's gradient buffer is zero between steps
         meta = checkpoint.load_into(self.train_step, path, self.spec.name,
-                                    skip=("learning_rate", "row_learning_rate"))
+                                    skip=("learning_rate", "row_learning_rate"),
+                                    allow_missing=("row_grad_sum",), reshard=reshard)
         self.start_epoch = int(meta.get("epoch", 0))
         expected = self.start_epoch * self.steps_per_epoch
         if int(meta.get("global_step", expected)) != expected:
