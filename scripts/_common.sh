@@ -157,9 +157,19 @@ last_part() {
   tac "$1" | sed '/^===== /q' | tac
 }
 
-# report_failed_workers LOG_DIR: name the workers that died or raised, with their logs.
+# report_failed_workers LOG_DIR [MSRUN_LOG] [SCHEDULER_LINES]: name the workers that died or
+# raised, with their logs; SCHEDULER_LINES: the lines of LOG_DIR/scheduler.log before this run.
 report_failed_workers() {
-  local dir="$1" pid code log found=0
+  local dir="$1" mslog="${2:-$1/msrun.log}" skip="${3:-0}" pid code log rank found=0
+  # a worker on another host that died: msrun's scheduler (on the first host) notes
+  # "The node: <rank> is timed out"
+  if [[ -f "$dir/scheduler.log" ]]; then
+    while read -r rank; do
+      echo "error: worker_$rank stopped answering (msrun's scheduler: node $rank timed out; it may run on another host); its log: $dir/worker_$rank.log" >&2
+      found=1
+    done < <(tail -n +"$((skip + 1))" "$dir/scheduler.log" | grep -oE "The node: [0-9]+ is timed out" |
+             awk '{print $3}' | sort -un)
+  fi
   # msrun notes "Worker process <pid> exit with exception. Error code: <code>";
   # train.py writes "rank <r> of <n>: pid <pid>" to its worker log
   while read -r pid code; do
@@ -171,7 +181,7 @@ report_failed_workers() {
       echo "error: a worker (pid $pid) exited with code $code; logs in $dir" >&2
     fi
     found=1
-  done < <(last_part "$dir/msrun.log" |
+  done < <(last_part "$mslog" |
            grep -oE "Worker process [0-9]+ exit with exception\. Error code: -?[0-9]+" |
            awk '{print $3, $NF}')
   for log in "$dir"/worker_*.log; do
@@ -186,7 +196,9 @@ report_failed_workers() {
 }
 
 # distribute_msrun DEVICE DEFAULT_CONFIG WORKER_NUM DATA_PATH CKPT_PATH [CONFIG_FILE]:
-# one msrun job of WORKER_NUM processes on this machine.
+# one msrun job of WORKER_NUM processes on this machine, or this host's part of
+# a job over NODES hosts (environment: NODES, NODE_RANK, MASTER_ADDR, MASTER_PORT;
+# the same command on every host, NODE_RANK 0 on the host at MASTER_ADDR).
 distribute_msrun() {
   local device="$1" default_cfg="$2"; shift 2
   local what="WORKER_NUM"; [[ "$device" == GPU ]] && what="DEVICE_NUM"
@@ -197,22 +209,41 @@ distribute_msrun() {
   local workers="$1" ckpt; ckpt="$(abs_path "$3")"
   mkdir -p "$ckpt/log"
   command -v msrun >/dev/null || die "msrun not found: install the requirements (scripts/setup_env.sh)"
-  local port; port="$(free_port)"
-  echo "training on $workers $device workers: data $DATA, checkpoints $ckpt, config $CFG,"        "logs $ckpt/log/worker_<rank>.log"
+  local nodes="${NODES:-1}" node_rank="${NODE_RANK:-0}" master="${MASTER_ADDR:-127.0.0.1}" port
+  need_int "$nodes" NODES
+  need_int "$node_rank" NODE_RANK
+  [[ "$nodes" -ge 1 && "$node_rank" -lt "$nodes" ]] || die "NODE_RANK ($node_rank) must lie in 0..NODES-1 (NODES $nodes)"
+  if [[ "$nodes" -gt 1 ]]; then
+    [[ -n "${MASTER_ADDR:-}" && -n "${MASTER_PORT:-}" ]] \
+      || die "a job over NODES=$nodes hosts needs MASTER_ADDR and MASTER_PORT: the address and a free port of the host with NODE_RANK 0, the same on every host"
+    port="$MASTER_PORT"
+    need_int "$port" MASTER_PORT
+  else
+    port="${MASTER_PORT:-$(free_port)}"
+  fi
+  local first=$((node_rank * workers))     # this host's first rank (msrun numbers hosts in order)
+  local where=""
+  [[ "$nodes" -gt 1 ]] && where=" (host $node_rank of $nodes, $((workers * nodes)) in all)"
+  echo "training on $workers $device workers$where: data $DATA, checkpoints $ckpt, config $CFG,"        "logs $ckpt/log/worker_<rank>.log"
   cd "$REPO_ROOT"
-  log_header "$ckpt/log/msrun.log" msrun
+  local mslog="$ckpt/log/msrun.log"      # one per host: CKPT_PATH may be shared
+  [[ "$nodes" -gt 1 ]] && mslog="$ckpt/log/msrun_host$node_rank.log"
+  log_header "$mslog" msrun
+  local sched_lines=0
+  [[ -f "$ckpt/log/scheduler.log" ]] && sched_lines="$(wc -l < "$ckpt/log/scheduler.log")"
   # msrun starts "python" from PATH: _common.sh put the project's environment first
-  msrun --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" \
+  msrun --worker_num="$((workers * nodes))" --local_worker_num="$workers" --master_addr="$master" \
+    --master_port="$port" --node_rank="$node_rank" \
     --log_dir="$ckpt/log" --join=True --cluster_time_out="${CLUSTER_TIME_OUT:-600}" \
     train.py --config_path "$CFG" --device_target "$device" --data_path "$DATA" \
-    --output_path "$ckpt" "${EXTRA_ARGS[@]}" >> "$ckpt/log/msrun.log" 2>&1 &
+    --output_path "$ckpt" "${EXTRA_ARGS[@]}" >> "$mslog" 2>&1 &
   local runner=$! status=0
   # rank 0's progress on the console while the job runs (every rank's log stays in log/)
-  tail -F -n 0 --pid="$runner" "$ckpt/log/worker_0.log" 2>/dev/null \
-    | grep --line-buffered -v '^\[' | sed -u 's/^/rank 0: /' || true
+  tail -F -n 0 --pid="$runner" "$ckpt/log/worker_$first.log" 2>/dev/null \
+    | grep --line-buffered -v '^\[' | sed -u "s/^/rank $first: /" || true
   wait "$runner" || status=$?
   if [[ $status -ne 0 ]]; then
-    report_failed_workers "$ckpt/log"
+    report_failed_workers "$ckpt/log" "$mslog" "$sched_lines"
     exit 1
   fi
 }

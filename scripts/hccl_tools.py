@@ -8,6 +8,12 @@ written by the Ascend driver's hccn_tool) and writes
 ``hccl_<n>p_<devices>_<server ip>.json`` in the rank-table format version 1.0
 that run_distribute_ascend.sh passes as RANK_TABLE_FILE. The devices of one
 job must lie in one half ([0,4) or [4,8)) or span all eight.
+
+Several servers: make each server's table on that server, copy them to one
+place and merge them (ranks numbered server by server, in the order given);
+every server then launches with the merged table and starts its own devices:
+
+    python scripts/hccl_tools.py --merge hccl_8p_01234567_10.0.0.1.json hccl_8p_01234567_10.0.0.2.json
 """
 import argparse
 import json
@@ -62,6 +68,24 @@ def rank_table(devices, device_ips, server_ip):
     }
 
 
+def merge_tables(tables):
+    """One rank table over the servers of several one-server tables."""
+    servers, rank = [], 0
+    for table in tables:
+        for server in table["server_list"]:
+            if any(s["server_id"] == server["server_id"] for s in servers):
+                raise ValueError(f"server {server['server_id']} appears in more than one table")
+            devices = []
+            for dev in sorted(server["device"], key=lambda d: int(d["rank_id"])):
+                devices.append(dict(dev, rank_id=str(rank)))
+                rank += 1
+            servers.append(dict(server, device=devices))
+    if not servers:
+        raise ValueError("no servers to merge")
+    return {"version": "1.0", "server_count": str(len(servers)), "server_list": servers,
+            "status": "completed"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +93,22 @@ def main(argv=None):
     parser.add_argument("--server_ip", default=None, help="this server's IP (default: resolved host name)")
     parser.add_argument("--hccn_conf", default="/etc/hccn.conf", help="device address file")
     parser.add_argument("--output_dir", default=".", help="folder for the rank table")
+    parser.add_argument("--merge", nargs="+", metavar="TABLE",
+                        help="merge these servers' tables into one multi-server table")
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            tables = []
+            for path in args.merge:
+                with open(path, encoding="utf-8") as fh:
+                    tables.append(json.load(fh))
+            table = merge_tables(tables)
+        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        ranks = sum(len(s["device"]) for s in table["server_list"])
+        name = f"hccl_{ranks}p_{len(table['server_list'])}servers.json"
+        return _write(table, args.output_dir, name)
     try:
         devices = parse_range(args.device_num)
         ips = read_device_ips(args.hccn_conf)
@@ -79,8 +118,12 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     name = f"hccl_{len(devices)}p_{''.join(map(str, devices))}_{server_ip}.json"
-    path = os.path.join(args.output_dir, name)
-    os.makedirs(args.output_dir, exist_ok=True)
+    return _write(table, args.output_dir, name)
+
+
+def _write(table, directory, name):
+    path = os.path.join(directory, name)
+    os.makedirs(directory, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(table, fh, indent=4)
     print(path)

@@ -6,6 +6,9 @@
 # with its own folder CKPT_PATH/device<rank>/ holding train.log; rank 0 writes the
 # checkpoints and metrics.jsonl to CKPT_PATH. The script waits for all ranks and
 # exits non-zero, naming the failed rank's log, if any rank fails.
+# Several servers: a merged table (hccl_tools.py --merge) and the same command on every
+# server; each starts the devices of its own entry (SERVER_ID, default: this host's
+# first address), RANK_SIZE counts every server's devices.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
@@ -17,23 +20,30 @@ TABLE="$(abs_path "$1")"
 need_file "$TABLE" RANK_TABLE_FILE
 resolve_inputs "$2" "${4:-}" default_config.yaml
 CKPT="$(abs_path "$3")"
+SERVER_ID="${SERVER_ID:-$(hostname -I 2>/dev/null | awk '{print $1}')}"
 mapfile -t DEVICES < <("$PYTHON" -c '
 import json, sys
 table = json.load(open(sys.argv[1]))
-for server in table["server_list"]:
+servers = table["server_list"]
+print(sum(len(server["device"]) for server in servers))
+if len(servers) > 1:
+    servers = [s for s in servers if s["server_id"] == sys.argv[2]]
+    if not servers:
+        sys.exit(f"no server {sys.argv[2]!r} in the table: set SERVER_ID to this server'"'"'s server_id")
+for server in servers:
     for dev in server["device"]:
-        print(dev["rank_id"], dev["device_id"])' "$TABLE") || die "RANK_TABLE_FILE: $TABLE is not a readable rank table"
-RANK_SIZE="${#DEVICES[@]}"
-[[ "$RANK_SIZE" -ge 1 ]] || die "RANK_TABLE_FILE: no devices in $TABLE"
+        print(dev["rank_id"], dev["device_id"])' "$TABLE" "$SERVER_ID") || die "RANK_TABLE_FILE: $TABLE is not a readable rank table for this server"
+RANK_SIZE="${DEVICES[0]}"; DEVICES=("${DEVICES[@]:1}")
+[[ "${#DEVICES[@]}" -ge 1 ]] || die "RANK_TABLE_FILE: no devices in $TABLE"
 export RANK_TABLE_FILE="$TABLE" RANK_SIZE
-CORES="$(nproc)"; PER_RANK=$(( CORES / RANK_SIZE )); [[ $PER_RANK -ge 1 ]] || PER_RANK=1
-echo "training on $RANK_SIZE Ascend devices: table $TABLE, data $DATA, checkpoints $CKPT, config $CFG"
+CORES="$(nproc)"; PER_RANK=$(( CORES / ${#DEVICES[@]} )); [[ $PER_RANK -ge 1 ]] || PER_RANK=1
+echo "training on ${#DEVICES[@]} of $RANK_SIZE Ascend devices: table $TABLE, data $DATA, checkpoints $CKPT, config $CFG"
 cd "$REPO_ROOT"
 PIDS=()
-for entry in "${DEVICES[@]}"; do
-  read -r rank device <<< "$entry"
+for local in "${!DEVICES[@]}"; do
+  read -r rank device <<< "${DEVICES[$local]}"
   dir="$CKPT/device$rank"; mkdir -p "$dir"
-  first=$(( rank * PER_RANK )); last=$(( first + PER_RANK - 1 ))
+  first=$(( local * PER_RANK )); last=$(( first + PER_RANK - 1 ))
   pin=(); command -v taskset >/dev/null && pin=(taskset -c "$first-$last")
   RANK_ID="$rank" DEVICE_ID="$device" "${pin[@]}" "$PYTHON" train.py --config_path "$CFG" \
     --device_target Ascend --data_path "$DATA" --output_path "$CKPT" "${EXTRA_ARGS[@]}" \
@@ -43,7 +53,7 @@ for entry in "${DEVICES[@]}"; do
 done
 # wait for every rank; when one fails, stop the others (they would wait for it in a collective)
 declare -A RANK_OF
-for i in "${!PIDS[@]}"; do RANK_OF[${PIDS[$i]}]=$i; done
+for i in "${!PIDS[@]}"; do read -r RANK_OF[${PIDS[$i]}] _ <<< "${DEVICES[$i]}"; done
 failed=0
 for _ in "${PIDS[@]}"; do
   finished=""

@@ -183,3 +183,40 @@ def test_a_dead_worker_fails_the_job_and_names_its_log(tmp_path):
     assert job.returncode != 0
     assert time.time() - started < 240
     assert re.search(r"error: worker_1 \(pid \d+\) exited with code -9; its log: .*worker_1\.log", err), err
+
+
+def test_a_multi_server_rank_table_and_each_servers_share(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("hccl_tools", os.path.join(ROOT, "scripts", "hccl_tools.py"))
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    conf = tmp_path / "hccn.conf"
+    conf.write_text("address_0=192.98.92.100\naddress_1=192.98.93.100\n")
+    paths = []
+    for server in ("10.1.1.1", "10.1.1.2"):
+        assert tools.main(["--device_num", "[0,2)", "--hccn_conf", str(conf), "--server_ip", server,
+                           "--output_dir", str(tmp_path / server)]) == 0
+        paths.append(str(tmp_path / server / f"hccl_2p_01_{server}.json"))
+    assert tools.main(["--merge", *paths, "--output_dir", str(tmp_path)]) == 0
+    merged = tmp_path / "hccl_4p_2servers.json"
+    table = json.loads(merged.read_text())
+    assert table["server_count"] == "2"
+    assert [(s["server_id"], [(d["rank_id"], d["device_id"]) for d in s["device"]])
+            for s in table["server_list"]] == [("10.1.1.1", [("0", "0"), ("1", "1")]),
+                                                ("10.1.1.2", [("2", "0"), ("3", "1")])]
+    assert tools.main(["--merge", paths[0], paths[0], "--output_dir", str(tmp_path)]) == 2
+    # the second server starts its own two devices as ranks 2 and 3 of 4 (train.py then
+    # fails here, without Ascend devices, and the launcher names the rank)
+    _census(tmp_path, train_rows=300, test_rows=100, seed=5)
+    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distribute_ascend.sh"),
+                             str(merged), str(tmp_path / "mr"), str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, SERVER_ID="10.1.1.2"))
+    assert "training on 2 of 4 Ascend devices" in result.stdout, result.stdout + result.stderr
+    assert "rank 2 on device 0" in result.stdout and "rank 3 on device 1" in result.stdout
+    assert result.returncode != 0 and re.search(r"error: rank [23] failed", result.stderr)
+    unknown = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distribute_ascend.sh"),
+                              str(merged), str(tmp_path / "mr"), str(tmp_path / "run2")],
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, SERVER_ID="10.9.9.9"))
+    assert unknown.returncode == 2 and "no server '10.9.9.9'" in unknown.stderr
