@@ -93,3 +93,18 @@ def test_bad_arguments_are_refused():
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert f"--models: resnet not in {', '.join(model_names())}" in done.stderr
+
+
+def test_sharded_table_memory_bench_reports_each_ranks_share():
+    from roles import sparse_on
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    done = subprocess.run(
+        [sys.executable, "bench/sharded.py", "--ranks", "2", "--parallel", "row", "--model",
+         sparse_on("criteo"), "--rows", "60000", "--dim", "4", "--batch_size", "64", "--steps", "3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(line["rank"] for line in lines) == [0, 1]
+    # DeepFM's table also holds a row per numeric field: 60,013 rows in all
+    assert sum(line["table_rows_here"] for line in lines) in (60000, 60013)
+    assert all(line["step_ms"] > 0 and line["peak_mb"] >= line["rss_built_mb"] > 0 for line in lines)
