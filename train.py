@@ -125,8 +125,10 @@ def _train(cfg, cluster, spec, fmap, prefix, folder):
         state.epoch, f" ({state.stop_reason})" if state.stop_reason else "",
         ", ".join(f"{m}={v:.6f}" for m, v in best.items() if v is not None)), flush=True)
     if cluster.distributed:   # equal on every rank when the data-parallel ranks stayed in step
+        own = ([p.name for p in network.get_parameters() if p.layerwise_parallel]
+               if trainer.checkpoint_shard() else [])      # a rank's shard differs by design
         print(f"rank {cluster.rank} parameter fingerprint "
-              f"{checkpoint.fingerprint(network, shared_only=True)}", flush=True)
+              f"{checkpoint.fingerprint(network, skip=own)}", flush=True)
     if saving and cluster.is_main:
         print(f"checkpoints in {cfg.output_path}: " + ", ".join(
             f"best_{m}.ckpt" for m in cfg.best_ckpt_metrics), flush=True)

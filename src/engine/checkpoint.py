@@ -44,7 +44,8 @@ def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fin
     """Save every parameter of ``cell`` with metadata and a CRC, atomically.
 
     ``shard``: ``(plan, rank)`` when ``cell`` holds a rank's shard of a table
-    (its parameters marked ``layerwise_parallel``, see src/engine/sharded.py).
+    (its table-sized parameters, marked ``layerwise_parallel``: see
+    src/engine/sharded.py).
     Then every rank writes those parameters to its :func:`shard_path`, and
     rank 0 writes the others to ``path`` with the plan; every file carries the
     epoch and step, so a set written at different times is refused on
@@ -61,8 +62,7 @@ def save_checkpoint(cell, path, model, epoch, global_step, config=None, data_fin
         _write(cell, path, meta)
         return path
     plan, rank = shard
-    params = cell.get_parameters()
-    own = [p for p in params if p.layerwise_parallel]
+    own = [p for p in cell.get_parameters() if p.layerwise_parallel]
     meta["shard_plan"] = json.dumps(plan.to_dict(), sort_keys=True)
     _write([{"name": p.name, "data": p} for p in own], shard_path(path, rank, plan.ranks),
            dict(meta, shard_rank=int(rank)))
@@ -178,7 +178,10 @@ def _put_shards_together(path, params, meta, reshard):
                                       f"{target.total} plus the scratch row")
             part = target.shard(whole[:-1], rank)
         else:
-            part = target.take(rank, source, rows(name))
+            try:
+                part = target.take(rank, source, rows(name))
+            except ValueError as exc:          # another table, or a shard cut short
+                raise CheckpointError(f"{path}: {exc}") from None
         scratch = np.zeros((1,) + part.shape[1:], part.dtype)
         params[name] = ms.Parameter(ms.Tensor(np.concatenate([part, scratch])), name=name,
                                     requires_grad=False)
@@ -284,13 +287,12 @@ def rotate(directory, prefix, keep):
             os.remove(shard)
 
 
-def fingerprint(cell, shared_only=False):
-    """A short hash of every parameter's name and values (compare ranks or
-    runs); ``shared_only``: of the parameters every rank holds alike (not a
-    rank's shard of a table, marked ``layerwise_parallel``)."""
+def fingerprint(cell, skip=()):
+    """A short hash of every parameter's name and values but those named in
+    ``skip`` (compare ranks or runs)."""
     digest = hashlib.sha256()
     for param in sorted(cell.get_parameters(), key=lambda p: p.name):
-        if shared_only and param.layerwise_parallel:
+        if param.name in skip:
             continue
         digest.update(param.name.encode())
         digest.update(param.asnumpy().tobytes())

@@ -71,10 +71,6 @@ class ShardedTrainStep(SparseTrainStep):
             raise ValueError(f"a table sharded over {plan.ranks} ranks trains in a distributed job "
                              f"of as many ranks")
         self.rank = int(rank)
-        for state in (table, self.row_sum, getattr(row_optimizer, "accum", None),
-                      getattr(row_optimizer, "moments", None)):
-            if state is not None:               # per rank: kept out of the initial broadcast
-                state.layerwise_parallel = True
         self.shard_rows = ShardRows(plan, rank)
         self.all_reduce = ops.AllReduce()
 

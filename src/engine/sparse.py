@@ -154,6 +154,12 @@ class SparseTrainStep(nn.Cell):
             # zero between steps; sums the ranks' gradients of rows several ranks touched
             self.row_sum = Parameter(Tensor(np.zeros(table.shape, np.float32)), name="row_grad_sum",
                                      requires_grad=False)
+            # table-sized state starts equal on every rank (or is the rank's own
+            # shard): kept out of the initial broadcast, like the table
+            for state in (self.row_sum, getattr(row_optimizer, "accum", None),
+                          getattr(row_optimizer, "moments", None)):
+                if state is not None:
+                    state.layerwise_parallel = True
 
     def _gradients(self, rows, inverse, inputs):
         """``(loss, dense gradients, row gradient)`` of this rank's batch,

@@ -75,10 +75,12 @@ class EmbeddingTable(nn.Cell):
                 raise ValueError(f"rank {rank} of the plan holds {end - start} rows, the table "
                                  f"{self.num_rows}")
         self.plan, self.rank = plan, int(rank)
-        # a shard is this rank's own: the distributed start's broadcast of rank
-        # 0's parameters must leave it alone
+        # kept out of the distributed start's broadcast of rank 0's parameters:
+        # a shard is this rank's own, and a whole table is the same on every
+        # rank already (made from the seed); broadcasting millions of rows
+        # through a graph costs several times their size (bench/sharded.py)
         self.weight = Parameter(Tensor(initial), name="embedding", requires_grad=False,
-                                layerwise_parallel=sharded)
+                                layerwise_parallel=True)
 
     @classmethod
     def uniform(cls, cardinalities, dim, rng, scale=None, shard=None):
