@@ -7,7 +7,7 @@ steps and prints one JSON line: its resident memory after building the
 table, its peak resident memory, and the mean time of a step after the first
 (the compile). Run it under msrun for several ranks::
 
-    python bench/sharded.py --ranks 1                      # one process
+    python bench/sharded.py --ranks 1 --model M            # one process
     python bench/sharded.py --ranks 4 --parallel row       # starts msrun itself
 
 with ``--rows`` the table's rows (one large field plus 25 small ones, as
@@ -91,14 +91,21 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ranks", type=int, default=1, help="processes (msrun above 1)")
     parser.add_argument("--parallel", default="data", choices=["data", "table", "row"])
-    parser.add_argument("--model", default="dlrm")
+    parser.add_argument("--model", default=None,
+                        help="a model with a sparse embedding table (default: the first registered)")
     parser.add_argument("--rows", type=int, default=20_000_000, help="rows of the whole table")
     parser.add_argument("--dim", type=int, default=16, help="embedding_dim")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adagrad", "adam"])
     parser.add_argument("--batch_size", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--as_rank", action="store_true", help=argparse.SUPPRESS)   # set by msrun
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.model is None:
+        sys.path.insert(0, ROOT)
+        from src.registry import get_model_spec, model_names
+        args.model = next(n for n in model_names() if get_model_spec(n).sparse)
+        argv += ["--model", args.model]                # the ranks msrun starts build the same
     if args.as_rank or args.ranks == 1:
         worker(args)
         return 0
@@ -109,7 +116,7 @@ def main(argv=None):
     command = ["msrun", f"--worker_num={args.ranks}", f"--local_worker_num={args.ranks}",
                f"--master_port={port}", f"--log_dir={log_dir}", "--join=True",
                os.path.abspath(__file__), "--as_rank",
-               *(argv if argv is not None else sys.argv[1:])]
+               *argv]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode:
         print(result.stdout[-2000:] + result.stderr[-2000:], file=sys.stderr)
