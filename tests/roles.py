@@ -26,3 +26,18 @@ def default_model(dataset):
     name = parse_config([]).model
     assert get_model_spec(name).dataset.name == dataset, (name, dataset)
     return name
+
+
+def sparse_criteo(directory, rows, seed, config_path):
+    """The first SparseTable model on Criteo and its data: ``rows`` generated
+    raw lines converted into ``directory/mr`` (random split, blocks of 500
+    rows). Returns the model's spec."""
+    import prepare_data
+    from src.registry import get_model_spec
+    from src.synth import criteo as criteo_synth
+    spec = get_model_spec(sparse_on("criteo"))
+    criteo_synth.main(["--output_dir", str(directory / "raw"), "--rows", str(rows), "--seed", str(seed)])
+    prepare_data.main(["--config_path", config_path, "--model", spec.name, "--raw_data_path",
+                       str(directory / "raw"), "--data_path", str(directory / "mr"), "--split",
+                       "random", "--block_rows", "500"])
+    return spec

@@ -12,11 +12,9 @@ import pytest
 import eval as eval_entry
 import prepare_data
 from src.synth import census as census_synth
-from src.synth import criteo as criteo_synth
 from src.engine.callbacks import read_metrics_log
 from src.engine.distributed import Cluster, launched_distributed, scale_for_cluster
-from src.registry import get_model_spec
-from roles import default_model, sparse_on
+from roles import default_model, sparse_criteo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -130,11 +128,7 @@ def test_the_default_model_on_two_cpu_workers(tmp_path):
 
 
 def test_a_sparse_table_model_on_two_cpu_workers(tmp_path):
-    spec = get_model_spec(sparse_on("criteo"))
-    criteo_synth.main(["--output_dir", str(tmp_path / "raw"), "--rows", "12000", "--seed", "2"])
-    prepare_data.main(["--config_path", CPU_CONFIG, "--model", spec.name, "--raw_data_path",
-                       str(tmp_path / "raw"), "--data_path", str(tmp_path / "mr"), "--split", "random",
-                       "--block_rows", "500"])
+    spec = sparse_criteo(tmp_path, 12000, 2, CPU_CONFIG)
     with open(tmp_path / "mr" / "feature_map.json") as fh:
         train_rows = json.load(fh)["splits"]["train"]["rows"]
     out = tmp_path / "run"

@@ -11,10 +11,7 @@ import time
 
 import pytest
 
-import prepare_data
-from src.registry import get_model_spec
-from src.synth import criteo as criteo_synth
-from roles import sparse_on
+from roles import sparse_criteo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -56,13 +53,8 @@ def hosts():
 
 @pytest.fixture(scope="module")
 def criteo(tmp_path_factory):
-    spec = get_model_spec(sparse_on("criteo"))
     tmp = tmp_path_factory.mktemp("hosts")
-    criteo_synth.main(["--output_dir", str(tmp / "raw"), "--rows", "4000", "--seed", "6"])
-    prepare_data.main(["--config_path", CPU_CONFIG, "--model", spec.name, "--raw_data_path",
-                       str(tmp / "raw"), "--data_path", str(tmp / "mr"), "--split", "random",
-                       "--block_rows", "500"])
-    return spec, tmp
+    return sparse_criteo(tmp, 4000, 6, CPU_CONFIG), tmp
 
 
 def _free_port():

@@ -9,12 +9,9 @@ import subprocess
 import pytest
 
 import eval as eval_entry
-import prepare_data
 from src.engine.callbacks import read_metrics_log
 from src.engine.errors import CheckpointError
-from src.registry import get_model_spec
-from src.synth import criteo as criteo_synth
-from roles import sparse_on
+from roles import sparse_criteo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -24,13 +21,8 @@ SCRIPT = os.path.join(ROOT, "scripts", "run_distribute_cpu.sh")
 @pytest.fixture(scope="module")
 def criteo(tmp_path_factory):
     """Generated Criteo data: 20 steps of 128 rows per rank and epoch on 2 ranks."""
-    spec = get_model_spec(sparse_on("criteo"))
     tmp = tmp_path_factory.mktemp("sharded")
-    criteo_synth.main(["--output_dir", str(tmp / "raw"), "--rows", "6600", "--seed", "5"])
-    prepare_data.main(["--config_path", CPU_CONFIG, "--model", spec.name, "--raw_data_path",
-                       str(tmp / "raw"), "--data_path", str(tmp / "mr"), "--split", "random",
-                       "--block_rows", "500"])
-    return spec, tmp
+    return sparse_criteo(tmp, 6600, 5, CPU_CONFIG), tmp
 
 
 def _train(spec, tmp, name, workers, *extra):

@@ -83,9 +83,7 @@ class ShardedTrainStep(SparseTrainStep):
         loss, grads, row_grad = self._gradients(rows, inverse, inputs)
         grads = self.grad_reducer(grads)
         shared = self.all_gather(row_grad) * held / self.ranks              # (R*N, D)
-        summed = ops.depend(self.row_sum, ops.scatter_add(self.row_sum, local, shared))
-        mean = ops.gather(summed, local, 0)
-        mean = ops.depend(mean, ops.scatter_update(self.row_sum, local, ops.zeros_like(shared)))
+        mean = self._sum_copies(local, shared)
         loss = ops.depend(loss, self.optimizer(grads))
         return ops.depend(loss, self.row_optimizer(local, ops.gather(self.table, local, 0), mean))
 

@@ -191,10 +191,14 @@ class SparseTrainStep(nn.Cell):
         for each copy and every rank applies the same update."""
         ids = self.all_gather(uniq)                                     # (ranks * N,)
         grads = self.all_gather(row_grad) / self.ranks                  # (ranks * N, D)
-        summed = ops.depend(self.row_sum, ops.scatter_add(self.row_sum, ids, grads))
-        mean = ops.gather(summed, ids, 0)
-        mean = ops.depend(mean, ops.scatter_update(self.row_sum, ids, ops.zeros_like(grads)))
-        return ids, ops.gather(self.table, ids, 0), mean
+        return ids, ops.gather(self.table, ids, 0), self._sum_copies(ids, grads)
+
+    def _sum_copies(self, index, grads):
+        """For each entry of ``index`` (rows of ``table``), the sum of ``grads``
+        over every entry naming the same row; ``row_sum`` is zero again after."""
+        summed = ops.depend(self.row_sum, ops.scatter_add(self.row_sum, index, grads))
+        total = ops.gather(summed, index, 0)
+        return ops.depend(total, ops.scatter_update(self.row_sum, index, ops.zeros_like(grads)))
 
 
 def rows_transform(transform, table_ids, scratch_row, buckets=1):
