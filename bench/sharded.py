@@ -72,7 +72,10 @@ def worker(args):
     times = []
     for _ in range(args.steps):
         cat = (rng.integers(0, cards, (args.batch_size, len(cards))) + offsets).astype(np.int32)
-        uniq, inverse = unique_rows(ids_of(cat), network.embedding.scratch_row)
+        if network.embedding.sharded:               # the training reader's layout (routed rows)
+            uniq, inverse = network.embedding.plan.route(ids_of(cat))
+        else:
+            uniq, inverse = unique_rows(ids_of(cat), network.embedding.scratch_row)
         dense = rng.normal(size=(args.batch_size, 13)).astype(np.float32)
         labels = rng.integers(0, 2, (args.batch_size, 1)).astype(np.float32)
         start = time.perf_counter()

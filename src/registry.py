@@ -135,14 +135,15 @@ class ModelSpec:
         """The training reader's transform: for SparseTable networks the table
         ids become the batch's unique rows and their positions, padded by
         ``cfg.row_buckets`` (1 in distributed runs, whose ranks exchange
-        rows in collectives that need one length on every rank)."""
+        rows in collectives that need one length on every rank); for a
+        sharded table, those rows routed to the ranks that hold them."""
         if not self.sparse:
             return self.transform(fmap)
-        from src.engine.sharded import table_ids
-        from src.engine.sparse import rows_transform
-        buckets = 1 if distributed or cfg is None else int(cfg.get("row_buckets", 1))
-        return rows_transform(self.transform(fmap), table_ids(network),
-                              network.embedding.scratch_row, buckets)
+        if network.embedding.sharded:
+            from src.engine.sharded import routed_transform
+            return routed_transform(self.transform(fmap), network)
+        return self._rows_transform(fmap, network, 1 if distributed or cfg is None
+                                    else int(cfg.get("row_buckets", 1)))
 
     def eval_transform(self, fmap, network):
         """The transform of the splits ``network`` is evaluated on in training:
@@ -150,7 +151,13 @@ class ModelSpec:
         :meth:`predictor` then takes)."""
         if not (self.sparse and network.embedding.sharded):
             return self.transform(fmap)
-        return self.train_transform(fmap, network, distributed=True)
+        return self._rows_transform(fmap, network, 1)
+
+    def _rows_transform(self, fmap, network, buckets):
+        from src.engine.sharded import table_ids
+        from src.engine.sparse import rows_transform
+        return rows_transform(self.transform(fmap), table_ids(network),
+                              network.embedding.scratch_row, buckets)
 
 
 def _discover():

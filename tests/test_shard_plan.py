@@ -1,6 +1,9 @@
 """Shard plans of a sparse model's embedding table: which rank holds which
 rows in each parallel mode, the id shift into the sharded order, and shards
-taken from and put back into a full table (resharding)."""
+taken from and put back into a full table (resharding), the batches routed
+to the ranks for the all-to-all exchange, and its choice per device."""
+import os
+
 import numpy as np
 import pytest
 
@@ -150,3 +153,103 @@ def test_resharding_reads_only_the_shards_it_needs():
             assert sorted(read) == sorted(needed)                  # each needed shard, read once
     with pytest.raises(ValueError, match="different tables"):
         make_plan("row", CARDS[:-1], 2).take(0, old, shards.__getitem__)
+
+
+def _all_to_all(parts):
+    """What AlltoAll gives every rank: ``parts[s]`` (R*C, ...) from each source
+    rank s -> per rank r the C-row parts addressed to it, in source order."""
+    ranks = len(parts)
+    split = [np.split(p, ranks) for p in parts]
+    return [np.concatenate([split[s][r] for s in range(ranks)]) for r in range(ranks)]
+
+
+@pytest.mark.parametrize("mode", ["table", "row"])
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+def test_route_puts_each_distinct_id_once_in_its_holders_bucket(mode, ranks):
+    plan = make_plan(mode, CARDS, ranks)
+    owners = _owner_of_rows(plan)
+    rng = np.random.default_rng(ranks)
+    offsets = np.concatenate(([0], np.cumsum(CARDS)[:-1]))
+    # a batch of 40 rows holds every row of the fields up to 30 rows: the largest buckets
+    for batch in (1, 5, 40):
+        cat = rng.integers(0, CARDS, (batch, len(CARDS))) + offsets
+        cat[:min(batch, 30), 2] = offsets[2] + np.arange(min(batch, 30))
+        ids = plan.to_sharded(cat)
+        send, inverse = plan.route(ids)
+        capacity = plan.capacity(batch)
+        assert send.dtype == np.int32 and inverse.dtype == np.int32
+        assert send.shape == (ranks * capacity,) and inverse.shape == ids.shape
+        assert (send[inverse] == ids).all()
+        real = send[send != plan.total]
+        assert sorted(real) == sorted(set(ids.ravel()))           # each distinct id once
+        buckets = send.reshape(ranks, capacity)
+        for rank in range(ranks):
+            mine = buckets[rank][buckets[rank] != plan.total]
+            assert (owners[mine] == rank).all()
+        assert capacity <= min(batch * len(CARDS), plan.total)
+
+
+def test_route_capacity_follows_the_rows_a_rank_can_see():
+    plan = make_plan("table", (1000, 1000, 1000, 1000), 4)       # a field per rank
+    assert plan.capacity(128) == 128                            # N/R of a 128 x 4 batch
+    assert make_plan("row", (1000, 1000, 1000, 1000), 4).capacity(128) == 128
+    # rank 0: a 1000-row field and the 3-row one (the 2-row one goes to rank 1)
+    assert make_plan("table", (1000, 2, 3, 1000), 2).capacity(128) == 128 + 3
+    with pytest.raises(ValueError, match="outside the table's 57 rows"):
+        make_plan("row", CARDS, 2).route(np.array([[0, 57, 1, 2, 3, 4]]))
+
+
+@pytest.mark.parametrize("mode", ["table", "row"])
+def test_exchange_by_all_to_all_looks_up_and_updates_as_the_replicated_table(mode):
+    """The sharded step's exchange (src/engine/sharded.py) played out in NumPy
+    on 3 ranks: the rows each rank receives are the table's rows of its
+    batch, and the gradients each holder sums are the ranks' mean gradient."""
+    ranks, dim = 3, 4
+    plan = make_plan(mode, CARDS, ranks)
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(plan.total, dim))                   # sharded order
+    shards = [table[slice(*plan.rows_of(r))] for r in range(ranks)]
+    offsets = np.concatenate(([0], np.cumsum(CARDS)[:-1]))
+    ids = [plan.to_sharded(rng.integers(0, CARDS, (6, len(CARDS))) + offsets) for _ in range(ranks)]
+    routed = [plan.route(i) for i in ids]
+    received = _all_to_all([send for send, _ in routed])
+    looked = []
+    for rank, recv in enumerate(received):
+        start, end = plan.rows_of(rank)
+        held = (recv >= start) & (recv < end)
+        assert held.sum() == (recv != plan.total).sum()          # every id arrives at its holder
+        looked.append(np.where(held[:, None], shards[rank][np.where(held, recv - start, 0)], 0.0))
+    rows = _all_to_all(looked)
+    for rank, (_, inverse) in enumerate(routed):
+        assert np.allclose(rows[rank][inverse], table[ids[rank]])
+    # backward: a gradient per id on every rank; the holders' sums are the mean
+    grads = [rng.normal(size=i.shape + (dim,)) for i in ids]
+    want = np.zeros_like(table)
+    for i, g in zip(ids, grads):
+        np.add.at(want, i.ravel(), g.reshape(-1, dim) / ranks)
+    per_row = []
+    for (send, inverse), g in zip(routed, grads):
+        row_grad = np.zeros((len(send), dim))
+        np.add.at(row_grad, inverse.ravel(), g.reshape(-1, dim))
+        per_row.append(row_grad)
+    got = np.zeros_like(table)
+    for rank, (recv, back) in enumerate(zip(received, _all_to_all(per_row))):
+        held = recv != plan.total
+        np.add.at(got, recv[held], back[held] / ranks)
+    assert np.allclose(got, want)
+
+
+def test_the_config_files_choose_the_exchange_per_device():
+    from src.config import parse_config
+    from src.engine.sharded import native_alltoall
+    from src.registry import get_model_spec, model_names
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = next(n for n in model_names() if get_model_spec(n).sparse)
+    config = {name: os.path.join(root, f"default_config{suffix}.yaml")
+              for name, suffix in (("Ascend", ""), ("GPU", "_gpu"), ("CPU", "_cpu"))}
+    for device, native in (("Ascend", True), ("GPU", True), ("CPU", False)):
+        cfg = parse_config(["--model", model], config_path=config[device])
+        assert native_alltoall(cfg, device) is native
+    cpu = parse_config(["--model", model, "--alltoall", "native"], config_path=config["CPU"])
+    with pytest.raises(ValueError, match="the CPU backend has none: use alltoall: emulated"):
+        native_alltoall(cpu, "CPU")

@@ -94,12 +94,15 @@ def test_sharded_tables_train_as_the_replicated_one(criteo):
                          "--ckpt_file", str(resumed / f"{last}.ckpt")])
 
 
-def test_row_wise_sharding_over_four_ranks_with_adagrad(criteo):
+def test_table_and_row_wise_sharding_over_four_ranks_with_adagrad(criteo):
     spec, tmp = criteo
-    runs = [_train(spec, tmp, f"four_{mode}", 4, "--epoch_size", 2, "--parallel", mode,
-                   "--optimizer", "adagrad", "--learning_rate", "0.01", "--batch_size", 64,
-                   "--save_checkpoint", "False") for mode in ("data", "row")]
-    _same(*map(_losses, runs))
-    assert len(_fingerprints(runs[1], 4)) == 1
+    runs = [_train(spec, tmp, f"four_{mode}", 4, "--epoch_size", 1, "--parallel", mode,
+                   "--optimizer", "adagrad", "--learning_rate", "0.01", "--batch_size", 48,
+                   "--save_checkpoint", "False") for mode in ("data", "table", "row")]
+    losses = list(map(_losses, runs))
+    for sharded in losses[1:]:
+        _same(losses[0], sharded)
     aucs = [read_metrics_log(str(out / "metrics.jsonl"))[-1]["val"]["click_auc"] for out in runs]
-    assert aucs[1] == pytest.approx(aucs[0], abs=1e-6)
+    assert aucs[1:] == pytest.approx([aucs[0]] * 2, abs=1e-6)
+    for out in runs[1:]:
+        assert len(_fingerprints(out, 4)) == 1

@@ -18,10 +18,16 @@ that order. A batch's global ids move into that order by a per-field shift
 ``bounds[r] .. bounds[r+1] - 1`` and keeps them, in order, as its shard. The
 position ``bounds[-1]`` (the table's row count) belongs to no rank: it is the
 padding id of the batch's unique-row lists.
+
+In a training step the ranks exchange rows by all-to-all
+(:mod:`src.engine.sharded`); :meth:`ShardPlan.route` lays a batch's ids out
+for it on the host: one equal-sized bucket per rank, holding the distinct
+ids that rank holds, padded to :meth:`ShardPlan.capacity`.
 """
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 MODES = ("data", "table", "row")
 
@@ -132,6 +138,45 @@ class ShardPlan:
             if len(part) != end - start:
                 raise ValueError(f"shard {rank} has {len(part)} rows, the plan gives it {end - start}")
         return make_plan("data", self.cardinalities, 1).take(0, self, shards.__getitem__)
+
+    def capacity(self, batch):
+        """The length of one rank's bucket in :meth:`route` for batches of
+        ``batch`` rows: the most distinct ids such a batch can hold on any one
+        rank (per field its rows on that rank, at most ``batch``)."""
+        starts, most = self.sharded_offsets(), 1
+        for rank in range(self.ranks):
+            start, end = self.rows_of(rank)
+            most = max(most, sum(min(min(end, s + c) - max(start, s), batch)
+                                 for s, c in zip(starts, self.cardinalities)
+                                 if max(start, s) < min(end, s + c)))
+        return int(most)
+
+    def route(self, ids):
+        """Host side: ``ids (B, F)``, positions in the sharded order ->
+        ``(send, inverse)``. ``send`` (``ranks * capacity(B)``, int32) holds in
+        bucket ``r`` the distinct ids rank ``r`` holds, in order of first
+        appearance, padded with ``total`` (no rank's row); ``inverse`` (B, F)
+        gives each id's place in ``send``, so ``send[inverse] == ids``."""
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"route takes a (batch, fields) array of ids, got shape {ids.shape}")
+        capacity = self.capacity(ids.shape[0])
+        inverse, values = pd.factorize(ids.reshape(-1))
+        values = np.asarray(values)
+        if len(values) and (values.min() < 0 or values.max() >= self.total):
+            raise ValueError(f"ids outside the table's {self.total} rows: "
+                             f"{values.min()}..{values.max()}")
+        owner = np.searchsorted(np.asarray(self.bounds[1:]), values, side="right")
+        counts = np.bincount(owner, minlength=self.ranks)
+        if counts.max(initial=0) > capacity:                  # cannot happen: a safeguard
+            raise ValueError(f"a rank's bucket needs {counts.max()} places, capacity {capacity}")
+        order = np.argsort(owner, kind="stable")
+        first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        slot = np.empty(len(values), np.int64)
+        slot[order] = owner[order] * capacity + np.arange(len(values)) - first[owner[order]]
+        send = np.full(self.ranks * capacity, self.total, np.int32)
+        send[slot] = values
+        return send, slot[inverse].reshape(ids.shape).astype(np.int32)
 
     def to_dict(self):
         return {"mode": self.mode, "cardinalities": list(self.cardinalities), "ranks": self.ranks,

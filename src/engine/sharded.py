@@ -3,30 +3,34 @@ validation.
 
 Each rank holds its shard of the table (:mod:`src.engine.shard_plan`), and
 the batch's ids arrive shifted into the sharded order (:func:`table_ids`).
-A training step (:class:`ShardedTrainStep`) on ``R`` ranks with ``N`` unique
-ids per rank:
+For training, the host lays a batch's distinct ids out in one bucket per
+rank, each padded to the same capacity ``C`` (:meth:`ShardPlan.route
+<src.engine.shard_plan.ShardPlan.route>`, :func:`routed_transform`). A
+training step (:class:`ShardedTrainStep`) on ``R`` ranks:
 
-1. AllGather of every rank's unique ids (``R*N``);
-2. each rank gathers the rows it holds (zeros for the others), and an
-   AllReduce (sum) gives every rank every rank's rows; a rank keeps its own
-   ``N``;
-3. forward and backward as in the replicated step; the dense gradients are
+1. all-to-all of the buckets: each rank receives from every rank the ids
+   it holds (``R*C``), gathers those rows from its shard (zeros for the
+   padding) and sends them back by a second all-to-all;
+2. forward and backward as in the replicated step; the dense gradients are
    averaged over the ranks;
-4. AllGather of every rank's row gradients, divided by ``R``; the holder of
-   a row sums its copies (an id used on several ranks) and updates its shard
-   with the row optimizer. Every copy of a row gets the same averaged
-   gradient: exactly the update of the replicated table.
+3. all-to-all of the row gradients, divided by ``R``, back to the rows'
+   holders; a holder sums the copies of a row (an id used on several ranks)
+   and updates its shard with the row optimizer. Every copy of a row gets
+   the same averaged gradient: exactly the update of the replicated table.
 
-The CPU backend (mccl) has AllGather and AllReduce but no AlltoAll or
-ReduceScatter, so the rows travel by AllReduce: per step a rank sends and
-receives ``R*N`` ids and ``2*R*N*D`` floats (plus the dense gradients),
-against ``R*N`` ids and ``R*N*D`` floats for the replicated table; what it
-saves is the table's memory, ``1/R`` of the rows (and of the row
-optimizer's state) per rank.
+The all-to-all is the backend's own (``alltoall: native``: HCCL on Ascend,
+NCCL on GPU). CPU's mccl has none (nor ReduceScatter), so there
+(``alltoall: emulated``) every rank AllGathers all buckets and keeps the
+parts addressed to it: the same result for ``R`` times the traffic. Per step
+a rank sends ``R*C`` ids and ``2*R*C*D`` floats natively, ``R`` times that
+emulated, against ``R*N`` ids and ``R*N*D`` floats (``N``: the batch's id
+count) for the replicated table; ``C`` is about ``N/R`` when the fields
+spread evenly over the ranks. What sharding saves is the table's memory,
+``1/R`` of the rows (and of the row optimizer's state) per rank.
 
 Validation reads the same batches on every rank, so the lookup needs no
-AllGather: each rank gathers what it holds and the AllReduce completes the
-rows (:class:`ShardedPredictor`).
+exchange of ids: each rank gathers what it holds and an AllReduce completes
+the rows (:class:`ShardedPredictor`).
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -41,6 +45,51 @@ def table_ids(network):
     if plan is None or not plan.sharded:
         return network.table_ids
     return lambda cat: plan.to_sharded(network.table_ids(cat))
+
+
+def routed_transform(transform, network):
+    """Wrap a batch transform ``batch -> (cat, *rest)`` into the sharded
+    training step's ``batch -> (send, inverse, *rest)``."""
+    plan, ids_of = network.embedding.plan, table_ids(network)
+
+    def apply(batch):
+        cat, *rest = transform(batch)
+        return (*plan.route(ids_of(cat)), *rest)
+    return apply
+
+
+def native_alltoall(cfg, device_target):
+    """True when ``cfg.alltoall`` asks for the backend's own AlltoAll, False
+    for the emulated one; ``native`` on CPU, which has none, is refused."""
+    choice = cfg.get("alltoall", "emulated")
+    if choice not in ("native", "emulated"):
+        raise ValueError(f"alltoall must be native or emulated, got {choice!r}")
+    if choice == "native" and device_target == "CPU":
+        raise ValueError("alltoall: native needs the AlltoAll of Ascend (HCCL) or GPU (NCCL); "
+                         "the CPU backend has none: use alltoall: emulated")
+    return choice == "native"
+
+
+class AllToAll(nn.Cell):
+    """``x (R*C, ...) -> (R*C, ...)``: part ``j`` of ``x`` (``C`` rows) goes to
+    rank ``j``; the result holds the parts addressed to this rank, in rank
+    order. ``native``: the backend's AlltoAll; otherwise an AllGather of
+    every rank's ``x`` from which this rank keeps its parts (CPU)."""
+
+    def __init__(self, ranks, rank, native):
+        super().__init__()
+        self.ranks, self.rank, self.native = int(ranks), int(rank), bool(native)
+        if self.native:
+            self.exchange = ops.AlltoAll(self.ranks, 0, 0)
+        else:
+            self.all_gather = ops.AllGather()
+
+    def construct(self, x):
+        if self.native:
+            return self.exchange(x)
+        every = self.all_gather(x)                          # (R*R*C, ...): source, then target
+        parts = every.reshape((self.ranks, self.ranks, -1))[:, self.rank]
+        return parts.reshape(x.shape)
 
 
 class ShardRows(nn.Cell):
@@ -64,7 +113,7 @@ class ShardedTrainStep(SparseTrainStep):
     (``table``: this rank's shard; see the module docstring)."""
 
     def __init__(self, net_with_loss, table, optimizer, row_optimizer, plan, rank, clip_norm=0.0,
-                 loss_scale=1.0):
+                 loss_scale=1.0, native_alltoall=False):
         super().__init__(net_with_loss, table, optimizer, row_optimizer, clip_norm=clip_norm,
                          loss_scale=loss_scale)
         if not self.distributed or self.ranks != plan.ranks:
@@ -72,17 +121,14 @@ class ShardedTrainStep(SparseTrainStep):
                              f"of as many ranks")
         self.rank = int(rank)
         self.shard_rows = ShardRows(plan, rank)
-        self.all_reduce = ops.AllReduce()
+        self.all_to_all = AllToAll(plan.ranks, rank, native_alltoall)
 
-    def construct(self, uniq, inverse, *inputs):
-        n = uniq.shape[0]
-        ids = self.all_gather(uniq)                                         # (R*N,)
-        local, held = self.shard_rows(ids)
-        every = self.all_reduce(ops.gather(self.table, local, 0) * held)    # (R*N, D)
-        rows = every[self.rank * n:(self.rank + 1) * n]
+    def construct(self, send, inverse, *inputs):
+        local, held = self.shard_rows(self.all_to_all(send))               # (R*C,): ids held here
+        rows = self.all_to_all(ops.gather(self.table, local, 0) * held)    # (R*C, D): send's rows
         loss, grads, row_grad = self._gradients(rows, inverse, inputs)
         grads = self.grad_reducer(grads)
-        shared = self.all_gather(row_grad) * held / self.ranks              # (R*N, D)
+        shared = self.all_to_all(row_grad) * held / self.ranks              # (R*C, D) per held id
         mean = self._sum_copies(local, shared)
         loss = ops.depend(loss, self.optimizer(grads))
         return ops.depend(loss, self.row_optimizer(local, ops.gather(self.table, local, 0), mean))

@@ -226,9 +226,10 @@ def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, c
     scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
     table = network.embedding
     if table.sharded:
-        from src.engine.sharded import ShardedTrainStep
+        from src.engine.sharded import ShardedTrainStep, native_alltoall
         step = ShardedTrainStep(net_with_loss, table.weight, optimizer, row_optimizer, table.plan,
-                                table.rank, clip_norm=cfg.clip_norm, loss_scale=scale)
+                                table.rank, clip_norm=cfg.clip_norm, loss_scale=scale,
+                                native_alltoall=native_alltoall(cfg, ms.get_context("device_target")))
     else:
         step = SparseTrainStep(net_with_loss, table.weight, optimizer, row_optimizer,
                                clip_norm=cfg.clip_norm, loss_scale=scale)
