@@ -11,6 +11,25 @@ os.environ.setdefault("GLOG_v", "3")
 import pytest  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the cases marked slow (left out of the default run, which CI "
+                          "makes, to keep it within 20 minutes on 2 cores)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: run only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: runs with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mindspore_cpu(tmp_path_factory):
     """Graph mode on CPU; failed compiles write rank_*/ into the cwd, so the
