@@ -104,7 +104,31 @@ def _ratio(value):
     return f"{value:.3f}" if value < 10 else num(value)
 
 
-def _met(row):
+# a run claims a target against the peer only when its A/A controls (ours
+# against ours) all land in this range: beyond it the machine's load, not the
+# code, decides the ratios
+AA_RANGE = (0.95, 1.05)
+# the groups whose targets compare this project with the peer
+AGAINST_PEER = ("train", "predict", "cpp")
+
+
+def judge(report):
+    """``report["validity"]``: whether the run's A/A controls allow claiming
+    its targets against the peer (``valid`` True, False, or None when the run
+    has no A/A control), and the cases outside :data:`AA_RANGE`."""
+    controls = [(r["case"], r["control"]) for r in report["cases"] if r.get("control") is not None]
+    outside = [{"case": case, "control": c} for case, c in controls
+               if not AA_RANGE[0] <= c <= AA_RANGE[1]]
+    report["validity"] = {"aa_range": list(AA_RANGE), "controls": len(controls),
+                          "outside": outside, "valid": (not outside) if controls else None}
+    return report["validity"]
+
+
+def _met(row, validity=None):
+    if validity is not None and row["group"] in AGAINST_PEER and row.get("met") is not None:
+        if validity["valid"] is not True:           # a miss stays visible, a pass is not claimed
+            why = "A/A" if validity["valid"] is False else "no A/A"
+            return f"not claimed ({why})" if row["met"] else f"**no** ({why})"
     return {True: "yes", False: "**no**", None: "-"}[row.get("met")]
 
 
@@ -128,6 +152,16 @@ def markdown(report):
         f"{report['settings'].get('processes', 1)} process(es) per side in the training cases",
         "",
     ]
+    validity = judge(report)
+    low, high = validity["aa_range"]
+    if validity["valid"] is False:
+        cases = ", ".join(f"{o['case']} {o['control']:.3f}" for o in validity["outside"])
+        lines += [f"**Invalid run: A/A outside {low}-{high}** ({cases}). The machine's load, not "
+                  "the code, decides ratios this far apart; no target against the peer is "
+                  "claimed. Rerun on an idle machine.", ""]
+    elif validity["valid"] is None:
+        lines += ["No A/A control in this run (one process per side, or no training case): no "
+                  "target against the peer is claimed.", ""]
     for group, (title, about) in GROUPS.items():
         rows = [r for r in report["cases"] if r["group"] == group]
         if not rows:
@@ -145,7 +179,7 @@ def markdown(report):
                 lines.append(f"| {r['case']} | {r['lines']:,} | {num(r['ours'])} | "
                              f"{num(r.get('seconds'))} | {num(r.get('peak_pss_total_mb'))} | "
                              f"{num(r.get('vocabulary_rows'))} | "
-                             f"{CONVERTER_TARGET} | {_met(r)} |")
+                             f"{CONVERTER_TARGET} | {_met(r, validity)} |")
         else:
             latency = group in ("predict", "cpp")
             control = any("control" in r for r in rows)
@@ -161,7 +195,7 @@ def markdown(report):
                 if latency:
                     extra += f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
                 lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
-                             f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r)} |")
+                             f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r, validity)} |")
         lines.append("")
     if report.get("errors"):
         lines += ["## Cases that failed", ""] + [f"- {e}" for e in report["errors"]] + [""]
@@ -170,6 +204,7 @@ def markdown(report):
 
 def write(report, json_path, md_path, notes=None):
     """The JSON and the markdown (``notes``: markdown appended after the table)."""
+    judge(report)
     write_json_atomic(json_path, report)
     text = markdown(report) + ("\n" + notes if notes else "")
     tmp = md_path + ".tmp"

@@ -31,6 +31,7 @@ TRAIN_CASES = [(name, batch) for name, spec in SPECS.items() for batch in spec.b
 PREDICT_LARGE = {name: spec.bench_predict_batch for name, spec in SPECS.items()}
 GROUPS = list(report.GROUPS)
 NOTES = os.path.join(ROOT, "bench", "notes.md")
+COMMITTED = os.path.join(ROOT, "docs", "benchmarks.md")
 
 
 def parse_args(argv):
@@ -51,8 +52,11 @@ def parse_args(argv):
                    help="generated Criteo lines per converter case")
     p.add_argument("--work_dir", default=os.path.join(ROOT, ".cache", "bench"),
                    help="generated data, exported models and worker logs")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"),
-                   help="markdown table; the JSON goes beside it (.json)")
+    p.add_argument("--out", default=None,
+                   help="markdown table; the JSON goes beside it (.json). Default: "
+                        "docs/benchmarks.md for a full run; a partial one (some groups, models or "
+                        "sides, or --quick) goes to <work_dir>/partial/benchmarks.md and never "
+                        "over the committed table")
     p.add_argument("--quick", action="store_true",
                    help="a few steps of every case on small data, one repetition (smoke test)")
     p.add_argument("--render", metavar="JSON",
@@ -78,6 +82,22 @@ def _choices(text, allowed, flag, parser):
     if bad or not items:
         parser.error(f"{flag}: {', '.join(bad) or 'nothing given'} not in {', '.join(allowed)}")
     return items
+
+
+def output_path(args):
+    """Where the table goes (see ``--out``); a partial run naming the
+    committed table is refused."""
+    partial = (args.quick or set(args.groups) != set(GROUPS) or set(args.models) != set(MODELS)
+               or "peer" not in args.sides)
+    if args.out is None:
+        return os.path.join(os.path.abspath(args.work_dir), "partial", "benchmarks.md") \
+            if partial else COMMITTED
+    out = os.path.abspath(args.out)
+    if partial and os.path.realpath(out) == os.path.realpath(COMMITTED):
+        sys.exit(f"error: a partial run (some groups, models or sides, or --quick) does not write "
+                 f"over {COMMITTED}; without --out it goes to "
+                 f"{os.path.join(os.path.abspath(args.work_dir), 'partial', 'benchmarks.md')}")
+    return out
 
 
 def _against_peer(group, model, batch, ours, peer, spread, latency=False):
@@ -235,9 +255,10 @@ def main(argv=None):
     if args.render:
         with open(args.render) as f:
             saved = json.load(f)
-        report.write(saved, os.path.splitext(os.path.abspath(args.out))[0] + ".json",
-                     os.path.abspath(args.out), notes=notes)
+        out = os.path.abspath(args.out or COMMITTED)
+        report.write(saved, os.path.splitext(out)[0] + ".json", out, notes=notes)
         return 0
+    out = output_path(args)
     if "peer" in args.sides:
         try:
             import torch  # noqa: F401
@@ -247,11 +268,14 @@ def main(argv=None):
     command = "python -m bench.run" + "".join(" " + shlex.quote(a) for a in argv)
     suite = Suite(args, command)
     result = suite.run()
-    out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     report.write(result, os.path.splitext(out)[0] + ".json", out, notes=notes)
+    validity = result["validity"]
     suite.log(f"wrote {out} and {os.path.splitext(out)[0]}.json"
-              + (f"; {len(result['errors'])} case(s) failed" if result["errors"] else ""))
+              + (f"; {len(result['errors'])} case(s) failed" if result["errors"] else "")
+              + ("; INVALID: A/A outside {}-{} in {}: no target against the peer claimed".format(
+                  *validity["aa_range"], ", ".join(o["case"] for o in validity["outside"]))
+                 if validity["valid"] is False else ""))
     return 1 if result["errors"] else 0
 
 

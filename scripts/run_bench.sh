@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the benchmark suite (bench/): this project against its PyTorch peer, side
-# by side; writes docs/benchmarks.md and docs/benchmarks.json.
+# by side; writes docs/benchmarks.md and docs/benchmarks.json (a partial run:
+# .cache/bench/partial/).
 # Usage: bash scripts/run_bench.sh [bench.run options]   (--help lists them)
 # Installs bench/requirements.txt (the peer's PyTorch, CPU build) into .venv
 # first, unless --sides ours is given.

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from roles import on
 from src.registry import get_model_spec, model_names
@@ -108,3 +110,56 @@ def test_sharded_table_memory_bench_reports_each_ranks_share():
     # DeepFM's table also holds a row per numeric field: 60,013 rows in all
     assert sum(line["table_rows_here"] for line in lines) in (60000, 60013)
     assert all(line["step_ms"] > 0 and line["peak_mb"] >= line["rss_built_mb"] > 0 for line in lines)
+
+
+def _table(*controls):
+    """A report of one training case per A/A control, each ahead of the peer."""
+    from bench import report
+    env = report.environment("python -m bench.run")
+    rows = [{"group": "train", "case": f"m batch {b}", "unit": "samples/s", "ours": 110.0,
+             "peer": 100.0, "ratio": 1.1, "target": "ratio >= 1.0", "met": True, "control": c}
+            for b, c in enumerate(controls)]
+    rows.append({"group": "pipeline", "case": "m batch 0", "unit": "rows/s", "ours": 400.0,
+                 "peer": 110.0, "ratio": 3.6, "target": "reader >= 3x training", "met": True})
+    return {"environment": env, "settings": {"reps": 1, "seconds": 1.0, "warmup": 1, "processes": 2},
+            "cases": rows, "errors": []}
+
+
+def test_a_run_whose_aa_is_off_claims_no_target_against_the_peer(tmp_path):
+    from bench import report
+    md, js = str(tmp_path / "b.md"), str(tmp_path / "b.json")
+    report.write(_table(1.02, 0.97), js, md)
+    text = open(md).read()
+    assert "Invalid run" not in text and "| ratio >= 1.0 | yes |" in text
+    assert json.load(open(js))["validity"]["valid"] is True
+    report.write(_table(1.02, 1.08), js, md)
+    text = open(md).read()
+    assert "**Invalid run: A/A outside 0.95-1.05** (m batch 1 1.080)" in text
+    assert "| ratio >= 1.0 | yes |" not in text and text.count("not claimed (A/A)") == 2
+    assert "| reader >= 3x training | yes |" in text        # ours against ours: no peer involved
+    saved = json.load(open(js))["validity"]
+    assert saved["valid"] is False and saved["outside"] == [{"case": "m batch 1", "control": 1.08}]
+    no_control = _table(1.0)
+    del no_control["cases"][0]["control"]
+    report.write(no_control, js, md)
+    assert "not claimed (no A/A)" in open(md).read()
+
+
+def test_a_partial_run_never_writes_over_the_committed_table(tmp_path):
+    from bench import run
+    work = str(tmp_path / "w")
+    full = run.parse_args(["--work_dir", work])
+    assert run.output_path(full) == run.COMMITTED
+    for partial in (["--groups", "train"], ["--models", MODEL], ["--sides", "ours"], ["--quick"]):
+        args = run.parse_args(["--work_dir", work, *partial])
+        assert run.output_path(args) == os.path.join(work, "partial", "benchmarks.md")
+        named = run.parse_args(["--work_dir", work, "--out", "docs/../docs/benchmarks.md", *partial])
+        old = os.getcwd()
+        os.chdir(ROOT)
+        try:
+            with pytest.raises(SystemExit, match="does not write over"):
+                run.output_path(named)
+        finally:
+            os.chdir(old)
+    other = run.parse_args(["--work_dir", work, "--groups", "train", "--out", str(tmp_path / "x.md")])
+    assert run.output_path(other) == str(tmp_path / "x.md")
