@@ -162,7 +162,8 @@ last_part() {
 report_failed_workers() {
   local dir="$1" mslog="${2:-$1/msrun.log}" skip="${3:-0}" pid code log rank found=0
   # a worker on another host that died: msrun's scheduler (on the first host) notes
-  # "The node: <rank> is timed out"
+  # "The node: <id> is timed out"; with --node_rank msrun gives worker <index> of a host
+  # the node id node_rank * local workers + index, which also names its worker_<id>.log
   if [[ -f "$dir/scheduler.log" ]]; then
     while read -r rank; do
       echo "error: worker_$rank stopped answering (msrun's scheduler: node $rank timed out; it may run on another host); its log: $dir/worker_$rank.log" >&2
