@@ -275,6 +275,15 @@ def test_divergence_after_resume_names_the_resumed_checkpoint(data, finished, tm
     assert f"the last good checkpoint is {out / f'{MODEL}-2_11.ckpt'}" in line
 
 
+def test_a_resume_with_another_global_batch_is_refused(data, finished, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    line = one_line_error(_train(data / "mr_a", out, "--epoch_size", "3", "--resume", "True",
+                                 "--batch_size", "256"), 2)
+    assert "was saved after 22 steps, but epoch 2 at 5 steps/epoch means 10" in line
+    assert "the global batch (batch_size times ranks) of the original run" in line
+
+
 # ---------------------------------------------------------------- bad values in raw files
 
 

@@ -155,7 +155,8 @@ class Trainer:
             raise checkpoint.CheckpointError(
                 f"{path} was saved after {meta.get('global_step')} steps, but epoch "
                 f"{self.start_epoch} at {self.steps_per_epoch} steps/epoch means {expected}: "
-                "resume with the batch size and data of the original run")
+                "resume with the data and the global batch (batch_size times ranks) of the "
+                "original run")
         self.resumed_from = path
         self.print(f"resumed from {path}: epoch {self.start_epoch} done, "
                    f"global step {expected}", flush=True)
