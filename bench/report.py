@@ -204,9 +204,8 @@ def markdown(report):
 
 def write(report, json_path, md_path, notes=None):
     """The JSON and the markdown (``notes``: markdown appended after the table)."""
-    judge(report)
+    text = markdown(report) + ("\n" + notes if notes else "")     # sets report["validity"]
     write_json_atomic(json_path, report)
-    text = markdown(report) + ("\n" + notes if notes else "")
     tmp = md_path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

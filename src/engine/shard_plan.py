@@ -24,6 +24,7 @@ In a training step the ranks exchange rows by all-to-all
 for it on the host: one equal-sized bucket per rank, holding the distinct
 ids that rank holds, padded to :meth:`ShardPlan.capacity`.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,7 @@ class ShardPlan:
                 raise ValueError(f"shard {rank} has {len(part)} rows, the plan gives it {end - start}")
         return make_plan("data", self.cardinalities, 1).take(0, self, shards.__getitem__)
 
+    @functools.lru_cache(maxsize=None)      # one value per batch size, asked every batch
     def capacity(self, batch):
         """The length of one rank's bucket in :meth:`route` for batches of
         ``batch`` rows: the most distinct ids such a batch can hold on any one
