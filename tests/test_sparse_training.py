@@ -10,7 +10,7 @@ from src.config import Config
 from src.datasets import CRITEO
 from src.engine import checkpoint
 from src.engine.sparse import (NetWithRowsLoss, RowOptimizer, SparseTrainStep, rows_transform,
-                               unique_rows)
+                               sum_copies, unique_rows)
 from src.engine.heads import MultiTaskBCELoss
 from src.engine.interfaces import missing
 from src.layers.embedding import EmbeddingTable, uniform_rows
@@ -132,6 +132,23 @@ def _sparse_step(net, kind, lr, l2=0.0, steps=1, batch=None):
     for _ in range(steps):
         step(Tensor(uniq), Tensor(inverse), Tensor(dense), Tensor(label))
     return rows
+
+
+class _SumCopies(nn.Cell):
+    def construct(self, index, grads):
+        return sum_copies(index, grads)
+
+
+def test_sum_copies_gives_every_entry_the_sum_over_its_row():
+    """The distributed steps' sum of the ranks' gradients of one row: every
+    entry naming a row gets the total of that row's entries, in a graph."""
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 9, 40).astype(np.int32)               # many repeats
+    grads = rng.normal(size=(40, 4)).astype(np.float32)
+    totals = np.zeros((9, 4), np.float32)
+    np.add.at(totals, index, grads)
+    got = _SumCopies()(Tensor(index), Tensor(grads)).asnumpy()
+    np.testing.assert_allclose(got, totals[index], rtol=1e-5, atol=1e-6)
 
 
 def test_sparse_sgd_equals_the_dense_update():

@@ -35,7 +35,7 @@ the rows (:class:`ShardedPredictor`).
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.engine.sparse import SparseTrainStep
+from src.engine.sparse import SparseTrainStep, sum_copies
 
 
 def table_ids(network):
@@ -124,13 +124,14 @@ class ShardedTrainStep(SparseTrainStep):
 
     def construct(self, send, inverse, *inputs):
         local, held = self.shard_rows(self.all_to_all(send))               # (R*C,): ids held here
-        rows = self.all_to_all(ops.gather(self.table, local, 0) * held)    # (R*C, D): send's rows
+        mine = ops.gather(self.table, local, 0)               # the step's one read of the shard
+        rows = self.all_to_all(mine * held)                                # (R*C, D): send's rows
         loss, grads, row_grad = self._gradients(rows, inverse, inputs)
         grads = self.grad_reducer(grads)
         shared = self.all_to_all(row_grad) * held / self.ranks              # (R*C, D) per held id
-        mean = self._sum_copies(local, shared)
+        mean = sum_copies(local, shared)
         loss = ops.depend(loss, self.optimizer(grads))
-        return ops.depend(loss, self.row_optimizer(local, ops.gather(self.table, local, 0), mean))
+        return ops.depend(loss, self.row_optimizer(local, mine, mean))
 
 
 class ShardedPredictor(nn.Cell):

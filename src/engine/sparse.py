@@ -123,6 +123,14 @@ class RowOptimizer(nn.Cell):
         return ops.scatter_update(self.table, uniq, new_rows)
 
 
+def sum_copies(index, grads):
+    """``(n,) ids, (n, D) -> (n, D)``: for each entry of ``index``, the sum of
+    ``grads`` over every entry naming the same row (in a graph; no buffer the
+    size of the table)."""
+    _, slot = ops.unique(index)                         # entry -> its distinct id's slot
+    return ops.gather(ops.unsorted_segment_sum(grads, slot, index.shape[0]), slot, 0)
+
+
 class SparseTrainStep(nn.Cell):
     """``(uniq, inverse, other inputs..., labels) -> loss``: one step with the
     table updated row-wise and the dense weights by ``optimizer``.
@@ -151,13 +159,9 @@ class SparseTrainStep(nn.Cell):
             self.ranks = get_group_size()
             self.grad_reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=self.ranks)
             self.all_gather = ops.AllGather()
-            # zero between steps; sums the ranks' gradients of rows several ranks touched
-            self.row_sum = Parameter(Tensor(np.zeros(table.shape, np.float32)), name="row_grad_sum",
-                                     requires_grad=False)
-            # table-sized state starts equal on every rank (or is the rank's own
-            # shard): kept out of the initial broadcast, like the table
-            for state in (self.row_sum, getattr(row_optimizer, "accum", None),
-                          getattr(row_optimizer, "moments", None)):
+            # the row optimizer's table-sized state starts equal on every rank
+            # (or is the rank's own shard): kept out of the initial broadcast, like the table
+            for state in (getattr(row_optimizer, "accum", None), getattr(row_optimizer, "moments", None)):
                 if state is not None:
                     state.layerwise_parallel = True
 
@@ -181,24 +185,20 @@ class SparseTrainStep(nn.Cell):
         if self.distributed:
             grads = self.grad_reducer(grads)
             uniq, rows, row_grad = self._average_rows(uniq, row_grad)
+        # The step reads the table only before it writes anything: a parameter
+        # read again after a write in the same graph is copied whole
+        # (MindSpore's TensorMove) before each read.
         loss = ops.depend(loss, self.optimizer(grads))
         return ops.depend(loss, self.row_optimizer(uniq, rows, row_grad))
 
     def _average_rows(self, uniq, row_grad):
         """Every rank's rows and their gradient averaged over the ranks. A row
         several ranks touched appears once per rank, each time with the same
-        averaged gradient, so the row optimizer computes the same new value
-        for each copy and every rank applies the same update."""
+        summed gradient, so the row optimizer computes the same new value for
+        each copy and every rank applies the same update."""
         ids = self.all_gather(uniq)                                     # (ranks * N,)
         grads = self.all_gather(row_grad) / self.ranks                  # (ranks * N, D)
-        return ids, ops.gather(self.table, ids, 0), self._sum_copies(ids, grads)
-
-    def _sum_copies(self, index, grads):
-        """For each entry of ``index`` (rows of ``table``), the sum of ``grads``
-        over every entry naming the same row; ``row_sum`` is zero again after."""
-        summed = ops.depend(self.row_sum, ops.scatter_add(self.row_sum, index, grads))
-        total = ops.gather(summed, index, 0)
-        return ops.depend(total, ops.scatter_update(self.row_sum, index, ops.zeros_like(grads)))
+        return ids, ops.gather(self.table, ids, 0), sum_copies(ids, grads)
 
 
 def rows_transform(transform, table_ids, scratch_row, buckets=1):

@@ -145,10 +145,9 @@ class Trainer:
         shard = self.checkpoint_shard()
         reshard = None if shard is None else shard + (
             [p.name for p in self.train_step.get_parameters() if p.layerwise_parallel],)
-        # the distributed row step's gradient buffer is zero between steps
         meta = checkpoint.load_into(self.train_step, path, self.spec.name,
                                     skip=("learning_rate", "row_learning_rate"),
-                                    allow_missing=("row_grad_sum",), reshard=reshard)
+                                    reshard=reshard)
         self.start_epoch = int(meta.get("epoch", 0))
         expected = self.start_epoch * self.steps_per_epoch
         if int(meta.get("global_step", expected)) != expected:
