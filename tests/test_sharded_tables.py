@@ -25,14 +25,14 @@ def criteo(tmp_path_factory):
     return sparse_criteo(tmp, 6600, 5, CPU_CONFIG), tmp
 
 
-def _train(spec, tmp, name, workers, *extra):
+def _train(spec, tmp, name, workers, *extra, env=None):
     """A CPU job (no dropout: a resumed run does not continue the dropout mask's random state)."""
     out = tmp / name
     result = subprocess.run(
         ["bash", SCRIPT, str(workers), str(tmp / "mr"), str(out), "--", "--model", spec.name,
          *spec.trial.args, *spec.trial.deterministic_args, "--batch_size", "128", "--optimizer", "adam", "--learning_rate",
          "0.003", "--step_log", "True", *map(str, extra)],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, env=None if env is None else dict(os.environ, **env))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
 
@@ -55,6 +55,19 @@ def _periodic(out, spec, epoch):
     found = [p.name[:-5] for p in out.glob(f"{spec.name}-{epoch}_*.ckpt") if ".shard" not in p.name]
     assert len(found) == 1, found
     return found[0]
+
+
+def _table_copies(graphs):
+    """``(reads, copies)`` of the embedding table in the graphs MindSpore
+    compiled and saved under ``graphs``: its Loads, and the TensorMoves of
+    them (a whole copy of the table each, every step)."""
+    reads = copies = 0
+    for path in graphs.glob("rank_*/graph_build_*.ir"):
+        text = path.read_text(errors="replace")
+        loads = set(re.findall(r"(%\d+)\(\w+\) = Load\(%para\d+_embedding\.weight,", text))
+        reads += len(loads)
+        copies += sum(src in loads for src in re.findall(r"= TensorMove\((%\d+)\)", text))
+    return reads, copies
 
 
 def _same(a, b):
@@ -96,9 +109,16 @@ def test_sharded_tables_train_as_the_replicated_one(criteo):
 
 def test_table_and_row_wise_sharding_over_four_ranks_with_adagrad(criteo):
     spec, tmp = criteo
+    modes = ("data", "table", "row")
     runs = [_train(spec, tmp, f"four_{mode}", 4, "--epoch_size", 1, "--parallel", mode,
                    "--optimizer", "adagrad", "--learning_rate", "0.01", "--batch_size", 48,
-                   "--save_checkpoint", "False") for mode in ("data", "table", "row")]
+                   "--save_checkpoint", "False",
+                   env={"MS_DEV_SAVE_GRAPHS": "1", "MS_DEV_SAVE_GRAPHS_PATH": str(tmp / f"ir_{mode}")})
+            for mode in modes]
+    for mode in modes:
+        # no step copies the table: it reads it before writing it
+        reads, copies = _table_copies(tmp / f"ir_{mode}")
+        assert reads >= 4 and copies == 0, (mode, reads, copies)
     losses = list(map(_losses, runs))
     for sharded in losses[1:]:
         _same(losses[0], sharded)

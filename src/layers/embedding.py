@@ -63,7 +63,7 @@ class EmbeddingTable(nn.Cell):
 
     def __init__(self, initial, plan=None, rank=0):
         super().__init__()
-        initial = np.asarray(initial, np.float32)
+        initial = np.ascontiguousarray(initial, np.float32)
         sharded = plan is not None and plan.sharded
         if initial.ndim != 2 or len(initial) < (1 if sharded else 2):
             raise ValueError(f"embedding table must be 2-D with at least one row plus the scratch "
@@ -78,8 +78,9 @@ class EmbeddingTable(nn.Cell):
         # kept out of the distributed start's broadcast of rank 0's parameters:
         # a shard is this rank's own, and a whole table is the same on every
         # rank already (made from the seed); broadcasting millions of rows
-        # through a graph costs several times their size (bench/sharded.py)
-        self.weight = Parameter(Tensor(initial), name="embedding", requires_grad=False,
+        # through a graph costs several times their size (bench/sharded.py).
+        # from_numpy: the Parameter's copy is the only one (Tensor() made a second)
+        self.weight = Parameter(Tensor.from_numpy(initial), name="embedding", requires_grad=False,
                                 layerwise_parallel=True)
 
     @classmethod
