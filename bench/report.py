@@ -132,6 +132,23 @@ def _met(row, validity=None):
     return {True: "yes", False: "**no**", None: "-"}[row.get("met")]
 
 
+def _mflop(flops):
+    return "-" if not flops else f"{flops / 1e6:.4g}"
+
+
+def _percent(share):
+    return "-" if share is None else f"{100 * share:.1f} %"
+
+
+def _peak_line(report):
+    peak = report.get("peak")
+    where = (f"{peak['flops_per_s'] / 1e9:.0f} GFLOP/s ({peak['how']}, measured in this run)"
+             if peak else "not measured")
+    return ("FLOPs per sample: the matrix products of one step (forward and backward) or one "
+            "prediction, counted on the peer's same network (`bench/flops.py`); % of peak: "
+            f"ours' samples/s times that, over the machine's peak, {where}.")
+
+
 def markdown(report):
     env = report["environment"]
     m, v = env["machine"], env["versions"]
@@ -183,17 +200,24 @@ def markdown(report):
         else:
             latency = group in ("predict", "cpp")
             control = any("control" in r for r in rows)
+            flops = any(r.get("flops_per_sample") for r in rows)
+            if flops:
+                lines += [_peak_line(report), ""]
             head = ("| case | unit | ours | peer | ratio |" + (" A/A |" if control else "")
-                    + (" ours ms/batch | peer ms/batch |" if latency else ""))
+                    + (" ours ms/batch | peer ms/batch |" if latency else "")
+                    + (" MFLOP/sample | % of peak |" if flops else ""))
             lines += [head + " target | met |",
                       "|---|---|---:|---:|---:|" + ("---:|" if control else "")
-                      + ("---:|---:|" if latency else "") + "---|---|"]
+                      + ("---:|---:|" if latency else "") + ("---:|---:|" if flops else "")
+                      + "---|---|"]
             for r in rows:
                 extra = ""
                 if control:
                     extra += f" {_ratio(r.get('control'))} |"
                 if latency:
                     extra += f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
+                if flops:
+                    extra += f" {_mflop(r.get('flops_per_sample'))} | {_percent(r.get('peak_share'))} |"
                 lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
                              f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r, validity)} |")
         lines.append("")

@@ -20,6 +20,7 @@ import time
 import traceback
 
 from bench import data, report
+from bench.flops import machine_peak
 from bench.measure import Worker, WorkerError, interleaved, pooled, side_of
 from bench.workload import ROOT
 from src.registry import all_specs
@@ -161,14 +162,27 @@ class Suite:
 
     def measure(self, kind, model, batch, sides, processes=1):
         """``{side: figures}`` (see :func:`bench.measure.pooled`), every side in
-        ``processes`` worker processes, all measured in turns."""
+        ``processes`` worker processes, all measured in turns; ``"flops"``: the
+        FLOPs per sample a worker counted (the peer's), or None."""
         labels = [f"{side}#{n}" for n in range(1, processes + 1) for side in sides]
         workers = self.workers(kind, model, batch, labels)
         try:
-            return pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
+            res = pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
+            res["flops"] = next((w.setup["flops_per_sample"] for w in workers.values()
+                                 if w.setup.get("flops_per_sample")), None)
+            return res
         finally:
             for w in workers.values():
                 w.close()
+
+    def flop_share(self, row, res):
+        """Add the case's FLOPs per sample and its share of the machine's peak."""
+        flops = res.pop("flops", None)
+        if flops:
+            if "peak" not in self.report:
+                self.report["peak"] = machine_peak()
+            row["flops_per_sample"] = flops
+            row["peak_share"] = row["ours"] * flops / self.report["peak"]["flops_per_s"]
 
     # ------------------------------------------------------------ groups
     def sides(self, model):
@@ -181,6 +195,7 @@ class Suite:
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
         row = _against_peer("train", model, batch, ours, peer, res)
+        self.flop_share(row, res)
         first, second = (res["ours"]["processes"] + [None])[:2]
         if second:
             # ours against ours: how far from 1.0 a ratio lands by chance here
@@ -201,7 +216,9 @@ class Suite:
         res = self.measure("predict", model, batch, self.sides(model))
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.predict_rates[(model, batch)] = peer
-        self.add(_against_peer("predict", model, batch, ours, peer, res, latency=True))
+        row = _against_peer("predict", model, batch, ours, peer, res, latency=True)
+        self.flop_share(row, res)
+        self.add(row)
 
     def cpp(self, model, batch):
         from bench import infer_cpp

@@ -2,7 +2,8 @@
 
     python -m bench.worker --side ours --kind train --model NAME --batch_size 256 --data_path DIR
 
-Protocol (one line each way): the worker prints ``READY {json}`` once set up;
+Protocol (one line each way): the worker prints ``READY {json}`` once set up
+(its set-up seconds and, from the peer, the FLOPs per sample of its work);
 then for every ``RUN n`` line on stdin it runs ``n`` units of work and prints
 ``DONE {"seconds": s, "items": k}``; ``QUIT`` or end of input ends it. Errors
 print ``ERROR message`` and exit 1. Only protocol lines go to stdout; logs go
@@ -33,7 +34,9 @@ def main(argv=None):
         start = time.perf_counter()
         work = SIDES[args.side](args.kind, args.model, args.batch_size, args.data_path,
                                 threads=args.threads)
-        protocol.write("READY " + json.dumps({"setup_s": time.perf_counter() - start}) + "\n")
+        ready = {"setup_s": time.perf_counter() - start,
+                 "flops_per_sample": getattr(work, "flops_per_sample", None)}
+        protocol.write("READY " + json.dumps(ready) + "\n")
         protocol.flush()
         for line in sys.stdin:
             words = line.split()

@@ -124,7 +124,8 @@ class Ours:
 
 class Peer:
     """The PyTorch peer (bench/peer/): the same network, initialisation,
-    optimizer and batches, read by the same reader."""
+    optimizer and batches, read by the same reader. ``flops_per_sample``: the
+    matrix-product FLOPs of one step or prediction (:mod:`bench.flops`)."""
 
     def __init__(self, kind, model, batch_size, data_path, threads=0):
         from bench.peer import build_peer, torch_threads
@@ -138,14 +139,19 @@ class Peer:
         self.spec, self.fmap = model_and_data(cfg)
         self.peer = build_peer(cfg, self.fmap, seed=int(cfg.seed))
         self.batch_size = int(batch_size)
+        from bench.flops import counted
         if kind == "train":
             from src.engine.setup import split_reader
             reader = split_reader(self.spec, self.fmap, cfg, "train", training=True)
             self.batches = _forever(reader)
             self.run = self._run_train
+            first = next(self.batches)                 # counted while it trains (a warm-up step)
+            self.flops_per_sample = counted(lambda: self.peer.train_step(*first), len(first[-1]))
         else:
             self.inputs = fixed_batch(self.spec, self.fmap, cfg, self.batch_size)
             self.run = self._run_predict
+            self.flops_per_sample = counted(lambda: self.peer.predict(*self.inputs),
+                                            self.batch_size)
 
     def _run_train(self, n):
         start = time.perf_counter()

@@ -48,14 +48,22 @@ def test_quick_suite_writes_the_table(tmp_path):
     for row in groups["train"] + groups["predict"]:
         if HAVE_TORCH:
             assert row["peer"] > 0 and abs(row["ratio"] - row["ours"] / row["peer"]) < 1e-9
+            # the peer counted the case's FLOPs: a step does more than a prediction
+            share = row["ours"] * row["flops_per_sample"] / report["peak"]["flops_per_s"]
+            assert row["flops_per_sample"] > 0 and abs(row["peak_share"] - share) < 1e-12
         else:
-            assert row["peer"] is None
+            assert row["peer"] is None and "flops_per_sample" not in row
+    if HAVE_TORCH:
+        step = {r["batch"]: r["flops_per_sample"] for r in groups["train"]}
+        large = next(r for r in groups["predict"] if r["batch"] == spec.bench_predict_batch)
+        assert step[max(step)] > 2 * large["flops_per_sample"]
     text = out.read_text()
     for title in ("Training throughput", "Input pipeline", "Inference from Python",
                   "Inference from C++", "Criteo converter"):
         assert f"## {title}" in text
     assert f"| {MODEL} batch {spec.bench_train_batches[-1]} | samples/s |" in text
-    assert "| case | unit | ours | peer | ratio | A/A | target | met |" in text
+    flops = " MFLOP/sample | % of peak |" if HAVE_TORCH else ""
+    assert f"| case | unit | ours | peer | ratio | A/A |{flops} target | met |" in text
 
 
 def test_pooled_joins_the_processes_of_a_side():
@@ -163,3 +171,34 @@ def test_a_partial_run_never_writes_over_the_committed_table(tmp_path):
             os.chdir(old)
     other = run.parse_args(["--work_dir", work, "--groups", "train", "--out", str(tmp_path / "x.md")])
     assert run.output_path(other) == str(tmp_path / "x.md")
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="the FLOP count runs on PyTorch (bench/requirements.txt)")
+def test_flops_per_sample_are_the_matrix_products_of_a_step():
+    """8 -> 4 -> 1: a prediction is 2*(8*4 + 4*1) = 72 FLOPs per sample; a
+    step adds the weight gradients (64 + 8) and the gradient of the hidden
+    layer's output (8), not one for the input, which needs none."""
+    import torch
+    from bench.flops import counted, machine_peak
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x = torch.randn(5, 8)
+    assert counted(lambda: net(x), 5) == 72
+    assert counted(lambda: net(x).sum().backward(), 5) == 152
+    peak = machine_peak(size=128, reps=2)
+    assert peak["flops_per_s"] > 1e6 and "128x128" in peak["how"]
+
+
+def test_the_table_gives_flops_per_sample_and_the_share_of_the_peak(tmp_path):
+    from bench import report
+    table = _table(1.0)
+    table["cases"][0].update(flops_per_sample=3.0e6, peak_share=110.0 * 3.0e6 / 2.0e9)
+    table["peak"] = {"flops_per_s": 2.0e9, "how": "NumPy float32 2048x2048 matrix product, best of 5"}
+    md, js = str(tmp_path / "b.md"), str(tmp_path / "b.json")
+    report.write(table, js, md)
+    text = open(md).read()
+    assert "| A/A | MFLOP/sample | % of peak | target | met |" in text
+    assert "| 1.000 | 3 | 16.5 % | ratio >= 1.0 |" in text
+    assert "2 GFLOP/s (NumPy float32 2048x2048 matrix product, best of 5, measured in this run)" in text
+    del table["cases"][0]["flops_per_sample"], table["peak"]
+    report.write(table, js, md)                        # a table without counts has no such columns
+    assert "MFLOP/sample" not in open(md).read()
