@@ -5,6 +5,7 @@ to exist and be positive. The peer side runs when PyTorch is installed
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -202,3 +203,18 @@ def test_the_table_gives_flops_per_sample_and_the_share_of_the_peak(tmp_path):
     del table["cases"][0]["flops_per_sample"], table["peak"]
     report.write(table, js, md)                        # a table without counts has no such columns
     assert "MFLOP/sample" not in open(md).read()
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="the peers run on PyTorch (bench/requirements.txt)")
+def test_the_peers_run_the_networks_of_the_cpu_config():
+    """Every peer against our network under the CPU config and its variants
+    (forward, three training steps, initialisation): a config change that
+    reaches only our side (as per-field embeddings once did) makes the
+    benchmark compare two different networks."""
+    from bench.peer import has_peer
+    done = subprocess.run([sys.executable, "-m", "bench.peer.check"], cwd=ROOT,
+                          env=dict(os.environ, GLOG_v="3"), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    passed, total = map(int, re.search(r"(\d+)/(\d+) checks passed", done.stdout).groups())
+    assert passed == total >= 3 * sum(map(has_peer, model_names()))

@@ -79,7 +79,14 @@ def report(name, check, ok, detail):
 def feature_map(dataset, rng, big=False):
     """A feature map of the data set named ``dataset`` (no conversion needed)."""
     if dataset == "census":
-        return {"input_dim": 500 if big else 60, "tasks": ["income", "marital"]}
+        # 8 one-hot fields over the first width - 10 columns, then 10 numerics
+        width = 500 if big else 60
+        bounds = np.linspace(0, width - 10, 9).astype(int)
+        categorical = [{"name": f"c{j}", "offset": int(a), "vocab": [str(v) for v in range(b - a)]}
+                       for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        numeric = [{"name": f"n{j}", "mean": 0.0, "std": 1.0} for j in range(10)]
+        return {"input_dim": width, "tasks": ["income", "marital"], "categorical": categorical,
+                "numeric": numeric}
     if dataset == "multimnist":
         return {"image_shape": [1, 36, 36], "tasks": ["left", "right"], "num_classes": 10}
     low, high = (200, 3000) if big else (2, 40)

@@ -1,6 +1,9 @@
 """PyTorch peer of MMoE (``src/mmoe/mmoe.py``).
 
-Same parameters, same layout: experts ``(F, E*U)`` and gates ``(F, T*E)`` as
+Same parameters, same layout: the per-field embeddings of the one-hot input
+when ``field_embedding_dim`` is set (``src/layers/fields.py``: one matrix
+product with the masked block-diagonal weight plus the numerics' identity
+block), experts ``(F, E*U)`` and gates ``(F, T*E)`` as
 one matrix each (every expert's / gate's ``(F, U)`` / ``(F, E)`` block drawn
 separately with its own fans), per-task towers as stacked weights
 (``TaskTowers``). Loss: per-task mean BCE-with-logits, weighted sum over tasks.
@@ -9,13 +12,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.peer.common import PeerModel, TaskTowers, init_stack, weighted_bce
+from bench.peer.common import PeerModel, TaskTowers, init_matrix_, init_stack, weighted_bce
+
+
+class FieldEmbedding(nn.Module):
+    """``src.layers.fields.FieldEmbedding``: ``x @ (weight * mask + passthrough)``."""
+
+    def __init__(self, fields, num_numeric, dim, init, init_scale, generator):
+        super().__init__()
+        n_onehot = max(o + s for o, s in fields)
+        rows, cols = n_onehot + num_numeric, len(fields) * dim + num_numeric
+        mask, passthrough = torch.zeros(rows, cols), torch.zeros(rows, cols)
+        for f, (offset, size) in enumerate(fields):
+            mask[offset:offset + size, f * dim:(f + 1) * dim] = 1.0
+        numeric = torch.arange(num_numeric)
+        passthrough[n_onehot + numeric, len(fields) * dim + numeric] = 1.0
+        self.register_buffer("mask", mask)
+        self.register_buffer("passthrough", passthrough)
+        weight = init_matrix_(torch.empty(rows, cols), init, init_scale, rows, cols, generator)
+        self.weight = nn.Parameter(weight * mask)
+        self.output_dim = cols
+
+    def forward(self, x):
+        return x @ (self.weight * self.mask + self.passthrough)
 
 
 class MMoENet(nn.Module):
     def __init__(self, input_dim, num_tasks, num_experts, expert_units, tower_units, init,
-                 init_scale, tower_dropout, generator):
+                 init_scale, tower_dropout, generator, input_layer=None):
         super().__init__()
+        self.input_layer = input_layer if input_layer is not None else nn.Identity()
+        if input_layer is not None:
+            input_dim = input_layer.output_dim
         f, t, e, u = int(input_dim), int(num_tasks), int(num_experts), int(expert_units)
         self.num_tasks, self.num_experts, self.expert_units = t, e, u
         experts = init_stack(e, f, u, init, init_scale, generator)          # (E, F, U)
@@ -28,6 +56,7 @@ class MMoENet(nn.Module):
                                  generator)
 
     def forward(self, x):
+        x = self.input_layer(x)
         experts = F.relu(torch.addmm(self.expert_bias, x, self.expert_kernel))
         experts = experts.view(-1, self.num_experts, self.expert_units)          # (B, E, U)
         gates = torch.addmm(self.gate_bias, x, self.gate_kernel)
@@ -40,8 +69,15 @@ class MMoEPeer(PeerModel):
     def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None):
         generator = torch.Generator().manual_seed(int(seed))
         tasks = list(feature_map["tasks"])
+        layer = None
+        if int(cfg.get("field_embedding_dim", 0)) > 0:
+            from src.datasets.census import fields_of
+            fields, num_numeric = fields_of(feature_map)
+            layer = FieldEmbedding(fields, num_numeric, int(cfg.field_embedding_dim), cfg.init,
+                                   cfg.init_scale, generator)
         module = MMoENet(feature_map["input_dim"], len(tasks), cfg.num_experts, cfg.expert_units,
-                         cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator)
+                         cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator,
+                         input_layer=layer)
         weights = cfg.get("task_weights") or [1.0] * len(tasks)
         self.task_weights = torch.tensor(weights, dtype=torch.float32)
         super().__init__(module, cfg, feature_map, module.parameters(),
@@ -56,6 +92,7 @@ PEER = MMoEPeer
 # the cases of ``python -m bench.peer.check``: (name, config overrides, run the init check)
 CHECKS = [
     ("mmoe", [], True),
+    ("mmoe one-hot input (upstream)", ["--field_embedding_dim", "0"], True),
     ("mmoe clip+wd+2 tower layers",
      ["--clip_norm", "0.01", "--weight_decay", "0.01", "--tower_units", "[16, 8]"], False),
     ("mmoe xavier+momentum", ["--init", "xavier_uniform", "--optimizer", "momentum"], True),
