@@ -124,7 +124,7 @@ class ShardedTrainStep(SparseTrainStep):
 
     def construct(self, send, inverse, *inputs):
         local, held = self.shard_rows(self.all_to_all(send))               # (R*C,): ids held here
-        mine = ops.gather(self.table, local, 0)               # the step's one read of the shard
+        mine = ops.gather(self.table, local, 0)     # the one read of the shard (see SparseTrainStep)
         rows = self.all_to_all(mine * held)                                # (R*C, D): send's rows
         loss, grads, row_grad = self._gradients(rows, inverse, inputs)
         grads = self.grad_reducer(grads)

@@ -185,9 +185,10 @@ class SparseTrainStep(nn.Cell):
         if self.distributed:
             grads = self.grad_reducer(grads)
             uniq, rows, row_grad = self._average_rows(uniq, row_grad)
-        # The step reads the table only before it writes anything: a parameter
-        # read again after a write in the same graph is copied whole
-        # (MindSpore's TensorMove) before each read.
+        # Every read of the table comes before the step's first write of any
+        # parameter: reads on either side of a write are separate Loads, and
+        # MindSpore copies a parameter loaded twice in a graph that updates it
+        # whole before each read (TensorMove: the whole table, every step).
         loss = ops.depend(loss, self.optimizer(grads))
         return ops.depend(loss, self.row_optimizer(uniq, rows, row_grad))
 
