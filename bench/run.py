@@ -161,23 +161,22 @@ class Suite:
         return made
 
     def measure(self, kind, model, batch, sides, processes=1):
-        """``{side: figures}`` (see :func:`bench.measure.pooled`), every side in
-        ``processes`` worker processes, all measured in turns; ``"flops"``: the
-        FLOPs per sample a worker counted (the peer's), or None."""
+        """``({side: figures}, flops)``: the figures (see :func:`bench.measure.pooled`)
+        of every side in ``processes`` worker processes, all measured in turns,
+        and the FLOPs per sample a worker counted (the peer's), or None."""
         labels = [f"{side}#{n}" for n in range(1, processes + 1) for side in sides]
         workers = self.workers(kind, model, batch, labels)
         try:
             res = pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
-            res["flops"] = next((w.setup["flops_per_sample"] for w in workers.values()
-                                 if w.setup.get("flops_per_sample")), None)
-            return res
+            return res, next((w.setup["flops_per_sample"] for w in workers.values()
+                              if w.setup.get("flops_per_sample")), None)
         finally:
             for w in workers.values():
                 w.close()
 
-    def flop_share(self, row, res):
-        """Add the case's FLOPs per sample and its share of the machine's peak."""
-        flops = res.pop("flops", None)
+    def flop_share(self, row, flops):
+        """Add the case's FLOPs per sample (None: not counted) and its share of
+        the machine's peak."""
         if flops:
             if "peak" not in self.report:
                 self.report["peak"] = machine_peak()
@@ -191,11 +190,11 @@ class Suite:
         return [s for s in self.args.sides if s == "ours" or has_peer(model)]
 
     def train(self, model, batch):
-        res = self.measure("train", model, batch, self.sides(model), self.args.processes)
+        res, flops = self.measure("train", model, batch, self.sides(model), self.args.processes)
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.train_rates[(model, batch)] = ours
         row = _against_peer("train", model, batch, ours, peer, res)
-        self.flop_share(row, res)
+        self.flop_share(row, flops)
         first, second = (res["ours"]["processes"] + [None])[:2]
         if second:
             # ours against ours: how far from 1.0 a ratio lands by chance here
@@ -203,7 +202,7 @@ class Suite:
         self.add(row)
 
     def pipeline(self, model, batch):
-        res = self.measure("pipeline", model, batch, ["ours"])
+        res, _ = self.measure("pipeline", model, batch, ["ours"])
         rows = res["ours"]["median"]
         trained = self.train_rates.get((model, batch))
         self.add({"group": "pipeline", "case": f"{model} batch {batch}", "model": model, "batch": batch,
@@ -213,11 +212,11 @@ class Suite:
                   "spread": res})
 
     def predict(self, model, batch):
-        res = self.measure("predict", model, batch, self.sides(model))
+        res, flops = self.measure("predict", model, batch, self.sides(model))
         ours, peer = res["ours"]["median"], res.get("peer", {}).get("median")
         self.predict_rates[(model, batch)] = peer
         row = _against_peer("predict", model, batch, ours, peer, res, latency=True)
-        self.flop_share(row, res)
+        self.flop_share(row, flops)
         self.add(row)
 
     def cpp(self, model, batch):
