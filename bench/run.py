@@ -90,14 +90,13 @@ def output_path(args):
     committed table is refused."""
     partial = (args.quick or set(args.groups) != set(GROUPS) or set(args.models) != set(MODELS)
                or "peer" not in args.sides)
+    scratch = os.path.join(os.path.abspath(args.work_dir), "partial", "benchmarks.md")
     if args.out is None:
-        return os.path.join(os.path.abspath(args.work_dir), "partial", "benchmarks.md") \
-            if partial else COMMITTED
+        return scratch if partial else COMMITTED
     out = os.path.abspath(args.out)
     if partial and os.path.realpath(out) == os.path.realpath(COMMITTED):
         sys.exit(f"error: a partial run (some groups, models or sides, or --quick) does not write "
-                 f"over {COMMITTED}; without --out it goes to "
-                 f"{os.path.join(os.path.abspath(args.work_dir), 'partial', 'benchmarks.md')}")
+                 f"over {COMMITTED}; without --out it goes to {scratch}")
     return out
 
 
