@@ -12,19 +12,58 @@ class WorkerError(RuntimeError):
     """A worker failed to set up or to run; the message names the case and its log."""
 
 
-class Worker:
-    """One ``python -m bench.worker`` process (see its protocol)."""
+# The OpenMP wait policies tried for the peer (PyTorch's CPU threads are
+# libgomp's): None leaves OMP_WAIT_POLICY unset (libgomp spins a while, then
+# sleeps), "PASSIVE" sleeps at once. "ACTIVE" is not tried: its threads spin
+# for some 30 billion rounds after each parallel region, so an idle worker
+# waiting for its turn would take the cores from the process being timed.
+WAIT_POLICIES = (None, "PASSIVE")
 
-    def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0):
+
+def peer_settings(threads):
+    """The thread settings tried for the peer in a case: every wait policy with
+    ``threads`` threads (0: every core) and, if that is more than one, a
+    single thread (no team to wait for)."""
+    threads = int(threads) or os.cpu_count() or 1
+    if threads == 1:
+        return [{"threads": 1, "wait": None}]
+    return [{"threads": threads, "wait": wait} for wait in WAIT_POLICIES] + [{"threads": 1, "wait": None}]
+
+
+def setting_name(setting):
+    """``2 threads, OMP_WAIT_POLICY=PASSIVE`` and the like."""
+    threads = setting["threads"]
+    text = f"{threads} thread{'s' if threads != 1 else ''}"
+    if threads > 1:
+        text += f", OMP_WAIT_POLICY={setting['wait'] or 'unset'}"
+    return text
+
+
+class Worker:
+    """One ``python -m bench.worker`` process (see its protocol). ``side`` is
+    ``ours``, ``peer`` or ``peer:<variant>``; ``setting`` (a dict of
+    :func:`peer_settings`) gives its thread count and OpenMP wait policy
+    instead of ``threads``."""
+
+    def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0,
+                 setting=None):
         self.name = f"{side} {kind} {model} batch {batch_size}"
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.setdefault("GLOG_v", "3")
+        if setting is not None:
+            threads = setting["threads"]
+            env.pop("OMP_WAIT_POLICY", None)
+            if setting.get("wait"):
+                env["OMP_WAIT_POLICY"] = setting["wait"]
+            self.name += f" ({setting_name(setting)})"
+        side, _, variant = side.partition(":")
+        command = [sys.executable, "-m", "bench.worker", "--side", side, "--kind", kind,
+                   "--model", model, "--batch_size", str(batch_size), "--data_path", data_path,
+                   "--threads", str(threads)] + (["--variant", variant] if variant else [])
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", "--side", side, "--kind", kind, "--model", model,
-             "--batch_size", str(batch_size), "--data_path", data_path, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=cwd, env=env)
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, cwd=cwd, env=env)
         self.setup = self._answer("READY")
 
     def _answer(self, word):
@@ -98,7 +137,8 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
 
 
 def side_of(label):
-    """The side a worker label names: ``ours#2`` (ours' second process) -> ``ours``."""
+    """The side a worker label names: ``ours#2`` (ours' second process) -> ``ours``,
+    ``peer:reference#1`` -> ``peer:reference``."""
     return label.split("#")[0]
 
 

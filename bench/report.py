@@ -149,6 +149,23 @@ def _peak_line(report):
             f"ours' samples/s times that, over the machine's peak, {where}.")
 
 
+PEER_LINE = ("Peer: the fastest of its variants (other peer variants: their samples/s, same "
+             "turns), in its fastest thread setting of the case (OpenMP wait policy, or one "
+             "thread), chosen by a short run of each in turns before the case.")
+
+
+def _peer_as_run(row):
+    """The peer variant and thread setting a row's peer figure comes from."""
+    parts = [row.get("peer_variant"), (row.get("peer_setting") or {}).get("chosen")]
+    return "; ".join(p for p in parts if p) or "-"
+
+
+def _other_variants(row):
+    variants = dict(row.get("peer_variants") or {})
+    variants.pop(row.get("peer_variant"), None)
+    return ", ".join(f"{name} {num(rate)}" for name, rate in variants.items()) or "-"
+
+
 def markdown(report):
     env = report["environment"]
     m, v = env["machine"], env["versions"]
@@ -203,13 +220,17 @@ def markdown(report):
             flops = any(r.get("flops_per_sample") for r in rows)
             if flops:
                 lines += [_peak_line(report), ""]
+            as_run = any(r.get("peer_variant") or r.get("peer_setting") for r in rows)
+            if as_run:
+                lines += [PEER_LINE, ""]
             head = ("| case | unit | ours | peer | ratio |" + (" A/A |" if control else "")
                     + (" ours ms/batch | peer ms/batch |" if latency else "")
-                    + (" MFLOP/sample | % of peak |" if flops else ""))
+                    + (" MFLOP/sample | % of peak |" if flops else "")
+                    + (" peer as run | other peer variants |" if as_run else ""))
             lines += [head + " target | met |",
                       "|---|---|---:|---:|---:|" + ("---:|" if control else "")
                       + ("---:|---:|" if latency else "") + ("---:|---:|" if flops else "")
-                      + "---|---|"]
+                      + ("---|---|" if as_run else "") + "---|---|"]
             for r in rows:
                 extra = ""
                 if control:
@@ -218,6 +239,8 @@ def markdown(report):
                     extra += f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
                 if flops:
                     extra += f" {_mflop(r.get('flops_per_sample'))} | {_percent(r.get('peak_share'))} |"
+                if as_run:
+                    extra += f" {_peer_as_run(r)} | {_other_variants(r)} |"
                 lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
                              f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r, validity)} |")
         lines.append("")

@@ -1,6 +1,7 @@
 """A benchmark worker process: sets one workload up, then answers commands.
 
     python -m bench.worker --side ours --kind train --model NAME --batch_size 256 --data_path DIR
+    python -m bench.worker --side peer --variant NAME ...   # a peer variant (bench/peer/)
 
 Protocol (one line each way): the worker prints ``READY {json}`` once set up
 (its set-up seconds and, from the peer, the FLOPs per sample of its work);
@@ -26,14 +27,19 @@ def main(argv=None):
     parser.add_argument("--data_path", required=True)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads of the framework (0: its default / all cores)")
+    parser.add_argument("--variant", default=None,
+                        help="the peer's variant (bench/peer/<model>.py VARIANTS; default: its first)")
     args = parser.parse_args(argv)
     protocol = sys.stdout
     sys.stdout = sys.stderr          # anything else printed goes to the log
     try:
         from bench.workload import SIDES
         start = time.perf_counter()
+        if args.variant and args.side != "peer":
+            raise ValueError("--variant is a peer's")
+        extra = {"variant": args.variant} if args.variant else {}
         work = SIDES[args.side](args.kind, args.model, args.batch_size, args.data_path,
-                                threads=args.threads)
+                                threads=args.threads, **extra)
         ready = {"setup_s": time.perf_counter() - start,
                  "flops_per_sample": getattr(work, "flops_per_sample", None)}
         protocol.write("READY " + json.dumps(ready) + "\n")

@@ -124,10 +124,11 @@ class Ours:
 
 class Peer:
     """The PyTorch peer (bench/peer/): the same network, initialisation,
-    optimizer and batches, read by the same reader. ``flops_per_sample``: the
+    optimizer and batches, read by the same reader (``variant``: one of the
+    peer's ``VARIANTS``, None: its default). ``flops_per_sample``: the
     matrix-product FLOPs of one step or prediction (:mod:`bench.flops`)."""
 
-    def __init__(self, kind, model, batch_size, data_path, threads=0):
+    def __init__(self, kind, model, batch_size, data_path, threads=0, variant=None):
         from bench.peer import build_peer, torch_threads
         from src.pipeline import model_and_data
         if kind == "pipeline":
@@ -137,7 +138,7 @@ class Peer:
         quick_thread_handoff()           # what setup_runtime does for ours: the same reader
         self.cfg = cfg = load_cfg(model, batch_size, data_path)
         self.spec, self.fmap = model_and_data(cfg)
-        self.peer = build_peer(cfg, self.fmap, seed=int(cfg.seed))
+        self.peer = build_peer(cfg, self.fmap, seed=int(cfg.seed), variant=variant)
         self.batch_size = int(batch_size)
         from bench.flops import counted
         if kind == "train":

@@ -3,6 +3,7 @@ the first model on the census data (the quickest) on small generated data. No ti
 to exist and be positive. The peer side runs when PyTorch is installed
 (bench/requirements.txt; CI installs it)."""
 import importlib.util
+import io
 import json
 import os
 import re
@@ -218,3 +219,125 @@ def test_the_peers_run_the_networks_of_the_cpu_config():
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     passed, total = map(int, re.search(r"(\d+)/(\d+) checks passed", done.stdout).groups())
     assert passed == total >= 3 * sum(map(has_peer, model_names()))
+
+
+def _models_with_peer_variants():
+    from bench.peer import has_peer, peer_variants
+    return [m for m in model_names() if has_peer(m) and len(peer_variants(m)) > 1]
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="the peers run on PyTorch (bench/requirements.txt)")
+@pytest.mark.parametrize("model", _models_with_peer_variants() if HAVE_TORCH else [])
+def test_a_peers_variants_are_one_network(model):
+    """Built from one seed, every variant of a peer (e.g. one fused table
+    against a table per field) starts from the same weights and gives the
+    same outputs and losses, step after step."""
+    import numpy as np
+    import torch
+    from bench.peer import build_peer, peer_variants
+    from bench.peer.check import config, feature_map, raw_batch
+    from src.registry import get_model_spec
+    spec = get_model_spec(model)
+    rng = np.random.default_rng(0)
+    fmap = feature_map(spec.dataset.name, rng)
+    batches = [spec.make_batch(raw_batch(spec.dataset.name, fmap, rng, 32), fmap) for _ in range(3)]
+    for extra in ([], ["--optimizer", "adam", "--learning_rate", "0.01", "--embedding_l2", "0.01"]):
+        cfg = config(model, ["--batch_size", "32"] + extra)
+        runs = []
+        for variant in peer_variants(model):
+            torch.manual_seed(0)
+            peer = build_peer(cfg, fmap, seed=3, steps_per_epoch=10, variant=variant)
+            first = peer.logits(*batches[0][:-1])
+            losses = [peer.train_step(*b) for b in batches]
+            runs.append((variant, first, losses, peer.logits(*batches[0][:-1])))
+        base = runs[0]
+        for variant, first, losses, after in runs[1:]:
+            assert np.array_equal(first, base[1]), (variant, extra)          # the same draws
+            np.testing.assert_allclose(losses, base[2], rtol=1e-6, err_msg=f"{variant} {extra}")
+            np.testing.assert_allclose(after, base[3], rtol=1e-5, atol=1e-6)
+            assert not np.allclose(after, first)                               # it trained
+    with pytest.raises(ValueError, match="has no variant 'nonesuch'"):
+        build_peer(config(model), fmap, variant="nonesuch")
+
+
+def test_peer_settings_are_its_wait_policies_and_one_thread():
+    from bench.measure import peer_settings, setting_name
+    two = peer_settings(2)
+    assert [setting_name(s) for s in two] == ["2 threads, OMP_WAIT_POLICY=unset",
+                                              "2 threads, OMP_WAIT_POLICY=PASSIVE", "1 thread"]
+    assert peer_settings(1) == [{"threads": 1, "wait": None}]
+
+
+def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
+    from bench import measure
+    seen = []
+
+    class Popen:
+        def __init__(self, command, env, **kwargs):
+            seen.append((command, env))
+            self.stdout = io.StringIO("READY {}\n")
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(measure.subprocess, "Popen", Popen)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    log = str(tmp_path / "w.log")
+    for setting in ({"threads": 2, "wait": "PASSIVE"}, {"threads": 1, "wait": None}, None):
+        measure.Worker("peer:reference", "train", "m", 8, "d", log, str(tmp_path), threads=4,
+                       setting=setting).close()
+    (passive, cmd_p), (one, cmd_1), (plain, cmd_0) = [(e.get("OMP_WAIT_POLICY"), c) for c, e in seen]
+    assert (passive, one, plain) == ("PASSIVE", None, "ACTIVE")
+    assert cmd_p[cmd_p.index("--threads") + 1] == "2" and cmd_1[cmd_1.index("--threads") + 1] == "1"
+    assert cmd_0[cmd_0.index("--threads") + 1] == "4"
+    assert cmd_0[cmd_0.index("--side") + 1] == "peer" and cmd_0[-2:] == ["--variant", "reference"]
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="the peer variants are read from bench/peer (torch)")
+def test_a_case_takes_the_peers_fastest_setting_and_variant(monkeypatch, tmp_path):
+    """Driven by fake workers whose speed is known: the tuning runs every
+    setting and keeps the fastest, the case runs every peer variant in it, and
+    the ratio is against the fastest variant."""
+    from bench import run
+    from bench.peer import peer_variants
+    models = _models_with_peer_variants()
+    assert models, "no peer defines VARIANTS"
+    model = models[0]
+    default, other = peer_variants(model)[:2]
+    speed = {"ours": 120.0, "peer": 100.0, f"peer:{other}": 104.0}
+    made = []
+
+    class FakeWorker:
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None):
+            self.side, self.setting, self.setup = side, setting, {}
+            slow = 1.0 if setting is None or setting.get("wait") == "PASSIVE" else 0.5
+            self.rate = speed[side] * slow
+            made.append(self)
+
+        def run(self, n):
+            return n / self.rate, n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, "Worker", FakeWorker)
+    args = run.parse_args(["--work_dir", str(tmp_path), "--reps", "3", "--warmup", "1",
+                           "--threads", "2", "--models", model, "--groups", "train"])
+    suite = run.Suite(args, "test")
+    suite.data = lambda m: str(tmp_path)
+    suite.train(model, 64)
+    row = suite.report["cases"][0]
+    tuned = [w for w in made if w.side == "peer" and w.setting and w not in made[-6:]]
+    assert len(tuned) == 3                                  # every setting tried once
+    assert row["peer_setting"]["chosen"] == "2 threads, OMP_WAIT_POLICY=PASSIVE"
+    assert [t["median"] for t in row["peer_setting"]["tried"]] == [50.0, 100.0, 50.0]
+    case = made[-6:]                                         # 2 processes x 3 sides
+    assert sorted(w.side for w in case) == sorted(["ours", "peer", f"peer:{other}"] * 2)
+    assert all((w.setting is None) == (w.side == "ours") for w in case)
+    assert row["peer_variant"] == other and row["peer_variants"] == {default: 100.0, other: 104.0}
+    assert row["peer"] == 104.0 and abs(row["ratio"] - 120.0 / 104.0) < 1e-9
+    assert row["target"] == "ratio >= 1.10" and row["met"] is True
+    from bench import report
+    text = report.markdown(suite.report)
+    assert "| peer as run | other peer variants | target | met |" in text
+    assert f"| {other}; 2 threads, OMP_WAIT_POLICY=PASSIVE | {default} 100.0 | ratio >= 1.10 |" in text

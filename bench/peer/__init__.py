@@ -12,7 +12,11 @@ and batches as our MindSpore implementation, on PyTorch's CPU kernels.
 
 A model's peer is ``bench/peer/<model>.py``, found by the model's name: it
 defines ``PEER`` (the PeerModel class) and ``CHECKS`` (the cases ``check``
-runs). A model without one is benchmarked on our side only.
+runs), and may define ``VARIANTS``: the names of other ways a PyTorch user
+would write the same network (e.g. DLRM's table layouts), the default first;
+``PEER`` then takes ``variant=``. The benchmark measures every variant and
+compares ours with the fastest. A model without a peer module is
+benchmarked on our side only.
 
 ``python -m bench.peer.check`` checks every peer against ours (forward,
 one training step, initialisation statistics). See ``common`` for the
@@ -23,7 +27,7 @@ from bench.peer.common import PeerModel, torch_threads
 import importlib
 import os
 
-__all__ = ["PeerModel", "build_peer", "has_peer", "peer_module", "torch_threads"]
+__all__ = ["PeerModel", "build_peer", "has_peer", "peer_module", "peer_variants", "torch_threads"]
 
 
 def has_peer(model):
@@ -38,10 +42,22 @@ def peer_module(model):
     return importlib.import_module(f"bench.peer.{model}")
 
 
-def build_peer(cfg, feature_map, seed=1, steps_per_epoch=None):
-    """The :class:`PeerModel` of ``cfg.model``.
+def peer_variants(model):
+    """The variants of ``model``'s peer, the default first (``(None,)``: one way only)."""
+    return tuple(getattr(peer_module(model), "VARIANTS", None) or (None,))
+
+
+def build_peer(cfg, feature_map, seed=1, steps_per_epoch=None, variant=None):
+    """The :class:`PeerModel` of ``cfg.model`` (``variant``: one of its
+    :func:`peer_variants`; None: the default).
 
     ``steps_per_epoch`` sizes the learning-rate table as our trainer does
     (default: the feature map's train rows over ``cfg.batch_size``)."""
     cls = peer_module(cfg.model).PEER
-    return cls(cfg, feature_map, seed=seed, steps_per_epoch=steps_per_epoch)
+    known = peer_variants(cfg.model)
+    if variant is None:
+        return cls(cfg, feature_map, seed=seed, steps_per_epoch=steps_per_epoch)
+    if variant not in known:
+        raise ValueError(f"the {cfg.model} peer has no variant {variant!r}; it has "
+                         f"{', '.join(v for v in known if v) or 'none'}")
+    return cls(cfg, feature_map, seed=seed, steps_per_epoch=steps_per_epoch, variant=variant)

@@ -134,7 +134,7 @@ def _ks(a, b):
 
 
 # ---------------------------------------------------------------- the checks
-def check_forward(name, model, cfg, extra_rng_seed=0):
+def check_forward(name, model, cfg, variant=None, extra_rng_seed=0):
     """Returns ``(spec, fmap, network, peer)`` with identical weights."""
     import mindspore as ms
     from mindspore import Tensor
@@ -145,7 +145,8 @@ def check_forward(name, model, cfg, extra_rng_seed=0):
     fmap = feature_map(spec.dataset.name, rng)
     ms.set_seed(int(cfg.seed))
     network = spec.build_network(cfg, fmap)
-    peer = build_peer(cfg, fmap, seed=int(cfg.seed), steps_per_epoch=STEPS_PER_EPOCH)
+    peer = build_peer(cfg, fmap, seed=int(cfg.seed), steps_per_epoch=STEPS_PER_EPOCH,
+                      variant=variant)
     peer.load_from_mindspore(network)
     copied = peer.state_in_mindspore_layout(network)
     same = all(np.array_equal(copied[p.name], p.asnumpy()) for p in network.get_parameters())
@@ -221,7 +222,7 @@ def check_train(name, spec, cfg, fmap, network, peer, seed=5):
         print(" " * 50 + text)
 
 
-def check_init(name, model, cfg):
+def check_init(name, model, cfg, variant=None):
     import mindspore as ms
     from bench.peer import build_peer
     from src.registry import get_model_spec
@@ -230,7 +231,7 @@ def check_init(name, model, cfg):
     fmap = feature_map(spec.dataset.name, rng, big=True)
     ms.set_seed(3)
     network = spec.build_network(cfg, fmap)
-    peer = build_peer(cfg, fmap, seed=7, steps_per_epoch=STEPS_PER_EPOCH)
+    peer = build_peer(cfg, fmap, seed=7, steps_per_epoch=STEPS_PER_EPOCH, variant=variant)
     state = peer.state_in_mindspore_layout(network)
     failures, lines, skipped = [], [], []
     for param in network.get_parameters():
@@ -276,10 +277,11 @@ def check_init(name, model, cfg):
 
 
 def cases():
-    """``(name, model, config overrides, run the init check)`` of every peer's CHECKS."""
+    """``(name, model, config overrides, run the init check, peer variant)`` of
+    every peer's CHECKS (a CHECKS entry may name a variant as its fourth item)."""
     from src.registry import model_names
-    return [(name, model, extra, with_init) for model in model_names() if has_peer(model)
-            for name, extra, with_init in peer_module(model).CHECKS]
+    return [(check[0], model, check[1], check[2], check[3] if len(check) > 3 else None)
+            for model in model_names() if has_peer(model) for check in peer_module(model).CHECKS]
 
 
 def main(argv=None):
@@ -297,16 +299,16 @@ def main(argv=None):
     torch.manual_seed(0)
     import warnings
     warnings.filterwarnings("ignore", message="Sparse invariant checks")   # torch's sparse Adagrad
-    for name, model, extra, with_init in cases():
+    for name, model, extra, with_init, variant in cases():
         if wanted and model not in wanted and name not in wanted:
             continue
         start = time.time()
         cfg = config(model, extra)
         try:
-            spec, fmap, network, peer = check_forward(name, model, cfg)
+            spec, fmap, network, peer = check_forward(name, model, cfg, variant)
             check_train(name, spec, cfg, fmap, network, peer)
             if with_init:
-                check_init(name, model, cfg)
+                check_init(name, model, cfg, variant)
         except Exception as exc:   # a crash is a failure of this case, the others still run
             import traceback
             traceback.print_exc()
