@@ -149,21 +149,23 @@ def _peak_line(report):
             f"ours' samples/s times that, over the machine's peak, {where}.")
 
 
-PEER_LINE = ("Peer: the fastest of its variants (other peer variants: their samples/s, same "
-             "turns), in its fastest thread setting of the case (OpenMP wait policy, or one "
-             "thread), chosen by a short run of each in turns before the case.")
+PEER_LINE = ("Peer: the fastest of its runs in the case: every variant (other peer variants: "
+             "their best samples/s) in every thread setting (OpenMP wait policy, or one thread), "
+             "one process each, all in the same turns as ours.")
 
 
 def _peer_as_run(row):
     """The peer variant and thread setting a row's peer figure comes from."""
-    parts = [row.get("peer_variant"), (row.get("peer_setting") or {}).get("chosen")]
-    return "; ".join(p for p in parts if p) or "-"
+    return "; ".join(p for p in (row.get("peer_variant"), row.get("peer_setting")) if p) or "-"
 
 
 def _other_variants(row):
-    variants = dict(row.get("peer_variants") or {})
-    variants.pop(row.get("peer_variant"), None)
-    return ", ".join(f"{name} {num(rate)}" for name, rate in variants.items()) or "-"
+    """Every other variant of the peer at its fastest setting."""
+    best = {}
+    for run in row.get("peer_runs") or []:
+        if run["variant"] != row.get("peer_variant"):
+            best[run["variant"]] = max(best.get(run["variant"], 0.0), run["median"])
+    return ", ".join(f"{name} {num(rate)}" for name, rate in best.items()) or "-"
 
 
 def markdown(report):

@@ -52,12 +52,11 @@ def parse_args(argv):
                    help="CPU threads for both frameworks (0: all cores); the peer may take one "
                         "instead, see --peer_setting")
     p.add_argument("--peer_setting", choices=("tune", "fixed"), default=None,
-                   help="tune (default; fixed with --quick): before each case, the peer runs with "
-                        "every OpenMP wait policy and with one thread, in turns, and the case "
-                        "takes its fastest; fixed: the peer takes --threads and the environment's "
-                        "OMP_WAIT_POLICY")
-    p.add_argument("--tune_reps", type=int, default=3,
-                   help="repetitions of each peer setting when tuning (median)")
+                   help="tune (default; fixed with --quick): in every case the peer runs in each "
+                        "thread setting (each OpenMP wait policy, and one thread), one process "
+                        "each, in the same turns as ours, and ours is compared with the fastest; "
+                        "fixed: the peer takes --threads and the environment's OMP_WAIT_POLICY, "
+                        "in --processes processes")
     p.add_argument("--converter_sizes", default="1000000,4000000",
                    help="generated Criteo lines per converter case")
     p.add_argument("--work_dir", default=os.path.join(ROOT, ".cache", "bench"),
@@ -83,9 +82,8 @@ def parse_args(argv):
     if args.peer_setting is None:
         args.peer_setting = "fixed" if args.quick else "tune"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
-    if min(args.reps, args.warmup, args.processes, args.tune_reps) < 1 or args.seconds <= 0:
-        p.error("--reps, --warmup, --processes and --tune_reps must be at least 1 and --seconds "
-                "positive")
+    if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
+        p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
     return args
 
 
@@ -112,20 +110,35 @@ def output_path(args):
     return out
 
 
-def strongest_peer(model, res):
-    """``(rate, variant, {variant: rate})``: the fastest of the peer's
-    variants measured in ``res`` (sides ``peer``, ``peer:<variant>``); variant
-    names are None for a peer of one variant, rate None without a peer."""
+def peer_side(side):
+    """``(variant, setting)`` of a peer side ``peer[:<variant>][@<setting n>]``
+    (None for what it leaves out); None for a side that is not the peer's."""
+    base, _, setting = side.partition("@")
+    name, _, variant = base.partition(":")
+    if name != "peer":
+        return None
+    return variant or None, int(setting) if setting else None
+
+
+def strongest_peer(model, res, settings=None):
+    """``(rate, variant, setting, runs)``: the fastest peer side measured in
+    ``res`` (see :func:`peer_side`; ``settings``: the thread settings the
+    ``@n`` indices name), its variant (None for a peer of one variant), its
+    setting's name (None without settings) and every peer side's
+    ``{"variant", "setting", "median"}``; rate None without a peer."""
     from bench.peer import peer_variants
-    rates = {}
+    runs = []
     for side, figures in res.items():
-        if side.split(":")[0] == "peer":
-            name = side.partition(":")[2] or peer_variants(model)[0]
-            rates[name] = figures["median"]
-    if not rates:
-        return None, None, {}
-    best = max(rates, key=rates.get)
-    return rates[best], best, rates
+        parsed = peer_side(side)
+        if parsed is not None:
+            variant, n = parsed
+            runs.append({"variant": variant or peer_variants(model)[0],
+                         "setting": None if n is None else setting_name(settings[n]),
+                         "median": figures["median"]})
+    if not runs:
+        return None, None, None, []
+    best = max(runs, key=lambda r: r["median"])
+    return best["median"], best["variant"], best["setting"], runs
 
 
 # the lead over the (strongest) peer each group's target asks for (issue 21)
@@ -158,7 +171,7 @@ class Suite:
                        "settings": {"reps": args.reps, "seconds": args.seconds, "warmup": args.warmup,
                                     "processes": args.processes,
                                     "threads": args.threads or os.cpu_count(), "quick": args.quick,
-                                    "peer_setting": args.peer_setting, "tune_reps": args.tune_reps,
+                                    "peer_setting": args.peer_setting,
                                     "sides": args.sides},
                        "cases": [], "errors": []}
         self.train_rates = {}
@@ -180,62 +193,54 @@ class Suite:
         self.report["errors"].append(f"{what}: {exc}")
         self.log(f"FAILED {what}: {exc}")
 
-    def workers(self, kind, model, batch, labels, setting=None):
+    def workers(self, kind, model, batch, labels, settings=None):
         """``{label: Worker}``; a label is a side, or ``side#n`` for its n-th
-        process; the peer's workers take ``setting`` (see ``peer_setting``)."""
+        process; a peer side ``...@n`` runs in ``settings[n]``."""
         made = {}
         try:
             for label in labels:
                 side = side_of(label)
-                name = label.replace("#", "_").replace(":", "_")
+                parsed = peer_side(side)
+                setting = settings[parsed[1]] if parsed and parsed[1] is not None else None
+                name = "".join(c if c.isalnum() else "_" for c in label)
                 log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{name}.log")
-                made[label] = Worker(side, kind, model, batch, self.data(model), log, self.cwd,
-                                     threads=self.args.threads,
-                                     setting=setting if side.startswith("peer") else None)
+                made[label] = Worker(side.partition("@")[0], kind, model, batch, self.data(model),
+                                     log, self.cwd, threads=self.args.threads, setting=setting)
         except Exception:
             for w in made.values():
                 w.close()
             raise
         return made
 
-    def peer_setting(self, kind, model, batch):
-        """``(setting, tried)``: the peer's fastest thread setting in this case
-        (:func:`bench.measure.peer_settings`: its OpenMP wait policies and one
-        thread), each run in its own process of the default variant, in turns,
-        ``--tune_reps`` repetitions; ``tried``: ``[{"setting", "median"}]``.
-        ``(None, None)`` without a peer or with ``--peer_setting fixed``."""
-        if "peer" not in self.sides(model) or self.args.peer_setting != "tune":
-            return None, None
-        candidates = peer_settings(self.args.threads)
-        if len(candidates) == 1:
-            return candidates[0], []
-        made = {}
-        try:
-            for n, setting in enumerate(candidates):
-                log = os.path.join(self.logs, f"{kind}_{model}_{batch}_peer_setting{n}.log")
-                made[n] = Worker("peer", kind, model, batch, self.data(model), log, self.cwd,
-                                 setting=setting)
-            res = interleaved(made, self.args.warmup, self.args.tune_reps, self.args.seconds)
-        finally:
-            for w in made.values():
-                w.close()
-        best = max(res, key=lambda n: res[n]["median"])
-        tried = [{"setting": setting_name(c), "median": res[n]["median"]}
-                 for n, c in enumerate(candidates)]
-        self.log(f"peer setting of {kind} {model} batch {batch}: "
-                 + "; ".join(f"{t['setting']} {report.num(t['median'])}" for t in tried))
-        return candidates[best], tried
+    def labels(self, model, processes, with_peer=True):
+        """``(labels, settings)``: the workers of a case: ours in ``processes``
+        processes; the peer (every variant) in ``processes`` processes, or, with
+        ``--peer_setting tune``, in one process per thread setting
+        (:func:`bench.measure.peer_settings`), labelled ``@n``."""
+        from bench.peer import has_peer, peer_variants
+        ours = [f"ours#{n}" for n in range(1, processes + 1)]
+        if not with_peer or "peer" not in self.args.sides or not has_peer(model):
+            return ours, None
+        variants = ["peer"] + [f"peer:{v}" for v in peer_variants(model)[1:]]
+        if self.args.peer_setting != "tune":
+            return [f"{side}#{n}" for n in range(1, processes + 1)
+                    for side in ["ours"] + variants], None
+        settings = peer_settings(self.args.threads)
+        peers = [f"{v}@{n}#1" for v in variants for n in range(len(settings))]
+        return ours[:1] + peers + ours[1:], settings
 
-    def measure(self, kind, model, batch, sides, processes=1, setting=None):
-        """``({side: figures}, flops)``: the figures (see :func:`bench.measure.pooled`)
-        of every side in ``processes`` worker processes, all measured in turns,
-        and the FLOPs per sample a worker counted (the peer's), or None."""
-        labels = [f"{side}#{n}" for n in range(1, processes + 1) for side in sides]
-        workers = self.workers(kind, model, batch, labels, setting)
+    def measure(self, kind, model, batch, processes=1, with_peer=True):
+        """``({side: figures}, flops, settings)``: the figures (see
+        :func:`bench.measure.pooled`) of every side of :meth:`labels` (ours
+        alone without ``with_peer``), all
+        measured in turns, the FLOPs per sample a worker counted (the
+        peer's) or None, and the peer's thread settings (None: fixed)."""
+        labels, settings = self.labels(model, processes, with_peer)
+        workers = self.workers(kind, model, batch, labels, settings)
         try:
             res = pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
             return res, next((w.setup["flops_per_sample"] for w in workers.values()
-                              if w.setup.get("flops_per_sample")), None)
+                              if w.setup.get("flops_per_sample")), None), settings
         finally:
             for w in workers.values():
                 w.close()
@@ -250,27 +255,15 @@ class Suite:
             row["peak_share"] = row["ours"] * flops / self.report["peak"]["flops_per_s"]
 
     # ------------------------------------------------------------ groups
-    def sides(self, model):
-        """The sides measured for ``model``: ours, and the peer (``peer``, its
-        default variant, and ``peer:<variant>`` for each other) if it has one."""
-        from bench.peer import has_peer, peer_variants
-        sides = ["ours"]
-        if "peer" in self.args.sides and has_peer(model):
-            sides += ["peer"] + [f"peer:{v}" for v in peer_variants(model)[1:]]
-        return sides
-
     def _compared(self, kind, model, batch, processes=1, latency=False):
         """The row of a case measured against the peer, and its FLOPs per sample."""
-        setting, tried = self.peer_setting(kind, model, batch)
-        res, flops = self.measure(kind, model, batch, self.sides(model), processes, setting)
-        peer, variant, variants = strongest_peer(model, res)
+        res, flops, settings = self.measure(kind, model, batch, processes)
+        peer, variant, setting, runs = strongest_peer(model, res, settings)
         row = _against_peer(kind, model, batch, res["ours"]["median"], peer, res, latency=latency)
         if peer is not None:
-            row["peer_variant"] = variant
-            if len(variants) > 1:
-                row["peer_variants"] = variants
-            if setting is not None:
-                row["peer_setting"] = {"chosen": setting_name(setting), "tried": tried}
+            row["peer_variant"], row["peer_setting"] = variant, setting
+            if len(runs) > 1:
+                row["peer_runs"] = runs
         return row, flops
 
     def train(self, model, batch):
@@ -285,7 +278,7 @@ class Suite:
         self.add(row)
 
     def pipeline(self, model, batch):
-        res, _ = self.measure("pipeline", model, batch, ["ours"])
+        res, _, _ = self.measure("pipeline", model, batch, with_peer=False)
         rows = res["ours"]["median"]
         trained = self.train_rates.get((model, batch))
         self.add({"group": "pipeline", "case": f"{model} batch {batch}", "model": model, "batch": batch,

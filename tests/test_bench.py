@@ -294,11 +294,11 @@ def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="the peer variants are read from bench/peer (torch)")
-def test_a_case_takes_the_peers_fastest_setting_and_variant(monkeypatch, tmp_path):
-    """Driven by fake workers whose speed is known: the tuning runs every
-    setting and keeps the fastest, the case runs every peer variant in it, and
-    the ratio is against the fastest variant."""
-    from bench import run
+def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
+    """Driven by fake workers whose speed is known: the peer runs every
+    variant in every thread setting, one process each, in ours' turns, and the
+    ratio is against the fastest of those runs."""
+    from bench import report, run
     from bench.peer import peer_variants
     models = _models_with_peer_variants()
     assert models, "no peer defines VARIANTS"
@@ -327,17 +327,23 @@ def test_a_case_takes_the_peers_fastest_setting_and_variant(monkeypatch, tmp_pat
     suite.data = lambda m: str(tmp_path)
     suite.train(model, 64)
     row = suite.report["cases"][0]
-    tuned = [w for w in made if w.side == "peer" and w.setting and w not in made[-6:]]
-    assert len(tuned) == 3                                  # every setting tried once
-    assert row["peer_setting"]["chosen"] == "2 threads, OMP_WAIT_POLICY=PASSIVE"
-    assert [t["median"] for t in row["peer_setting"]["tried"]] == [50.0, 100.0, 50.0]
-    case = made[-6:]                                         # 2 processes x 3 sides
-    assert sorted(w.side for w in case) == sorted(["ours", "peer", f"peer:{other}"] * 2)
-    assert all((w.setting is None) == (w.side == "ours") for w in case)
-    assert row["peer_variant"] == other and row["peer_variants"] == {default: 100.0, other: 104.0}
+    assert sorted(w.side for w in made) == sorted(["ours"] * 2 + ["peer"] * 3 + [f"peer:{other}"] * 3)
+    assert all((w.setting is None) == (w.side == "ours") for w in made)
+    assert sorted(str(w.setting) for w in made if w.side == "peer") == sorted(
+        str(s) for s in run.peer_settings(2))
+    assert row["peer_variant"] == other and row["peer_setting"] == "2 threads, OMP_WAIT_POLICY=PASSIVE"
     assert row["peer"] == 104.0 and abs(row["ratio"] - 120.0 / 104.0) < 1e-9
+    assert sorted(r["median"] for r in row["peer_runs"]) == [50.0, 50.0, 52.0, 52.0, 100.0, 104.0]
     assert row["target"] == "ratio >= 1.10" and row["met"] is True
-    from bench import report
+    assert row["control"] == 1.0 and len(row["spread"]["ours"]["processes"]) == 2
     text = report.markdown(suite.report)
     assert "| peer as run | other peer variants | target | met |" in text
     assert f"| {other}; 2 threads, OMP_WAIT_POLICY=PASSIVE | {default} 100.0 | ratio >= 1.10 |" in text
+    made.clear()
+    fixed = run.Suite(run.parse_args(["--work_dir", str(tmp_path), "--reps", "1", "--warmup", "1",
+                                      "--peer_setting", "fixed"]), "test")
+    fixed.data = suite.data
+    fixed.train(model, 64)
+    assert sorted(w.side for w in made) == sorted(["ours", "peer", f"peer:{other}"] * 2)
+    assert all(w.setting is None for w in made)
+    assert fixed.report["cases"][0].get("peer_setting") is None
