@@ -51,8 +51,8 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both frameworks (0: all cores); the peer may take one "
                         "instead, see --peer_setting")
-    p.add_argument("--peer_setting", choices=("tune", "fixed"), default=None,
-                   help="tune (default; fixed with --quick): in every case the peer runs in each "
+    p.add_argument("--peer_setting", choices=("all", "fixed"), default=None,
+                   help="all (default; fixed with --quick): in every case the peer runs in each "
                         "thread setting (each OpenMP wait policy, and one thread), one process "
                         "each, in the same turns as ours, and ours is compared with the fastest; "
                         "fixed: the peer takes --threads and the environment's OMP_WAIT_POLICY, "
@@ -80,7 +80,7 @@ def parse_args(argv):
         args.reps, args.seconds, args.warmup = 1, 0.2, 2
         args.converter_sizes = "20000"
     if args.peer_setting is None:
-        args.peer_setting = "fixed" if args.quick else "tune"
+        args.peer_setting = "fixed" if args.quick else "all"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
     if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
         p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
@@ -215,14 +215,14 @@ class Suite:
     def labels(self, model, processes, with_peer=True):
         """``(labels, settings)``: the workers of a case: ours in ``processes``
         processes; the peer (every variant) in ``processes`` processes, or, with
-        ``--peer_setting tune``, in one process per thread setting
+        ``--peer_setting all``, in one process per thread setting
         (:func:`bench.measure.peer_settings`), labelled ``@n``."""
         from bench.peer import has_peer, peer_variants
         ours = [f"ours#{n}" for n in range(1, processes + 1)]
         if not with_peer or "peer" not in self.args.sides or not has_peer(model):
             return ours, None
         variants = ["peer"] + [f"peer:{v}" for v in peer_variants(model)[1:]]
-        if self.args.peer_setting != "tune":
+        if self.args.peer_setting != "all":
             return [f"{side}#{n}" for n in range(1, processes + 1)
                     for side in ["ours"] + variants], None
         settings = peer_settings(self.args.threads)
@@ -232,9 +232,9 @@ class Suite:
     def measure(self, kind, model, batch, processes=1, with_peer=True):
         """``({side: figures}, flops, settings)``: the figures (see
         :func:`bench.measure.pooled`) of every side of :meth:`labels` (ours
-        alone without ``with_peer``), all
-        measured in turns, the FLOPs per sample a worker counted (the
-        peer's) or None, and the peer's thread settings (None: fixed)."""
+        alone without ``with_peer``), all measured in turns; the FLOPs per
+        sample a worker counted (the peer's) or None; the peer's thread
+        settings (None: fixed)."""
         labels, settings = self.labels(model, processes, with_peer)
         workers = self.workers(kind, model, batch, labels, settings)
         try:
