@@ -1,7 +1,8 @@
 """PyTorch peer of DLRM (``src/dlrm/dlrm.py``) in two table layouts
 (``VARIANTS``):
 
-* ``fused`` (the default, the faster one): one ``nn.Embedding(sum n_f, D,
+* ``fused`` (the default; which is faster depends on the case, so the
+  benchmark runs both): one ``nn.Embedding(sum n_f, D,
   sparse=True)`` looked up with the global ids, every field's rows one slice
   of it, as torchrec's fused tables keep them; one gather per step.
 * ``reference``: the way the reference facebookresearch DLRM is written, one
