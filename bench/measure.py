@@ -138,8 +138,19 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
 
 def side_of(label):
     """The side a worker label names: ``ours#2`` (ours' second process) -> ``ours``,
-    ``peer:reference#1`` -> ``peer:reference``."""
+    ``peer:reference@1#1`` -> ``peer:reference@1``."""
     return label.split("#")[0]
+
+
+def peer_side(side):
+    """``(variant, setting)`` of a peer side ``peer[:<variant>][@<setting n>]``
+    (None for what it leaves out; ``n`` indexes :func:`peer_settings`); None
+    for a side that is not the peer's."""
+    base, _, setting = side.partition("@")
+    name, _, variant = base.partition(":")
+    if name != "peer":
+        return None
+    return variant or None, int(setting) if setting else None
 
 
 def pooled(results):

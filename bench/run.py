@@ -21,8 +21,8 @@ import traceback
 
 from bench import data, report
 from bench.flops import machine_peak
-from bench.measure import (Worker, WorkerError, interleaved, peer_settings, pooled, setting_name,
-                           side_of)
+from bench.measure import (Worker, WorkerError, interleaved, peer_settings, peer_side, pooled,
+                           setting_name, side_of)
 from bench.workload import ROOT
 from src.registry import all_specs
 
@@ -108,16 +108,6 @@ def output_path(args):
         sys.exit(f"error: a partial run (some groups, models or sides, or --quick) does not write "
                  f"over {COMMITTED}; without --out it goes to {scratch}")
     return out
-
-
-def peer_side(side):
-    """``(variant, setting)`` of a peer side ``peer[:<variant>][@<setting n>]``
-    (None for what it leaves out); None for a side that is not the peer's."""
-    base, _, setting = side.partition("@")
-    name, _, variant = base.partition(":")
-    if name != "peer":
-        return None
-    return variant or None, int(setting) if setting else None
 
 
 def strongest_peer(model, res, settings=None):
@@ -256,7 +246,7 @@ class Suite:
 
     # ------------------------------------------------------------ groups
     def _compared(self, kind, model, batch, processes=1, latency=False):
-        """The row of a case measured against the peer, and its FLOPs per sample."""
+        """The row of a case measured against the peer, with its FLOPs per sample."""
         res, flops, settings = self.measure(kind, model, batch, processes)
         peer, variant, setting, runs = strongest_peer(model, res, settings)
         row = _against_peer(kind, model, batch, res["ours"]["median"], peer, res, latency=latency)
@@ -264,13 +254,13 @@ class Suite:
             row["peer_variant"], row["peer_setting"] = variant, setting
             if len(runs) > 1:
                 row["peer_runs"] = runs
-        return row, flops
+        self.flop_share(row, flops)
+        return row
 
     def train(self, model, batch):
-        row, flops = self._compared("train", model, batch, self.args.processes)
+        row = self._compared("train", model, batch, self.args.processes)
         res = row["spread"]
         self.train_rates[(model, batch)] = row["ours"]
-        self.flop_share(row, flops)
         first, second = (res["ours"]["processes"] + [None])[:2]
         if second:
             # ours against ours: how far from 1.0 a ratio lands by chance here
@@ -288,9 +278,8 @@ class Suite:
                   "spread": res})
 
     def predict(self, model, batch):
-        row, flops = self._compared("predict", model, batch, latency=True)
+        row = self._compared("predict", model, batch, latency=True)
         self.predict_rates[(model, batch)] = row["peer"]
-        self.flop_share(row, flops)
         self.add(row)
 
     def cpp(self, model, batch):
