@@ -12,7 +12,12 @@ _reduce_sum = ops.ReduceSum(keep_dims=False)
 
 @_square_sum.register("Tensor")
 def _sum_of_squares(grad):
-    return ops.cast(_reduce_sum(ops.square(grad), ()), ms.float32).expand_dims(0)      # (1,)
+    # first over the leading axis, then the rest: MindSpore's CPU ReduceSum
+    # over all axes of a matrix at once is several times slower (bench/notes.md)
+    squares = ops.square(grad)
+    if squares.ndim > 1:
+        squares = _reduce_sum(squares, 0)
+    return ops.cast(_reduce_sum(squares, ()), ms.float32).expand_dims(0)      # (1,)
 
 
 # ``hyper_map(ops.partial(scale_by, factor), grads)``: every gradient times a
