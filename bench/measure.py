@@ -43,13 +43,14 @@ class Worker:
     """One ``python -m bench.worker`` process (see its protocol). ``side`` is
     ``ours``, ``peer`` or ``peer:<variant>``; ``setting`` (a dict of
     :func:`peer_settings`) gives its thread count and OpenMP wait policy
-    instead of ``threads``."""
+    instead of ``threads``; ``root``: the source tree it runs from (another
+    checkout, for :mod:`bench.ab`)."""
 
     def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0,
-                 setting=None):
+                 setting=None, root=ROOT):
         self.name = f"{side} {kind} {model} batch {batch_size}"
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.setdefault("GLOG_v", "3")
         if setting is not None:
             threads = setting["threads"]

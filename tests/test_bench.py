@@ -347,3 +347,36 @@ def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
     assert sorted(w.side for w in made) == sorted(["ours", "peer", f"peer:{other}"] * 2)
     assert all(w.setting is None for w in made)
     assert fixed.report["cases"][0].get("peer_setting") is None
+
+
+def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, capsys):
+    """bench.ab with fake workers of known speed: both trees' processes take
+    turns, each from its own source root, and the printed ratio is this/base."""
+    from bench import ab
+    base = tmp_path / "base"
+    (base / "bench").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        ab.parse_args(["--base", str(base), "--model", "mlp", "--batch_size", "8"])
+    (base / "bench" / "worker.py").write_text("")
+    made = []
+
+    class FakeWorker:
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None):
+            self.root, self.rate = root, 150.0 if root == ab.ROOT else 100.0
+            made.append(self)
+
+        def run(self, n):
+            return n / self.rate, n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(ab, "Worker", FakeWorker)
+    monkeypatch.setattr("bench.data.data_path", lambda model, work_dir: str(tmp_path))
+    assert ab.main(["--base", str(base), "--model", "mlp", "--batch_size", "8", "--reps", "3",
+                    "--warmup", "1", "--work_dir", str(tmp_path)]) == 0
+    assert sorted(w.root for w in made) == sorted([str(base), str(base), ab.ROOT, ab.ROOT])
+    assert all(w.closed for w in made)
+    out = capsys.readouterr().out
+    assert "base 100/s  this 150/s  this/base 1.500" in out
+    assert "base A/A 1.000  this A/A 1.000" in out

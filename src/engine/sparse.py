@@ -73,11 +73,13 @@ class RowOptimizer(nn.Cell):
     ``kind``: ``sgd``; ``adagrad`` (accumulator starts at
     ``initial_accumulator``); ``adam`` (lazy: moments of untouched rows are
     not decayed; bias correction by the global step). ``learning_rates`` is
-    the per-step table the dense optimizer uses too.
+    the per-step table the dense optimizer uses too. ``in_place``: update
+    the rows with the CPU kernel of :mod:`src.engine.row_update` (ids
+    distinct apart from the trailing padding) instead of scatters.
     """
 
     def __init__(self, table, kind, learning_rates, beta1=0.9, beta2=0.999, eps=1e-8,
-                 initial_accumulator=0.0):
+                 initial_accumulator=0.0, in_place=False):
         super().__init__()
         if kind not in ROW_OPTIMIZERS:
             raise ValueError(f"sparse embedding training supports {', '.join(ROW_OPTIMIZERS)}; "
@@ -100,10 +102,18 @@ class RowOptimizer(nn.Cell):
                                      name="row_moments", requires_grad=False)
             self.decay = Tensor(np.array([[self.beta1], [self.beta2]], np.float32))     # (2, 1)
             self.first, self.second = Tensor([0], ms.int32), Tensor([1], ms.int32)
+        self.in_place = bool(in_place)
+        if self.in_place:
+            from src.engine.row_update import row_update_op
+            self.update = row_update_op(kind)
+            self.hyper = Tensor(np.array([self.eps] if kind == "adagrad" else
+                                         [self.beta1, self.beta2, self.eps], np.float32))
 
     def construct(self, uniq, rows, grad):
         lr = self.learning_rate[ops.minimum(self.step, self.last)]
         step = ops.assign_add(self.step, ops.ones_like(self.step))
+        if self.in_place:
+            return self._update_in_place(uniq, grad, lr, step)
         if self.kind == "sgd":
             new_rows = rows - lr * grad
         elif self.kind == "adagrad":
@@ -122,6 +132,17 @@ class RowOptimizer(nn.Cell):
             new_rows = rows - corrected * m / (ops.sqrt(v) + self.eps)
         return ops.scatter_update(self.table, uniq, new_rows)
 
+    def _update_in_place(self, uniq, grad, lr, step):
+        """The same update by one kernel writing the table (and state) rows."""
+        lr = lr.reshape((1,))
+        if self.kind == "sgd":
+            return self.update(self.table, uniq, grad, lr)
+        if self.kind == "adagrad":
+            return self.update(self.table, uniq, grad, self.accum, ops.concat((lr, self.hyper)))
+        t = ops.cast(step, ms.float32)
+        corrected = lr * ops.sqrt(1.0 - ops.pow(self.beta2, t)) / (1.0 - ops.pow(self.beta1, t))
+        return self.update(self.table, uniq, grad, self.moments, ops.concat((corrected, self.hyper)))
+
 
 def sum_copies(index, grads):
     """``(n,) ids, (n, D) -> (n, D)``: for each entry of ``index``, the sum of
@@ -129,6 +150,25 @@ def sum_copies(index, grads):
     size of the table)."""
     _, slot = ops.unique(index)                         # entry -> its distinct id's slot
     return ops.gather(ops.unsorted_segment_sum(grads, slot, index.shape[0]), slot, 0)
+
+
+def _distributed():
+    parallel = ms.get_auto_parallel_context("parallel_mode")
+    return parallel in (ms.ParallelMode.DATA_PARALLEL, ms.ParallelMode.HYBRID_PARALLEL)
+
+
+def in_place_rows(cfg, distributed):
+    """Whether the row optimizer updates rows with the in-place CPU kernel:
+    ``row_update: kernel`` in a single-process run (a distributed step may
+    name a row once per rank, which only the scatter handles; such runs use
+    the graph's scatters whatever the key says)."""
+    mode = cfg.get("row_update", "graph")
+    if mode not in ("graph", "kernel"):
+        raise ValueError(f"row_update must be graph or kernel, got {mode!r}")
+    if mode == "kernel" and ms.get_context("device_target") != "CPU":
+        raise ValueError(f"row_update: kernel is CPU code; on {ms.get_context('device_target')} "
+                         f"set row_update: graph")
+    return mode == "kernel" and not distributed
 
 
 class SparseTrainStep(nn.Cell):
@@ -152,8 +192,7 @@ class SparseTrainStep(nn.Cell):
         self.scale = float(loss_scale)
         self.inverse_scale = Tensor(1.0 / self.scale, ms.float32)
         self.hyper_map = ops.HyperMap()
-        parallel = ms.get_auto_parallel_context("parallel_mode")
-        self.distributed = parallel in (ms.ParallelMode.DATA_PARALLEL, ms.ParallelMode.HYBRID_PARALLEL)
+        self.distributed = _distributed()
         if self.distributed:
             from mindspore.communication import get_group_size
             self.ranks = get_group_size()
@@ -222,10 +261,11 @@ def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, c
     if cfg.loss_scale_mode == "dynamic":
         raise ValueError("models with a sparse embedding table support loss_scale_mode none or "
                          "static, not dynamic")
-    row_optimizer = RowOptimizer(network.embedding.weight, cfg.optimizer, learning_rates,
-                                 beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps)
-    scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
     table = network.embedding
+    row_optimizer = RowOptimizer(table.weight, cfg.optimizer, learning_rates,
+                                 beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps,
+                                 in_place=in_place_rows(cfg, table.sharded or _distributed()))
+    scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
     if table.sharded:
         from src.engine.sharded import ShardedTrainStep, native_alltoall
         step = ShardedTrainStep(net_with_loss, table.weight, optimizer, row_optimizer, table.plan,

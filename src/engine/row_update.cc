@@ -1,0 +1,113 @@
+// In-place row-wise optimizer updates of an embedding table: MindSpore
+// custom operators of the AOT kind, CPU (see src/engine/row_update.py).
+//
+// Every kernel takes the table (rows x D float32), the step's row ids
+// (N int32), their gradients (N x D float32) and a small float32 vector of
+// hyper-parameters, and writes the updated rows into the table's own memory
+// (and into the optimizer state's); its output is one int32, 0.
+//
+// The ids are distinct except for a trailing run of one id (the padding with
+// the scratch row, see unique_rows in src/engine/sparse.py). A row is updated
+// once, from its value before the step, as a ScatterUpdate of rows computed
+// from a gather would: so only the first id of the trailing run is used.
+#include <cmath>
+#include <cstdint>
+
+namespace {
+
+// The number of ids to apply: up to and including the first of the trailing run.
+int64_t Distinct(const int32_t *ids, int64_t n) {
+  if (n == 0) return 0;
+  int64_t first = n - 1;
+  while (first > 0 && ids[first - 1] == ids[n - 1]) --first;
+  return first + 1;
+}
+
+bool Valid(int nparam, int expected, int *ndims, int64_t **shapes) {
+  if (nparam != expected || ndims[0] != 2 || ndims[1] != 1 || ndims[2] != 2) return false;
+  return shapes[2][0] == shapes[1][0] && shapes[2][1] == shapes[0][1];
+}
+
+bool InRange(const int32_t *ids, int64_t n, int64_t rows) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= rows) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// (table, ids, grad, [lr]) : table[id] -= lr * grad
+extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+                      void *, void *) {
+  if (!Valid(nparam, 5, ndims, shapes)) return 1;
+  float *table = static_cast<float *>(params[0]);
+  const int32_t *ids = static_cast<const int32_t *>(params[1]);
+  const float *grad = static_cast<const float *>(params[2]);
+  const float lr = static_cast<const float *>(params[3])[0];
+  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
+  if (!InRange(ids, n, shapes[0][0])) return 2;
+  for (int64_t i = 0; i < n; ++i) {
+    float *row = table + static_cast<int64_t>(ids[i]) * d;
+    const float *g = grad + i * d;
+    for (int64_t j = 0; j < d; ++j) row[j] = row[j] - lr * g[j];
+  }
+  static_cast<int32_t *>(params[4])[0] = 0;
+  return 0;
+}
+
+// (table, ids, grad, accum, [lr, eps]) : accum[id] += grad^2;
+// table[id] -= lr * grad / (sqrt(accum[id]) + eps)
+extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+                          void *, void *) {
+  if (!Valid(nparam, 6, ndims, shapes)) return 1;
+  float *table = static_cast<float *>(params[0]);
+  const int32_t *ids = static_cast<const int32_t *>(params[1]);
+  const float *grad = static_cast<const float *>(params[2]);
+  float *accum = static_cast<float *>(params[3]);
+  const float *hyper = static_cast<const float *>(params[4]);
+  const float lr = hyper[0], eps = hyper[1];
+  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
+  if (!InRange(ids, n, shapes[0][0])) return 2;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t at = static_cast<int64_t>(ids[i]) * d;
+    const float *g = grad + i * d;
+    for (int64_t j = 0; j < d; ++j) {
+      const float acc = accum[at + j] + g[j] * g[j];
+      accum[at + j] = acc;
+      table[at + j] = table[at + j] - lr * g[j] / (std::sqrt(acc) + eps);
+    }
+  }
+  static_cast<int32_t *>(params[5])[0] = 0;
+  return 0;
+}
+
+// (table, ids, grad, moments (rows x 2 x D), [corrected lr, beta1, beta2, eps]):
+// lazy Adam, the moments of a row side by side (first, then second)
+extern "C" int RowAdam(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+                       void *, void *) {
+  if (!Valid(nparam, 6, ndims, shapes) || ndims[3] != 3) return 1;
+  float *table = static_cast<float *>(params[0]);
+  const int32_t *ids = static_cast<const int32_t *>(params[1]);
+  const float *grad = static_cast<const float *>(params[2]);
+  float *moments = static_cast<float *>(params[3]);
+  const float *hyper = static_cast<const float *>(params[4]);
+  const float corrected = hyper[0], beta1 = hyper[1], beta2 = hyper[2], eps = hyper[3];
+  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
+  if (shapes[3][0] != shapes[0][0] || shapes[3][1] != 2 || shapes[3][2] != d) return 1;
+  if (!InRange(ids, n, shapes[0][0])) return 2;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = static_cast<int64_t>(ids[i]);
+    float *w = table + row * d;
+    float *m = moments + row * 2 * d;
+    float *v = m + d;
+    const float *g = grad + i * d;
+    for (int64_t j = 0; j < d; ++j) {
+      m[j] = beta1 * m[j] + (1.0f - beta1) * g[j];
+      v[j] = beta2 * v[j] + (1.0f - beta2) * (g[j] * g[j]);
+      w[j] = w[j] - corrected * m[j] / (std::sqrt(v[j]) + eps);
+    }
+  }
+  static_cast<int32_t *>(params[5])[0] = 0;
+  return 0;
+}
