@@ -17,9 +17,7 @@ import os
 import sys
 
 from bench.measure import Worker, interleaved, pooled
-from bench.workload import ROOT
-
-DEFAULT_WORK_DIR = os.path.join(ROOT, ".cache", "bench")
+from bench.workload import ROOT, WORK_DIR
 
 
 def parse_args(argv=None):
@@ -34,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--processes", type=int, default=2, help="worker processes per tree")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up units per process")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
-    parser.add_argument("--work_dir", default=DEFAULT_WORK_DIR,
+    parser.add_argument("--work_dir", default=WORK_DIR,
                         help="generated data (shared with bench.run) and worker logs")
     args = parser.parse_args(argv)
     worker = os.path.join(args.base, "bench", "worker.py")

@@ -23,7 +23,7 @@ from bench import data, report
 from bench.flops import machine_peak
 from bench.measure import (Worker, WorkerError, interleaved, peer_settings, peer_side, pooled,
                            setting_name, side_of)
-from bench.workload import ROOT
+from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
 
 # the models and their cases come from the registry (src/<model>/spec.py)
@@ -59,7 +59,7 @@ def parse_args(argv):
                         "in --processes processes")
     p.add_argument("--converter_sizes", default="1000000,4000000",
                    help="generated Criteo lines per converter case")
-    p.add_argument("--work_dir", default=os.path.join(ROOT, ".cache", "bench"),
+    p.add_argument("--work_dir", default=WORK_DIR,
                    help="generated data, exported models and worker logs")
     p.add_argument("--out", default=None,
                    help="markdown table; the JSON goes beside it (.json). Default: "

@@ -20,6 +20,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
+# generated data, exports and worker logs of the benchmark tools
+WORK_DIR = os.path.join(ROOT, ".cache", "bench")
 # Long enough that the learning-rate table outlasts any benchmark run.
 EPOCHS = "100"
 
