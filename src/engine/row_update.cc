@@ -12,6 +12,7 @@
 // from a gather would: so only the first id of the trailing run is used.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace {
 
@@ -23,8 +24,13 @@ int64_t Distinct(const int32_t *ids, int64_t n) {
   return first + 1;
 }
 
-bool Valid(int nparam, int expected, int *ndims, int64_t **shapes) {
+// Shapes (table rows x D, ids N, grad N x D) and dtypes (float32, int32, float32).
+bool Valid(int nparam, int expected, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != expected || ndims[0] != 2 || ndims[1] != 1 || ndims[2] != 2) return false;
+  if (std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "int32") != 0 ||
+      std::strcmp(dtypes[2], "float32") != 0) {
+    return false;
+  }
   return shapes[2][0] == shapes[1][0] && shapes[2][1] == shapes[0][1];
 }
 
@@ -38,9 +44,9 @@ bool InRange(const int32_t *ids, int64_t n, int64_t rows) {
 }  // namespace
 
 // (table, ids, grad, [lr]) : table[id] -= lr * grad
-extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                       void *, void *) {
-  if (!Valid(nparam, 5, ndims, shapes)) return 1;
+  if (!Valid(nparam, 5, ndims, shapes, dtypes)) return 1;
   float *table = static_cast<float *>(params[0]);
   const int32_t *ids = static_cast<const int32_t *>(params[1]);
   const float *grad = static_cast<const float *>(params[2]);
@@ -58,9 +64,9 @@ extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, c
 
 // (table, ids, grad, accum, [lr, eps]) : accum[id] += grad^2;
 // table[id] -= lr * grad / (sqrt(accum[id]) + eps)
-extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                           void *, void *) {
-  if (!Valid(nparam, 6, ndims, shapes)) return 1;
+  if (!Valid(nparam, 6, ndims, shapes, dtypes)) return 1;
   float *table = static_cast<float *>(params[0]);
   const int32_t *ids = static_cast<const int32_t *>(params[1]);
   const float *grad = static_cast<const float *>(params[2]);
@@ -84,9 +90,9 @@ extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shape
 
 // (table, ids, grad, moments (rows x 2 x D), [corrected lr, beta1, beta2, eps]):
 // lazy Adam, the moments of a row side by side (first, then second)
-extern "C" int RowAdam(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+extern "C" int RowAdam(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                        void *, void *) {
-  if (!Valid(nparam, 6, ndims, shapes) || ndims[3] != 3) return 1;
+  if (!Valid(nparam, 6, ndims, shapes, dtypes) || ndims[3] != 3) return 1;
   float *table = static_cast<float *>(params[0]);
   const int32_t *ids = static_cast<const int32_t *>(params[1]);
   const float *grad = static_cast<const float *>(params[2]);

@@ -2,8 +2,8 @@
 operators (AOT, C++: ``row_update.cc``) instead of gather + scatter.
 
 MindSpore's CPU ``ScatterUpdate`` costs far more per row id than per value
-(bench/notes.md): writing a step's rows back took about as long as the rest
-of the row optimizer. These kernels read each row (and its optimizer state)
+(bench/notes.md: in a small-batch DLRM step the scatter was the costliest
+kernel after the matrix products). These kernels read each row (and its optimizer state)
 once, update it and write it in place, so the sparse step's row update is
 one kernel. The library is compiled with the system's C++ compiler on first
 use and cached by the source's hash.
