@@ -41,22 +41,40 @@ bool InRange(const int32_t *ids, int64_t n, int64_t rows) {
   return true;
 }
 
+// The inputs every kernel starts with: the table, the ids and their gradients.
+struct Rows {
+  float *table;
+  const int32_t *ids;
+  const float *grad;
+  int64_t d;  // values per row
+  int64_t n;  // ids to apply (see Distinct)
+};
+
+// Reads them into ``rows``; 0, or the kernel's error code: 1 for shapes or
+// dtypes it does not take, 2 for an id outside the table.
+int Parse(int nparam, int expected, void **params, int *ndims, int64_t **shapes,
+          const char **dtypes, Rows *rows) {
+  if (!Valid(nparam, expected, ndims, shapes, dtypes)) return 1;
+  rows->table = static_cast<float *>(params[0]);
+  rows->ids = static_cast<const int32_t *>(params[1]);
+  rows->grad = static_cast<const float *>(params[2]);
+  rows->d = shapes[0][1];
+  rows->n = Distinct(rows->ids, shapes[1][0]);
+  return InRange(rows->ids, rows->n, shapes[0][0]) ? 0 : 2;
+}
+
 }  // namespace
 
 // (table, ids, grad, [lr]) : table[id] -= lr * grad
 extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                       void *, void *) {
-  if (!Valid(nparam, 5, ndims, shapes, dtypes)) return 1;
-  float *table = static_cast<float *>(params[0]);
-  const int32_t *ids = static_cast<const int32_t *>(params[1]);
-  const float *grad = static_cast<const float *>(params[2]);
+  Rows r;
+  if (const int error = Parse(nparam, 5, params, ndims, shapes, dtypes, &r)) return error;
   const float lr = static_cast<const float *>(params[3])[0];
-  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
-  if (!InRange(ids, n, shapes[0][0])) return 2;
-  for (int64_t i = 0; i < n; ++i) {
-    float *row = table + static_cast<int64_t>(ids[i]) * d;
-    const float *g = grad + i * d;
-    for (int64_t j = 0; j < d; ++j) row[j] = row[j] - lr * g[j];
+  for (int64_t i = 0; i < r.n; ++i) {
+    float *row = r.table + static_cast<int64_t>(r.ids[i]) * r.d;
+    const float *g = r.grad + i * r.d;
+    for (int64_t j = 0; j < r.d; ++j) row[j] = row[j] - lr * g[j];
   }
   static_cast<int32_t *>(params[4])[0] = 0;
   return 0;
@@ -66,22 +84,18 @@ extern "C" int RowSgd(int nparam, void **params, int *ndims, int64_t **shapes, c
 // table[id] -= lr * grad / (sqrt(accum[id]) + eps)
 extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                           void *, void *) {
-  if (!Valid(nparam, 6, ndims, shapes, dtypes)) return 1;
-  float *table = static_cast<float *>(params[0]);
-  const int32_t *ids = static_cast<const int32_t *>(params[1]);
-  const float *grad = static_cast<const float *>(params[2]);
+  Rows r;
+  if (const int error = Parse(nparam, 6, params, ndims, shapes, dtypes, &r)) return error;
   float *accum = static_cast<float *>(params[3]);
   const float *hyper = static_cast<const float *>(params[4]);
   const float lr = hyper[0], eps = hyper[1];
-  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
-  if (!InRange(ids, n, shapes[0][0])) return 2;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t at = static_cast<int64_t>(ids[i]) * d;
-    const float *g = grad + i * d;
-    for (int64_t j = 0; j < d; ++j) {
+  for (int64_t i = 0; i < r.n; ++i) {
+    const int64_t at = static_cast<int64_t>(r.ids[i]) * r.d;
+    const float *g = r.grad + i * r.d;
+    for (int64_t j = 0; j < r.d; ++j) {
       const float acc = accum[at + j] + g[j] * g[j];
       accum[at + j] = acc;
-      table[at + j] = table[at + j] - lr * g[j] / (std::sqrt(acc) + eps);
+      r.table[at + j] = r.table[at + j] - lr * g[j] / (std::sqrt(acc) + eps);
     }
   }
   static_cast<int32_t *>(params[5])[0] = 0;
@@ -92,23 +106,21 @@ extern "C" int RowAdagrad(int nparam, void **params, int *ndims, int64_t **shape
 // lazy Adam, the moments of a row side by side (first, then second)
 extern "C" int RowAdam(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                        void *, void *) {
-  if (!Valid(nparam, 6, ndims, shapes, dtypes) || ndims[3] != 3) return 1;
-  float *table = static_cast<float *>(params[0]);
-  const int32_t *ids = static_cast<const int32_t *>(params[1]);
-  const float *grad = static_cast<const float *>(params[2]);
+  Rows r;
+  if (const int error = Parse(nparam, 6, params, ndims, shapes, dtypes, &r)) return error;
+  if (ndims[3] != 3 || shapes[3][0] != shapes[0][0] || shapes[3][1] != 2 || shapes[3][2] != r.d) {
+    return 1;
+  }
   float *moments = static_cast<float *>(params[3]);
   const float *hyper = static_cast<const float *>(params[4]);
   const float corrected = hyper[0], beta1 = hyper[1], beta2 = hyper[2], eps = hyper[3];
-  const int64_t d = shapes[0][1], n = Distinct(ids, shapes[1][0]);
-  if (shapes[3][0] != shapes[0][0] || shapes[3][1] != 2 || shapes[3][2] != d) return 1;
-  if (!InRange(ids, n, shapes[0][0])) return 2;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t row = static_cast<int64_t>(ids[i]);
-    float *w = table + row * d;
-    float *m = moments + row * 2 * d;
-    float *v = m + d;
-    const float *g = grad + i * d;
-    for (int64_t j = 0; j < d; ++j) {
+  for (int64_t i = 0; i < r.n; ++i) {
+    const int64_t row = static_cast<int64_t>(r.ids[i]);
+    float *w = r.table + row * r.d;
+    float *m = moments + row * 2 * r.d;
+    float *v = m + r.d;
+    const float *g = r.grad + i * r.d;
+    for (int64_t j = 0; j < r.d; ++j) {
       m[j] = beta1 * m[j] + (1.0f - beta1) * g[j];
       v[j] = beta2 * v[j] + (1.0f - beta2) * (g[j] * g[j]);
       w[j] = w[j] - corrected * m[j] / (std::sqrt(v[j]) + eps);
