@@ -281,3 +281,56 @@ def test_overflow_skips_the_update_and_lowers_the_dynamic_scale():
     for p, b in zip(net.trainable_params(), before):
         np.testing.assert_array_equal(p.asnumpy(), b)
     assert step.scale_sense.asnumpy().item() == 512.0
+
+
+@pytest.mark.parametrize("weight_decay, loss_scale", [(0.0, 1.0), (0.01, 8.0)])
+def test_gradient_descent_matches_nn_sgd_without_its_buffers(weight_decay, loss_scale):
+    """``sgd`` is one in-place ``p - lr * g`` per parameter: the same weights as
+    ``nn.SGD`` at momentum 0 after steps with changing learning rates, weight
+    decay and a static loss scale (the optimizer divides the gradients by it),
+    and no parameter-sized optimizer state."""
+    from src.engine.optim import GradientDescent
+    rng = np.random.default_rng(4)
+    batches = [(Tensor(rng.standard_normal((8, 6)).astype(np.float32)),
+                Tensor((rng.random((8, 2)) > 0.5).astype(np.float32))) for _ in range(4)]
+    rates = np.array([0.5, 0.1, 0.3, 0.05], np.float32)
+    nets = []
+    for make in (lambda p: nn.SGD(p, Tensor(rates), weight_decay=weight_decay, loss_scale=loss_scale),
+                 lambda p: build_optimizer("sgd", p, rates, weight_decay=weight_decay,
+                                           loss_scale=loss_scale)):
+        ms.set_seed(5)
+        net = TinyNet()
+        opt = make(net.trainable_params())
+        step = build_train_step(NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0])), opt)
+        losses = [float(step(x, y).asnumpy()) for x, y in batches]
+        nets.append((net, opt, losses))
+    (ref, _, ref_losses), (net, opt, losses) = nets
+    assert isinstance(opt, GradientDescent)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for a, b in zip(ref.trainable_params(), net.trainable_params()):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-7)
+    state = [p.name for p in opt.get_parameters() if p.name not in
+             {q.name for q in net.trainable_params()}]
+    assert not [n for n in state if n.startswith(("accum", "stat"))], state
+
+
+def test_a_checkpoint_of_nn_sgd_resumes_into_gradient_descent(tmp_path):
+    """Checkpoints written before ``sgd`` dropped ``nn.SGD`` carry its
+    ``accum``/``stat`` buffers: they load (the extras are ignored) and the
+    next step is the one ``nn.SGD`` would have taken."""
+    x = Tensor(np.random.default_rng(6).standard_normal((8, 6)).astype(np.float32))
+    y = Tensor(np.ones((8, 2), np.float32))
+    rates = np.full(10, 0.2, np.float32)
+    old_net = TinyNet()
+    old = build_train_step(NetWithLoss(old_net, MultiTaskBCELoss([1.0, 1.0])),
+                           nn.SGD(old_net.trainable_params(), Tensor(rates)))
+    old(x, y)
+    path = str(tmp_path / "old-1_1.ckpt")
+    checkpoint.save_checkpoint(old, path, "tiny", epoch=1, global_step=1)
+    assert any(p.name.startswith("accum") for p in old.get_parameters())
+    new_net, new = _step(lr=rates)
+    checkpoint.load_into(new, path, "tiny")
+    assert new.optimizer.global_step.asnumpy().item() == 1
+    np.testing.assert_allclose(new(x, y).asnumpy(), old(x, y).asnumpy(), rtol=1e-6)
+    for a, b in zip(old_net.trainable_params(), new_net.trainable_params()):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-8)
