@@ -65,7 +65,9 @@ def test_quick_suite_writes_the_table(tmp_path):
         assert f"## {title}" in text
     assert f"| {MODEL} batch {spec.bench_train_batches[-1]} | samples/s |" in text
     flops = " MFLOP/sample | % of peak |" if HAVE_TORCH else ""
-    assert f"| case | unit | ours | peer | ratio | A/A |{flops} target | met |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| case | unit | ours |"))
+    assert header.startswith(f"| case | unit | ours | peer | ratio | A/A |{flops}")
+    assert header.endswith(" target | met |")
 
 
 def test_pooled_joins_the_processes_of_a_side():
@@ -240,9 +242,11 @@ def test_a_peers_variants_are_one_network(model):
     spec = get_model_spec(model)
     rng = np.random.default_rng(0)
     fmap = feature_map(spec.dataset.name, rng)
-    batches = [spec.make_batch(raw_batch(spec.dataset.name, fmap, rng, 32), fmap) for _ in range(3)]
-    for extra in ([], ["--optimizer", "adam", "--learning_rate", "0.01", "--embedding_l2", "0.01"]):
-        cfg = config(model, ["--batch_size", "32"] + extra)
+    # 128 rows: past the batch size from which MMoE folds its input layer
+    batches = [spec.make_batch(raw_batch(spec.dataset.name, fmap, rng, 128), fmap) for _ in range(3)]
+    l2 = ["--embedding_l2", "0.01"] if config(model).get("embedding_l2") is not None else []
+    for extra in ([], ["--optimizer", "adam", "--learning_rate", "0.01"] + l2):
+        cfg = config(model, ["--batch_size", "128"] + extra)
         runs = []
         for variant in peer_variants(model):
             torch.manual_seed(0)
@@ -252,7 +256,9 @@ def test_a_peers_variants_are_one_network(model):
             runs.append((variant, first, losses, peer.logits(*batches[0][:-1])))
         base = runs[0]
         for variant, first, losses, after in runs[1:]:
-            assert np.array_equal(first, base[1]), (variant, extra)          # the same draws
+            # the same draws (a fold reorders the sums: equal to rounding)
+            np.testing.assert_allclose(first, base[1], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{variant} {extra}")
             np.testing.assert_allclose(losses, base[2], rtol=1e-6, err_msg=f"{variant} {extra}")
             np.testing.assert_allclose(after, base[3], rtol=1e-5, atol=1e-6)
             assert not np.allclose(after, first)                               # it trained

@@ -113,3 +113,48 @@ def test_towers_xavier_uses_true_fans():
     bound = np.sqrt(6.0 / (400 + 2))
     assert w.shape == (3, 400, 2) and np.abs(w).max() <= bound
     assert np.abs(w).max() > 0.8 * bound
+
+
+def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
+    """From ``fold_batch`` rows on, the experts and gates are computed through
+    the embedding matrix's products with their kernels: the same outputs and
+    gradients (the embedding's too) as applying the embedding first."""
+    from src.layers.fields import FieldEmbedding, fold_from
+    fields, dim = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)], 8
+    kwargs = dict(num_tasks=2, num_experts=3, expert_units=2, tower_units=[4], init="normal",
+                  init_scale=0.5)
+    nets = []
+    for _ in range(2):
+        layer = FieldEmbedding(fields, 2, dim, make_initializer("normal", 0.5))
+        nets.append(MMoE(input_dim=layer.output_dim, input_layer=layer, **kwargs))
+    folded, plain = nets
+    ms.load_param_into_net(plain, {p.name: p for p in folded.get_parameters()}, strict_load=True)
+    k = 3 * 2 + 2 * 3
+    assert folded.fold_batch == fold_from(82, 50, k) == -(-3 * 82 * 50 * k // (2 * 82 * 50 + 3 * 50 * k
+                                                                            - 2 * 82 * k))
+    plain.fold_batch = 2 ** 31 - 1
+    batch = folded.fold_batch + 5
+    rng = np.random.default_rng(7)
+    x = np.zeros((batch, 82), np.float32)
+    for offset, size in fields:
+        x[np.arange(batch), offset + rng.integers(0, size, batch)] = 1.0
+    x[:, 80:] = rng.standard_normal((batch, 2))
+    x = Tensor(x)
+    weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
+    outputs, grads = [], []
+    for net in (folded, plain):
+        outputs.append(net(x).asnumpy())
+        grad = ms.grad(WeightedSum(net, weights), grad_position=None, weights=net.trainable_params())
+        grads.append([g.asnumpy() for g in grad(x)])
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+    assert len(grads[0]) == len(grads[1]) == 9
+    for a, b in zip(*grads):
+        assert np.abs(a).max() > 0
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fold_from_counts_multiply_adds():
+    from src.layers.fields import fold_from
+    assert fold_from(518, 166, 48) == 85          # Census-Income's CPU layout, MMoE's 8x4 + 2x8
+    assert fold_from(60, 10, 48) is None           # a product wider than the embedding: never
+    assert MMoE(input_dim=20).fold_batch == 2 ** 31 - 1      # no foldable input layer

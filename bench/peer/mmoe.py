@@ -7,12 +7,19 @@ block), experts ``(F, E*U)`` and gates ``(F, T*E)`` as
 one matrix each (every expert's / gate's ``(F, U)`` / ``(F, E)`` block drawn
 separately with its own fans), per-task towers as stacked weights
 (``TaskTowers``). Loss: per-task mean BCE-with-logits, weighted sum over tasks.
+
+Variants (``VARIANTS``): ``folded`` computes, as ours does from the batch
+size ``src.layers.fields.fold_from`` gives, the experts and gates of the
+per-field embeddings as ``x @ (embedding matrix @ kernel)``; ``unfolded``
+always applies the embedding first. With the one-hot input they are the same.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.peer.common import PeerModel, TaskTowers, init_matrix_, init_stack, weighted_bce
+
+VARIANTS = ("folded", "unfolded")
 
 
 class FieldEmbedding(nn.Module):
@@ -31,15 +38,18 @@ class FieldEmbedding(nn.Module):
         self.register_buffer("passthrough", passthrough)
         weight = init_matrix_(torch.empty(rows, cols), init, init_scale, rows, cols, generator)
         self.weight = nn.Parameter(weight * mask)
-        self.output_dim = cols
+        self.input_dim, self.output_dim = rows, cols
+
+    def matrix(self):
+        return self.weight * self.mask + self.passthrough
 
     def forward(self, x):
-        return x @ (self.weight * self.mask + self.passthrough)
+        return x @ self.matrix()
 
 
 class MMoENet(nn.Module):
     def __init__(self, input_dim, num_tasks, num_experts, expert_units, tower_units, init,
-                 init_scale, tower_dropout, generator, input_layer=None):
+                 init_scale, tower_dropout, generator, input_layer=None, fold=True):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         if input_layer is not None:
@@ -54,19 +64,30 @@ class MMoENet(nn.Module):
         self.gate_bias = nn.Parameter(torch.zeros(t * e))
         self.towers = TaskTowers(t, u, list(tower_units), 1, init, init_scale, tower_dropout,
                                  generator)
+        self.fold_batch = None
+        if fold and input_layer is not None:
+            from src.layers.fields import fold_from
+            self.fold_batch = fold_from(input_layer.input_dim, f, e * u + t * e)
 
     def forward(self, x):
-        x = self.input_layer(x)
-        experts = F.relu(torch.addmm(self.expert_bias, x, self.expert_kernel))
-        experts = experts.view(-1, self.num_experts, self.expert_units)          # (B, E, U)
-        gates = torch.addmm(self.gate_bias, x, self.gate_kernel)
+        if self.fold_batch is not None and x.shape[0] >= self.fold_batch:
+            matrix = self.input_layer.matrix()
+            experts = torch.addmm(self.expert_bias, x, matrix @ self.expert_kernel)
+            gates = torch.addmm(self.gate_bias, x, matrix @ self.gate_kernel)
+        else:
+            x = self.input_layer(x)
+            experts = torch.addmm(self.expert_bias, x, self.expert_kernel)
+            gates = torch.addmm(self.gate_bias, x, self.gate_kernel)
+        experts = F.relu(experts).view(-1, self.num_experts, self.expert_units)  # (B, E, U)
         gates = F.softmax(gates.view(-1, self.num_tasks, self.num_experts), dim=-1)  # (B, T, E)
         mixed = torch.bmm(gates, experts)                                         # (B, T, U)
         return self.towers(mixed).reshape(-1, self.num_tasks)                     # (B, T)
 
 
 class MMoEPeer(PeerModel):
-    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None):
+    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None, variant=None):
+        if (variant or VARIANTS[0]) not in VARIANTS:
+            raise ValueError(f"unknown MMoE peer variant {variant!r}; choose one of {VARIANTS}")
         generator = torch.Generator().manual_seed(int(seed))
         tasks = list(feature_map["tasks"])
         layer = None
@@ -77,7 +98,7 @@ class MMoEPeer(PeerModel):
                                    cfg.init_scale, generator)
         module = MMoENet(feature_map["input_dim"], len(tasks), cfg.num_experts, cfg.expert_units,
                          cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator,
-                         input_layer=layer)
+                         input_layer=layer, fold=(variant or VARIANTS[0]) == "folded")
         weights = cfg.get("task_weights") or [1.0] * len(tasks)
         self.task_weights = torch.tensor(weights, dtype=torch.float32)
         super().__init__(module, cfg, feature_map, module.parameters(),
@@ -93,6 +114,7 @@ PEER = MMoEPeer
 CHECKS = [
     ("mmoe", [], True),
     ("mmoe one-hot input (upstream)", ["--field_embedding_dim", "0"], True),
+    ("mmoe folded input (batch 128)", ["--batch_size", "128"], False),
     ("mmoe clip+wd+2 tower layers",
      ["--clip_norm", "0.01", "--weight_decay", "0.01", "--tower_units", "[16, 8]"], False),
     ("mmoe xavier+momentum", ["--init", "xavier_uniform", "--optimizer", "momentum"], True),

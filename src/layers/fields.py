@@ -1,8 +1,26 @@
 """Per-field embeddings of a one-hot tabular input (Census-Income's layout)."""
+import math
+
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from src.layers.initializers import init_matrix
+
+
+def fold_from(input_dim, output_dim, width):
+    """The smallest batch size from which ``x @ (M @ K)``, for ``M`` of
+    ``(input_dim, output_dim)`` and ``K`` of ``(output_dim, width)``, takes
+    fewer multiply-adds than ``(x @ M) @ K`` over a training step's forward
+    and backward products, with gradients for ``M`` and ``K`` but not ``x``;
+    None if it never does.
+
+    Per batch of B rows (i, o, k: the three widths): unfolded ``B (i o + o k)``
+    forward and ``B (i o + 2 o k)`` backward; folded ``i o k + B i k`` forward
+    and ``B i k + 2 i o k`` backward.
+    """
+    i, o, k = int(input_dim), int(output_dim), int(width)
+    saving = 2 * i * o + 3 * o * k - 2 * i * k
+    return math.ceil(3 * i * o * k / saving) if saving > 0 else None
 
 
 class FieldEmbedding(nn.Cell):
@@ -22,6 +40,13 @@ class FieldEmbedding(nn.Cell):
     matrix product with a block-diagonal weight (the embedding tables, masked)
     plus a fixed identity block for the numerics, so the network's input,
     export signature and inference files stay those of the one-hot layout.
+
+    The layer is linear, so a network whose next layer is a matrix product
+    ``K`` may compute ``x @ (matrix() @ K)`` instead of ``(x @ matrix()) @ K``:
+    the same function with the input's width times ``K``'s per row instead of
+    the input's width times this layer's output plus that times ``K``'s, for
+    one ``matrix() @ K`` per call. :meth:`fold_from` says from which batch
+    size that is fewer multiply-adds.
     """
 
     def __init__(self, fields, num_numeric, dim, initializer):
@@ -46,5 +71,13 @@ class FieldEmbedding(nn.Cell):
                                        * mask), name="weight")
         self.matmul = ops.MatMul()
 
+    def matrix(self):
+        """The ``(input_dim, output_dim)`` matrix the layer multiplies by."""
+        return self.weight * self.mask + self.passthrough
+
+    def fold_from(self, width):
+        """:func:`fold_from` for this layer and a next product of ``width`` columns."""
+        return fold_from(self.input_dim, self.output_dim, width)
+
     def construct(self, x):
-        return self.matmul(x, self.weight * self.mask + self.passthrough)
+        return self.matmul(x, self.matrix())

@@ -6,6 +6,7 @@ from src.layers.initializers import init_stack, make_initializer
 from src.layers.towers import TaskTowers
 
 MIXTURES = ("batch_matmul", "broadcast")
+_NEVER = 2 ** 31 - 1
 
 
 class MMoE(nn.Cell):
@@ -29,6 +30,14 @@ class MMoE(nn.Cell):
       the same outputs and take the same checkpoints;
     - towers: per task an MLP ``U -> tower_units... -> 1``
       (:class:`src.layers.TaskTowers`).
+
+    With an ``input_layer`` that can be folded (``matrix()`` and
+    ``fold_from``, as :class:`src.layers.fields.FieldEmbedding` has), batches
+    of ``fold_batch`` rows or more compute the experts and gates from the
+    raw input through the products of the layer's matrix with their kernels
+    (fewer multiply-adds from that size on; the same function and
+    parameters). Shapes are static, so the choice is made when the graph is
+    compiled.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
@@ -61,13 +70,23 @@ class MMoE(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(axis=-1)
+        fold_from = getattr(self.input_layer, "fold_from", None)
+        self.fold_batch = (fold_from(num_experts * expert_units + num_tasks * num_experts)
+                           if fold_from is not None else None) or _NEVER
 
     def construct(self, x):
-        x = self.input_layer(x)
-        experts = self.relu(self.matmul(x, self.expert_kernel) + self.expert_bias)
+        if x.shape[0] >= self.fold_batch:
+            matrix = self.input_layer.matrix()
+            experts = self.matmul(x, self.matmul(matrix, self.expert_kernel))
+            gates = self.matmul(x, self.matmul(matrix, self.gate_kernel))
+        else:
+            x = self.input_layer(x)
+            experts = self.matmul(x, self.expert_kernel)
+            gates = self.matmul(x, self.gate_kernel)
+        experts = self.relu(experts + self.expert_bias)
         experts = experts.reshape((-1, self.num_experts, self.expert_units))          # (B, E, U)
-        gates = self.matmul(x, self.gate_kernel) + self.gate_bias
-        gates = self.softmax(gates.reshape((-1, self.num_tasks, self.num_experts)))   # (B, T, E)
+        gates = self.softmax((gates + self.gate_bias).reshape(
+            (-1, self.num_tasks, self.num_experts)))                                   # (B, T, E)
         if self.broadcast_mixture:
             mixed = (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
                      * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
