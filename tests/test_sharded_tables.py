@@ -107,6 +107,7 @@ def test_sharded_tables_train_as_the_replicated_one(criteo):
                          "--ckpt_file", str(resumed / f"{last}.ckpt")])
 
 
+@pytest.mark.slow      # three four-rank jobs on two cores, about 90 s; two ranks run by default
 def test_table_and_row_wise_sharding_over_four_ranks_with_adagrad(criteo):
     spec, tmp = criteo
     modes = ("data", "table", "row")
