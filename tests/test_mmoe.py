@@ -129,9 +129,9 @@ def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
         nets.append(MMoE(input_dim=layer.output_dim, input_layer=layer, **kwargs))
     folded, plain = nets
     ms.load_param_into_net(plain, {p.name: p for p in folded.get_parameters()}, strict_load=True)
-    k = 3 * 2 + 2 * 3
-    assert folded.fold_batch == fold_from(82, 50, k) == -(-3 * 82 * 50 * k // (2 * 82 * 50 + 3 * 50 * k
-                                                                            - 2 * 82 * k))
+    i, o, k = 82, 50, 3 * 2 + 2 * 3           # input, embedding and first products' widths
+    fixed, saving = 3 * i * o * k, 2 * i * o + 3 * o * k - 2 * i * k     # per call, per row
+    assert folded.fold_batch == fold_from(i, o, k) == -(-fixed // saving) == 19
     plain.fold_batch = 2 ** 31 - 1
     batch = folded.fold_batch + 5
     rng = np.random.default_rng(7)
@@ -155,6 +155,6 @@ def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
 
 def test_fold_from_counts_multiply_adds():
     from src.layers.fields import fold_from
-    assert fold_from(518, 166, 48) == 85          # Census-Income's CPU layout, MMoE's 8x4 + 2x8
+    assert fold_from(518, 166, 48) == 85   # generated Census files, CPU layout; 8x4 experts, 2x8 gates
     assert fold_from(60, 10, 48) is None           # a product wider than the embedding: never
     assert MMoE(input_dim=20).fold_batch == 2 ** 31 - 1      # no foldable input layer

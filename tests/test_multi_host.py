@@ -99,6 +99,7 @@ def test_a_job_over_two_hosts_with_a_row_sharded_table(hosts, criteo):
     assert (out / "log" / "msrun_host0.log").is_file() and (out / "log" / "msrun_host1.log").is_file()
 
 
+@pytest.mark.slow      # about 70 s; by default test_distributed kills a worker of a one-host job
 def test_a_killed_worker_on_the_second_host_ends_the_job_and_is_named(hosts, criteo):
     spec, tmp = criteo
     out = tmp / "killed"

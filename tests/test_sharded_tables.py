@@ -75,6 +75,7 @@ def _same(a, b):
     assert all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), list(zip(a, b))[:5]
 
 
+@pytest.mark.slow      # about 80 s; by default the two-host row-sharded job (test_multi_host) trains a sharded table
 def test_sharded_tables_train_as_the_replicated_one(criteo):
     spec, tmp = criteo
     replicated = _train(spec, tmp, "data", 2, "--epoch_size", 2, "--parallel", "data",
