@@ -83,14 +83,21 @@ def test_mixture_forms_give_the_same_outputs_and_gradients():
     ms.load_param_into_net(broadcast, {p.name: p for p in product.get_parameters()}, strict_load=True)
     x = _x(9, 12, seed=3)
     weights = Tensor(np.random.default_rng(4).standard_normal((9, 3)).astype(np.float32))
+    _assert_same_function(product, broadcast, x, weights, params=8)
+
+
+def _assert_same_function(first, second, x, weights, params):
+    """``second`` gives ``first``'s outputs on ``x`` and the same gradients of
+    the ``weights``-weighted sum of them for each of its ``params`` parameters
+    (every one non-zero), in training mode."""
     outputs, grads = [], []
-    for net in (product, broadcast):
+    for net in (first, second):
         net.set_train(True)
         outputs.append(net(x).asnumpy())
         grad = ms.grad(WeightedSum(net, weights), grad_position=None, weights=net.trainable_params())
         grads.append([g.asnumpy() for g in grad(x)])
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
-    assert len(grads[0]) == len(grads[1]) == 8
+    assert len(grads[0]) == len(grads[1]) == params
     for a, b in zip(*grads):
         assert np.abs(a).max() > 0
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
@@ -141,16 +148,7 @@ def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
     x[:, 80:] = rng.standard_normal((batch, 2))
     x = Tensor(x)
     weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
-    outputs, grads = [], []
-    for net in (folded, plain):
-        outputs.append(net(x).asnumpy())
-        grad = ms.grad(WeightedSum(net, weights), grad_position=None, weights=net.trainable_params())
-        grads.append([g.asnumpy() for g in grad(x)])
-    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
-    assert len(grads[0]) == len(grads[1]) == 9
-    for a, b in zip(*grads):
-        assert np.abs(a).max() > 0
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    _assert_same_function(plain, folded, x, weights, params=9)
 
 
 def test_fold_from_counts_multiply_adds():
