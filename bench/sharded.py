@@ -17,7 +17,6 @@ docs/benchmarks.md by hand, with the command.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -104,8 +103,8 @@ def main(argv=None):
     parser.add_argument("--as_rank", action="store_true", help=argparse.SUPPRESS)   # set by msrun
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    sys.path.insert(0, ROOT)
     if args.model is None:
-        sys.path.insert(0, ROOT)
         from src.registry import get_model_spec, model_names
         args.model = next(n for n in model_names() if get_model_spec(n).sparse)
         argv += ["--model", args.model]                # the ranks msrun starts build the same
@@ -113,9 +112,8 @@ def main(argv=None):
         worker(args)
         return 0
     log_dir = os.path.join("/tmp", f"bench_sharded_{os.getpid()}")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from src.engine.distributed import free_port
+    port = free_port()
     command = ["msrun", f"--worker_num={args.ranks}", f"--local_worker_num={args.ranks}",
                f"--master_port={port}", f"--log_dir={log_dir}", "--join=True",
                os.path.abspath(__file__), "--as_rank",

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from roles import sparse_criteo
+from src.engine.distributed import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
@@ -57,16 +58,9 @@ def criteo(tmp_path_factory):
     return sparse_criteo(tmp, 4000, 6, CPU_CONFIG), tmp
 
 
-def _free_port():
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(hosts, spec, tmp, out, *extra):
     """The launcher on both hosts (host 1 first: it waits for host 0's scheduler)."""
-    port = str(_free_port())
+    port = str(free_port())
     jobs = []
     for rank in (1, 0):
         env = dict(os.environ, NODES="2", NODE_RANK=str(rank), MASTER_ADDR=hosts[0][1],

@@ -15,6 +15,7 @@ and logs. Validation reads the whole split on every rank, so every rank gets
 the same figures.
 """
 import os
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -41,6 +42,13 @@ def launched_distributed(environ=None):
     if env.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED") and int(env.get("MS_WORKER_NUM", "1")) > 1:
         return True
     return bool(env.get("RANK_TABLE_FILE")) and int(env.get("RANK_SIZE", "1")) > 1
+
+
+def free_port(host="127.0.0.1"):
+    """An unused TCP port on ``host`` (for an msrun scheduler started next)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def device_id_from_env(default):
