@@ -9,6 +9,7 @@
 # Options after "--" go to preprocess.py and must give the export's batch size, e.g.
 #   -- --model NAME --export_batch_size 1024 --config_path default_config_cpu.yaml
 # LITE_SDK_DIR sets the SDK cache (default: .cache/mindspore-lite-2.0.0 in the repository).
+# INFER_TIMEOUT stops the inference program after that many seconds (default 3600; 0: never).
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
@@ -20,6 +21,8 @@ need_file "$ONNX" ONNX_PATH
 DATA="$(abs_path "$2")"
 need_dir "$DATA" DATA_PATH
 [[ "$3" == y || "$3" == n ]] || die "NEED_PREPROCESS must be y or n, got '$3'"
+INFER_TIMEOUT="${INFER_TIMEOUT:-3600}"
+need_int "$INFER_TIMEOUT" INFER_TIMEOUT
 WORK="$PWD"
 PRE="$WORK/preprocess_Result"
 if [[ "$3" == y ]]; then
@@ -38,9 +41,12 @@ MODEL="$WORK/$(basename "${ONNX%.onnx}")_lite"
 INPUTS="$("$PYTHON" -c 'import json, sys; m = json.load(open(sys.argv[1]))
 print(",".join(sys.argv[2] + "/" + i["name"] for i in m["inputs"]))' "$PRE/manifest.json" "$PRE")"
 rm -rf "$WORK/result_Files" "$WORK/time_Result"
-"$OUT/main" --mindir_path="$MODEL.mindir" --input_paths="$INPUTS" --device_target=CPU \
-  --result_dir="$WORK/result_Files" --time_dir="$WORK/time_Result" > "$WORK/infer.log" 2>&1 \
-  || { cat "$WORK/infer.log" >&2; die "inference failed (infer.log)"; }
+status=0
+timeout "$INFER_TIMEOUT" "$OUT/main" --mindir_path="$MODEL.mindir" --input_paths="$INPUTS" \
+  --device_target=CPU --result_dir="$WORK/result_Files" --time_dir="$WORK/time_Result" \
+  > "$WORK/infer.log" 2>&1 || status=$?
+[[ $status -ne 124 ]] || die "inference did not finish within INFER_TIMEOUT=$INFER_TIMEOUT s (infer.log)"
+[[ $status -eq 0 ]] || { cat "$WORK/infer.log" >&2; die "inference failed (infer.log)"; }
 cat "$WORK/time_Result/test_perform_static.txt"
 (cd "$WORK" && "$PYTHON" "$REPO_ROOT/postprocess.py" --infer_data_path "$PRE" \
    --result_path "$WORK/result_Files")

@@ -16,3 +16,6 @@ def test_inference_program_errors(tmp_path):
     run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "maybe"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert run.returncode == 2 and "NEED_PREPROCESS" in run.stderr
+    run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "n"], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "INFER_TIMEOUT": "soon"})
+    assert run.returncode == 2 and "INFER_TIMEOUT must be a non-negative integer" in run.stderr
