@@ -113,17 +113,18 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     """export.py's MindIR gives the network's outputs; preprocess.py -> an
     inference run over the .bin files -> postprocess.py gives eval.py's metrics.
     The MindIR mixes the experts in the broadcast form and eval.py in the
-    batched product, so this also checks that the two forms agree."""
+    batched product, so this also checks that the two forms agree; its batch
+    (128) is past ``fold_batch``, so the folded input is exported."""
     monkeypatch.chdir(tmp_path)
     ckpt = str(trained / "best_avg_auc.ckpt")
-    common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "64"]
-    assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs64"]) == 0
+    common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "128"]
+    assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs128"]) == 0
     assert "using mixture=broadcast (training used batch_matmul)" in capsys.readouterr().out
     assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
     manifest = read_manifest("pre")
-    assert manifest["rows"] == 1500 and manifest["num_batches"] == 24
-    assert manifest["inputs"][0]["shape"][0] == 64
-    run_mindir("mmoe_bs64.mindir", "pre", "results")     # the inference program
+    assert manifest["rows"] == 1500 and manifest["num_batches"] == 12
+    assert manifest["inputs"][0]["shape"][0] == 128
+    run_mindir("mmoe_bs128.mindir", "pre", "results")     # the inference program
     assert_postprocess_matches_eval("pre", "results", common, ckpt, tol=1e-6)
 
 
