@@ -41,7 +41,6 @@ def cardinalities(rows, fields=26):
 
 
 def worker(args):
-    sys.path.insert(0, ROOT)
     import mindspore as ms
     import numpy as np
     from mindspore import Tensor

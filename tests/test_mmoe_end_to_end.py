@@ -6,6 +6,7 @@ resume and the C++ path are the registry contract's (test_registry_contract.py).
 import json
 import os
 
+import mindspore as ms
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ from src.synth import census as census_synth
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
 from src.infer_io import read_manifest
+from src.layers.fields import fold_from
 from src.registry import get_model_spec
 from infer_parity import assert_postprocess_matches_eval, run_mindir
 
@@ -117,6 +119,9 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     (128) is past ``fold_batch``, so the folded input is exported."""
     monkeypatch.chdir(tmp_path)
     ckpt = str(trained / "best_avg_auc.ckpt")
+    params = ms.load_checkpoint(ckpt)
+    width = params["expert_kernel"].shape[1] + params["gate_kernel"].shape[1]
+    assert fold_from(*params["input_layer.weight"].shape, width) <= 128
     common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "128"]
     assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs128"]) == 0
     assert "using mixture=broadcast (training used batch_matmul)" in capsys.readouterr().out
