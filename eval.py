@@ -16,7 +16,8 @@ from src.fileio import write_json_atomic
 
 def main(argv=None):
     cfg = load_config(description=__doc__, argv=argv, shown=help_for((
-        "data_path", "ckpt_file", "eval_split", "eval_batch_size", "output_path")))
+        "data_path", "ckpt_file", "eval_split", "eval_batch_size", "output_path",
+        "breakdown_field")))
     # MindSpore loads only now: --help and bad options answer at once
     from src.engine.evaluation import evaluate
     from src.metrics import format_metrics
@@ -24,10 +25,15 @@ def main(argv=None):
     from src.pipeline import trained_network
     cfg, spec, fmap, network, meta = trained_network(cfg)
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
+    field = cfg.get("breakdown_field")
+    groups = field_groups(spec, fmap, cfg, field) if field else None   # a bad field fails now
     metrics = evaluate(spec, fmap, network, data)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)
     described = describe(spec, fmap, network, data)
+    if field:
+        described["breakdown"] = {field: breakdown(spec, fmap, network, data, groups,
+                                                   f"{cfg.eval_split} pairs by {field}")}
     folder = (cfg.output_path if "output_path" in cfg.cli_keys
               else os.path.dirname(os.path.abspath(cfg.ckpt_file)))
     os.makedirs(folder, exist_ok=True)
@@ -39,6 +45,31 @@ def main(argv=None):
         "rows": data.num_rows, "metrics": metrics, **described})
     print(f"metrics written to {out}", flush=True)
     return 0
+
+
+def field_groups(spec, fmap, cfg, field):
+    """The value of the categorical ``field`` in each row of the split, in order."""
+    from src.data.census import field_values
+    from src.data.reader import BlockDataset
+    if spec.task_type != "binary":
+        raise ValueError(f"breakdown_field: {spec.dataset.title} has no binary tasks to break down")
+    stored = BlockDataset(cfg.data_path, cfg.eval_split, spec.columns(fmap), batch_size=1)
+    return field_values(fmap, stored.arrays, field)
+
+
+def breakdown(spec, fmap, network, data, groups, title):
+    """Where each task's AUC is lost on the split, by group, printed;
+    ``{task: shares}`` (:func:`src.metrics.misordered_pairs_by_group`)."""
+    from src.engine.evaluation import predict
+    from src.metrics import breakdown_lines, misordered_pairs_by_group
+    probs, labels = predict(spec, network, data)
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} stored rows but {len(labels)} predictions")
+    out = {}
+    for t, task in enumerate(spec.task_names(fmap)):
+        out[task] = misordered_pairs_by_group(probs[:, t], labels[:, t], groups)
+        print("\n".join(breakdown_lines(out[task], f"{task}: mis-ordered {title}")), flush=True)
+    return out
 
 
 def describe(spec, fmap, network, data):

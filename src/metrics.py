@@ -87,6 +87,61 @@ def task_metrics(probs, labels, task_names, task_type="binary"):
     return result
 
 
+def misordered_pairs_by_group(prob, label, groups):
+    """Where a binary task's AUC is lost: ``1 - AUC`` is the share of
+    (positive, negative) pairs ranked the wrong way (the negative scored above
+    the positive; a tie counts half). Returns ``{group: {"rows", "positives",
+    "auc", "as_positive", "as_negative"}}``: the group's row count, its
+    positive rate, the AUC within it (None with one class: JSON has no NaN),
+    and the shares of all mis-ordered pairs whose positive, and whose
+    negative, is in the group (each share sums to 1 over the groups when any
+    pair is mis-ordered). ``groups`` holds one hashable value per row."""
+    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
+    label = np.asarray(label).reshape(-1)
+    groups = np.asarray(groups).reshape(-1)
+    if not prob.shape == label.shape == groups.shape:
+        raise ValueError(f"{prob.size} predictions, {label.size} labels and {groups.size} groups")
+    if np.any((label != 0) & (label != 1)):
+        raise ValueError("binary labels must be 0 or 1")
+    pos = label == 1
+    scores, index = np.unique(prob, return_inverse=True)
+    pos_at = np.bincount(index, weights=pos, minlength=scores.size)
+    neg_at = np.bincount(index, weights=~pos, minlength=scores.size)
+    pos_below = np.cumsum(pos_at) - pos_at
+    neg_above = neg_at.sum() - np.cumsum(neg_at)
+    # per row: the wrongly ordered partners of a positive (negatives above it,
+    # half the tied ones) or of a negative (positives below it, half the tied)
+    wrong = np.where(pos, neg_above[index] + 0.5 * neg_at[index],
+                     pos_below[index] + 0.5 * pos_at[index])
+    total = float(wrong[pos].sum())
+    out = {}
+    for value in np.unique(groups):
+        rows = groups == value
+        out[value.item() if hasattr(value, "item") else value] = {
+            "rows": int(rows.sum()), "positives": float(pos[rows].mean()),
+            "auc": (float(roc_auc_score(pos[rows], prob[rows])) if 0 < pos[rows].sum() < rows.sum()
+                    else None),
+            "as_positive": float(wrong[rows & pos].sum() / total) if total else 0.0,
+            "as_negative": float(wrong[rows & ~pos].sum() / total) if total else 0.0}
+    return out
+
+
+def breakdown_lines(shares, title, top=8):
+    """Lines showing :func:`misordered_pairs_by_group`'s groups that hold the
+    most mis-ordered pairs, largest first, the rest summed in one line."""
+    order = sorted(shares, key=lambda g: -(shares[g]["as_positive"] + shares[g]["as_negative"]))
+    lines = [f"{title} (share whose positive / whose negative is in the group):"]
+    for group in order[:top]:
+        row = shares[group]
+        within = "one class" if row["auc"] is None else f"AUC within {row['auc']:.4f}"
+        lines.append(f"  {row['as_positive']:6.1%} / {row['as_negative']:6.1%}  {group} "
+                     f"({row['rows']} rows, {row['positives']:.1%} positive, {within})")
+    if len(order) > top:
+        rest = [sum(shares[g][k] for g in order[top:]) for k in ("as_positive", "as_negative")]
+        lines.append(f"  {rest[0]:6.1%} / {rest[1]:6.1%}  the other {len(order) - top} values")
+    return lines
+
+
 def threshold_warnings(probs, labels, task_names, task_type="binary"):
     """Messages for binary tasks whose every probability falls on one side of
     0.5 although both classes occur: their accuracy is then the share of one

@@ -2,6 +2,7 @@
 splitter that makes a train/test pair from one real file, and the classical
 baselines. All input files are written by the tests themselves."""
 import gzip
+import json
 import os
 
 import numpy as np
@@ -138,12 +139,30 @@ def test_baselines_learn_the_generated_signal(tmp_path, capsys):
     write(raw / "census-income.data", synth_lines(3000, seed=8))
     write(raw / "census-income.test", synth_lines(2000, seed=9))
     census.convert(str(raw), str(tmp_path / "mr"), block_rows=256)
-    results = baselines.run(CENSUS, str(tmp_path / "mr"), seed=0, names=("logistic_regression",))
+    results = baselines.run(CENSUS, str(tmp_path / "mr"), seed=0, names=("logistic_regression",),
+                            breakdown="det_hh_fam_stat")
     assert set(results) == {"logistic_regression/income", "logistic_regression/marital"}
     for row in results.values():
         assert row["C"] in baselines.LOGISTIC_C
         assert 0.8 < row["val_auc"] <= 1.0 and 0.8 < row["test_auc"] <= 1.0
-    assert "logistic_regression income: val auc" in capsys.readouterr().out
+        shares = row["breakdown"]["det_hh_fam_stat"]
+        assert sum(g["rows"] for g in shares.values()) == 1000      # half of the test file
+        assert sum(g["as_negative"] for g in shares.values()) == pytest.approx(1.0)
+    json.dumps(results, allow_nan=False)        # a one-class group's AUC is None, not NaN
+    out = capsys.readouterr().out
+    assert "logistic_regression income: val auc" in out
+    assert "logistic_regression marital: mis-ordered validation pairs by det_hh_fam_stat" in out
+    with pytest.raises(ValueError, match="no categorical field 'nope'.*det_hh_fam_stat"):
+        baselines.run(CENSUS, str(tmp_path / "mr"), names=(), breakdown="nope")
+
+
+def test_breakdown_field_values_name_unseen_values():
+    from src.data.census import field_values
+    fmap = {"categorical": [{"name": "a", "vocab": ["x", "y"], "offset": 0},
+                            {"name": "b", "vocab": ["p", "q", "r"], "offset": 2}]}
+    cat = np.array([[0, 4], [1, -1], [-1, 2]])
+    assert list(field_values(fmap, {"cat": cat}, "b")) == ["r", "(unseen)", "p"]
+    assert list(field_values(fmap, {"cat": cat}, "a")) == ["x", "y", "(unseen)"]
 
 
 def test_validation_rows_from_the_training_file(tmp_path):

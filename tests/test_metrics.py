@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from src.metrics import (binary_task_metrics, format_metrics, multiclass_task_metrics, task_metrics,
+from src.metrics import (binary_task_metrics, format_metrics, misordered_pairs_by_group,
+                         multiclass_task_metrics, task_metrics,
                          threshold_warnings)
 
 
@@ -106,3 +107,37 @@ def test_evaluation_prints_the_threshold_warning(capsys, monkeypatch):
     metrics = evaluation.evaluate(Spec, {}, None, None)
     assert metrics["income_auc"] == 1.0 and metrics["income_accuracy"] == pytest.approx(0.6)
     assert "warning: income: every probability is below 0.5" in capsys.readouterr().out
+
+
+def test_misordered_pairs_by_group_matches_counting_every_pair():
+    """Scores rounded to one decimal, so ties occur; every (positive, negative)
+    pair is counted by brute force and attributed to both members' groups."""
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 400)
+    prob = np.round(rng.random(400) * 0.7 + 0.3 * label, 1)
+    groups = np.array(["a", "b", "c"])[rng.integers(0, 3, 400)]
+    shares = misordered_pairs_by_group(prob, label, groups)
+    pos, neg = np.flatnonzero(label == 1), np.flatnonzero(label == 0)
+    p_pos, p_neg = prob[pos][:, None], prob[neg][None, :]
+    wrong = (p_neg > p_pos) + 0.5 * (p_neg == p_pos)          # one row per positive
+    total = wrong.sum()
+    assert total / wrong.size == pytest.approx(1 - roc_auc_score(label, prob))
+    for g in "abc":
+        in_g = groups == g
+        assert shares[g]["rows"] == in_g.sum()
+        assert shares[g]["positives"] == pytest.approx(label[in_g].mean())
+        assert shares[g]["auc"] == pytest.approx(roc_auc_score(label[in_g], prob[in_g]))
+        assert shares[g]["as_positive"] == pytest.approx(wrong[in_g[pos]].sum() / total)
+        assert shares[g]["as_negative"] == pytest.approx(wrong[:, in_g[neg]].sum() / total)
+    assert sum(s["as_positive"] for s in shares.values()) == pytest.approx(1.0)
+
+
+def test_misordered_pairs_by_group_perfect_ranking_and_bad_input():
+    shares = misordered_pairs_by_group([0.1, 0.9, 0.2], [0, 1, 0], [1, 1, 2])
+    assert shares[1] == {"rows": 2, "positives": 0.5, "auc": 1.0, "as_positive": 0.0,
+                         "as_negative": 0.0}
+    assert shares[2]["auc"] is None and shares[2]["positives"] == 0.0
+    with pytest.raises(ValueError, match="3 predictions, 2 labels and 3 groups"):
+        misordered_pairs_by_group([0.1, 0.9, 0.2], [0, 1], [1, 1, 2])
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        misordered_pairs_by_group([0.1, 0.9], [0, 2], [1, 1])

@@ -78,6 +78,24 @@ def test_eval_reports_per_task_metrics_on_test(trained, data_dir, capsys):
     assert result["metrics"]["income_auc"] > 0.8 and result["metrics"]["marital_auc"] > 0.8
 
 
+def test_eval_breaks_the_auc_down_by_a_field(trained, data_dir, tmp_path, capsys):
+    """--breakdown_field: per value of a categorical field, the shares of the
+    mis-ordered pairs, printed and in the JSON; an unknown field is named."""
+    argv = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--eval_split", "val",
+            "--ckpt_file", str(trained / "best_avg_auc.ckpt"), "--output_path", str(tmp_path)]
+    assert eval_entry.main(argv + ["--breakdown_field", "sex"]) == 0
+    out = capsys.readouterr().out
+    assert "marital: mis-ordered val pairs by sex" in out and "AUC within" in out
+    with open(tmp_path / "eval_best_avg_auc_val.json") as fh:
+        result = json.load(fh)
+    for task in ("income", "marital"):
+        shares = result["breakdown"]["sex"][task]
+        assert sum(g["rows"] for g in shares.values()) == result["rows"] == 2000
+        assert sum(g["as_positive"] for g in shares.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no categorical field 'sexx'"):
+        eval_entry.main(argv + ["--breakdown_field", "sexx"])
+
+
 def test_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path, capsys):
     """Four steps per graph call against one: the same weights, optimizer
     state and logged losses after two epochs of 46 steps (11 calls of 4 steps

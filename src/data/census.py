@@ -129,6 +129,19 @@ def encode(rows, feature_map):
     return {"cat": np.concatenate([cat, buckets], axis=1), "num": num, "label": rows.labels()}
 
 
+def field_values(fmap, arrays, field):
+    """The value of categorical ``field`` in each row (``"(unseen)"`` for a
+    value the training split did not have), from the stored ``cat`` codes."""
+    fields = [f["name"] for f in fmap.get("categorical", [])]
+    if field not in fields:
+        raise ValueError(f"no categorical field {field!r} to break down by; the data set has "
+                         f"{', '.join(fields) or 'none'}")
+    spec = fmap["categorical"][fields.index(field)]
+    names = np.array(list(spec["vocab"]) + ["(unseen)"], dtype=object)
+    codes = np.asarray(arrays["cat"])[:, fields.index(field)] - spec["offset"]
+    return names[np.where(codes < 0, len(spec["vocab"]), codes)]
+
+
 def to_dense(cat, num, input_dim):
     """Dense float32 ``(n, input_dim)``: one-hot of ``cat`` (-1 = no column set)
     in columns ``0 .. input_dim - n_num - 1``, then ``num`` in the last columns."""
