@@ -19,7 +19,7 @@ def main(argv=None):
         "data_path", "ckpt_file", "eval_split", "eval_batch_size", "output_path",
         "breakdown_field")))
     # MindSpore loads only now: --help and bad options answer at once
-    from src.engine.evaluation import evaluate
+    from src.engine.evaluation import predict, score
     from src.metrics import format_metrics
     from src.engine.setup import split_reader
     from src.pipeline import trained_network
@@ -27,12 +27,13 @@ def main(argv=None):
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
     field = cfg.get("breakdown_field")
     groups = field_groups(spec, fmap, cfg, field) if field else None   # a bad field fails now
-    metrics = evaluate(spec, fmap, network, data)
+    probs, labels = predict(spec, network, data)
+    metrics = score(spec, fmap, probs, labels)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)
     described = describe(spec, fmap, network, data)
     if field:
-        described["breakdown"] = {field: breakdown(spec, fmap, network, data, groups,
+        described["breakdown"] = {field: breakdown(spec.task_names(fmap), probs, labels, groups,
                                                    f"{cfg.eval_split} pairs by {field}")}
     folder = (cfg.output_path if "output_path" in cfg.cli_keys
               else os.path.dirname(os.path.abspath(cfg.ckpt_file)))
@@ -57,16 +58,14 @@ def field_groups(spec, fmap, cfg, field):
     return field_values(fmap, stored.arrays, field)
 
 
-def breakdown(spec, fmap, network, data, groups, title):
+def breakdown(task_names, probs, labels, groups, title):
     """Where each task's AUC is lost on the split, by group, printed;
     ``{task: shares}`` (:func:`src.metrics.misordered_pairs_by_group`)."""
-    from src.engine.evaluation import predict
     from src.metrics import breakdown_lines, misordered_pairs_by_group
-    probs, labels = predict(spec, network, data)
     if len(groups) != len(labels):
         raise ValueError(f"{len(groups)} stored rows but {len(labels)} predictions")
     out = {}
-    for t, task in enumerate(spec.task_names(fmap)):
+    for t, task in enumerate(task_names):
         out[task] = misordered_pairs_by_group(probs[:, t], labels[:, t], groups)
         print("\n".join(breakdown_lines(out[task], f"{task}: mis-ordered {title}")), flush=True)
     return out

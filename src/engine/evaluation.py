@@ -25,7 +25,11 @@ def predict(spec, network, dataset, predictor=None):
 def evaluate(spec, feature_map, network, dataset, predictor=None):
     """Per-task metrics (see :func:`src.metrics.task_metrics`) of ``network`` on a split;
     a warning is printed for a binary task whose accuracy only counts one class."""
-    probs, labels = predict(spec, network, dataset, predictor)
+    return score(spec, feature_map, *predict(spec, network, dataset, predictor))
+
+
+def score(spec, feature_map, probs, labels):
+    """:func:`evaluate` on predictions already made (:func:`predict`)."""
     names = spec.task_names(feature_map)
     for message in threshold_warnings(probs, labels, names, spec.task_type):
         print(f"warning: {message}", flush=True)
