@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from typing import NamedTuple
 
 # the grids searched on the validation split (one fit per setting and task); the
 # slow, small-leaved boosting setting is there so that the bar is a tuned model
@@ -25,16 +26,22 @@ BOOSTING = ({"learning_rate": 0.05}, {"learning_rate": 0.1},
             {"learning_rate": 0.03, "max_leaf_nodes": 15, "l2_regularization": 1.0})
 
 
+class Split(NamedTuple):
+    """A whole split as the network sees it, and the stored columns it was made from."""
+    x: object
+    labels: object
+    arrays: dict
+
+
 def load_split(spec, data_dir, split, fmap):
-    """``(x, labels, arrays)``: the whole split as the network sees it, and the
-    stored columns it was made from."""
+    """The whole ``split`` as a :class:`Split`."""
     from src.data.reader import BlockDataset
     data = BlockDataset(data_dir, split, spec.columns(fmap), batch_size=1)
     inputs = spec.make_batch(data.arrays, fmap)
     if len(inputs) != 2:
         raise ValueError(f"{spec.title}: baselines need one input array, the data set has "
                          f"{len(inputs) - 1}")
-    return (*inputs, data.arrays)
+    return Split(*inputs, data.arrays)
 
 
 def _auc(y, score):
@@ -61,17 +68,17 @@ def fit_task(name, splits, task, seed):
     """Fit one baseline on one task: its validation-chosen setting and AUCs,
     and that model's validation probabilities."""
     make, grid, key = BASELINES[name]
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s][:2] for s in ("train", "val", "test"))
+    train, val, test = splits["train"], splits["val"], splits["test"]
     best = None
     for value in grid:
-        model = make(value, seed).fit(x_tr, y_tr[:, task])
-        val_prob = model.predict_proba(x_va)[:, 1]
-        val_auc = _auc(y_va[:, task], val_prob)
+        model = make(value, seed).fit(train.x, train.labels[:, task])
+        val_prob = model.predict_proba(val.x)[:, 1]
+        val_auc = _auc(val.labels[:, task], val_prob)
         if best is None or val_auc > best[1]:
             best = (value, val_auc, model, val_prob)
     value, val_auc, model, val_prob = best
     return {key: value, "val_auc": val_auc,
-            "test_auc": _auc(y_te[:, task], model.predict_proba(x_te)[:, 1])}, val_prob
+            "test_auc": _auc(test.labels[:, task], model.predict_proba(test.x)[:, 1])}, val_prob
 
 
 def run(spec, data_dir, seed=0, names=tuple(BASELINES), breakdown=None):
@@ -83,7 +90,7 @@ def run(spec, data_dir, seed=0, names=tuple(BASELINES), breakdown=None):
     if spec.task_type != "binary":
         raise ValueError(f"{spec.title}: baselines cover binary tasks only")
     splits = {s: load_split(spec, data_dir, s, fmap) for s in ("train", "val", "test")}
-    groups = field_values(fmap, splits["val"][2], breakdown) if breakdown else None
+    groups = field_values(fmap, splits["val"].arrays, breakdown) if breakdown else None
     results = {}
     for name in names:
         for t, task in enumerate(spec.task_names(fmap)):
@@ -93,7 +100,7 @@ def run(spec, data_dir, seed=0, names=tuple(BASELINES), breakdown=None):
             print(f"baselines: {name} {task}: val auc {row['val_auc']:.4f} "
                   f"test auc {row['test_auc']:.4f} ({chosen})", flush=True)
             if groups is not None:
-                shares = misordered_pairs_by_group(val_prob, splits["val"][1][:, t], groups)
+                shares = misordered_pairs_by_group(val_prob, splits["val"].labels[:, t], groups)
                 print(f"baselines: {name} {task}: " + "\n".join(
                     breakdown_lines(shares, f"mis-ordered validation pairs by {breakdown}")),
                     flush=True)
