@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from bench.measure import Worker, interleaved, pooled
+from bench.measure import Worker, interleaved, paired_ratio, pooled
 from bench.workload import ROOT, WORK_DIR
 
 
@@ -44,14 +44,20 @@ def parse_args(argv=None):
     return args
 
 
-def summary(results, processes):
-    """The printed lines of pooled ``results`` of sides ``base`` and ``this``."""
+def summary(raw, processes):
+    """The printed lines of ``raw`` results (:func:`interleaved`) of processes
+    ``base#n`` and ``this#n``: the trees' pooled medians and, with two
+    processes per tree, each tree's A/A (its first process against its second,
+    paired turn by turn, ± its standard error)."""
+    results = pooled(raw)
     base, this = results["base"], results["this"]
     lines = [f"base {base['median']:,.0f}/s  this {this['median']:,.0f}/s  "
              f"this/base {this['median'] / base['median']:.3f}"]
     if processes >= 2:
-        aa = [f"{side} A/A {results[side]['processes'][0] / results[side]['processes'][1]:.3f}"
-              for side in ("base", "this")]
+        aa = []
+        for side in ("base", "this"):
+            ratio, se = paired_ratio(raw[f"{side}#1"]["rates"], raw[f"{side}#2"]["rates"])
+            aa.append(f"{side} A/A {ratio:.3f}" + (f" ± {se:.3f}" if se is not None else ""))
         lines.append("  ".join(aa))
     return lines
 
@@ -70,13 +76,13 @@ def main(argv=None):
                 log = os.path.join(logs, f"ab-{side}-{args.kind}-{args.model}-{args.batch_size}-{n}.log")
                 workers[f"{side}#{n}"] = Worker("ours", args.kind, args.model, args.batch_size, data,
                                                 log, cwd, threads=args.threads, root=root)
-        results = pooled(interleaved(workers, args.warmup, args.reps, args.seconds))
+        raw = interleaved(workers, args.warmup, args.reps, args.seconds)
     finally:
         for worker in workers.values():
             worker.close()
     print(f"{args.kind} {args.model} batch {args.batch_size}, {args.processes} process(es) per tree, "
           f"{args.reps} turns:")
-    for line in summary(results, args.processes):
+    for line in summary(raw, args.processes):
         print("  " + line)
     return 0
 

@@ -1,5 +1,6 @@
 """Driving worker processes: warm-up, calibration and interleaved repetitions."""
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -113,13 +114,15 @@ def _time_per_unit(worker, first, least_seconds):
         n *= 4
 
 
-def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
+def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
     in turns so machine noise hits all sides: each is warmed up (``warmup``
     units: graph compiles, first reads), timed (in runs of growing length) to
     size a repetition of about ``target_seconds``, then the sides take turns
-    ``reps`` times (the order alternating). Returns ``{side: {"median", "min", "max", "rates",
-    "units"}}``."""
+    ``reps`` times (the order alternating). After those, while ``more(rates)``
+    (rates so far, ``{side: [items/s per turn]}``) is true, they take further
+    turns, up to ``max_reps`` in all. Returns ``{side: {"median", "min", "max",
+    "rates", "units"}}``."""
     sides = list(workers)
     units = {}
     for side in sides:
@@ -127,14 +130,29 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3):
         per_unit = _time_per_unit(workers[side], calibrate, target_seconds / 10)
         units[side] = units_for(per_unit, target_seconds)
     rates = {side: [] for side in sides}
-    for rep in range(reps):
+    rep = 0
+    while rep < reps or (more is not None and rep < (max_reps or reps) and more(rates)):
         order = sides if rep % 2 == 0 else sides[::-1]
         for side in order:
             seconds, items = workers[side].run(units[side])
             rates[side].append(items / seconds)
+        rep += 1
     return {side: {"median": statistics.median(r), "min": min(r), "max": max(r), "rates": r,
                    "units": units[side]}
             for side, r in rates.items()}
+
+
+def paired_ratio(first, second):
+    """``(ratio, standard_error)`` of two sides measured in the same turns
+    (``first[i]`` and ``second[i]`` in turn i): the geometric mean of the
+    per-turn ratios, which takes out the load a turn's runs share, and the
+    standard error of its logarithm (about the relative error of the ratio;
+    None with fewer than 2 turns)."""
+    logs = [math.log(a / b) for a, b in zip(first, second)]
+    if not logs:
+        raise ValueError("paired_ratio: no turn measured both sides")
+    se = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) >= 2 else None
+    return math.exp(statistics.fmean(logs)), se
 
 
 def side_of(label):

@@ -12,9 +12,7 @@ GROUPS = {
     "train": ("Training throughput",
               "Samples/s of whole training steps: the batch read from MindRecord by the project's "
               "reader, forward, backward, optimizer update, loss fetched. Ratio = ours / peer. "
-              "Each side runs in several processes, measured in turns and pooled. A/A: ours' first "
-              "process against its second: how far from 1.0 a ratio lands by chance on this "
-              "machine."),
+              "Each side runs in several processes, measured in turns and pooled."),
     "pipeline": ("Input pipeline",
                  "Rows/s the MindRecord reader delivers with the transform training applies, "
                  "against the samples/s this project's training consumes in the same case. "
@@ -168,6 +166,41 @@ def _other_variants(row):
     return ", ".join(f"{name} {num(rate)}" for name, rate in best.items()) or "-"
 
 
+def _repetitions(report):
+    """The header's line on repetitions: how many, how long, how many processes,
+    and the turns the training cases took to make their A/A control precise."""
+    settings = report["settings"]
+    text = (f"median of {settings['reps']} interleaved repetitions of about {settings['seconds']} s "
+            f"per process, after warm-up; {settings.get('processes', 1)} process(es) per side in "
+            f"the training cases")
+    turns = [r["turns"] for r in report["cases"] if r.get("turns")]
+    if turns and settings.get("max_reps", settings["reps"]) > settings["reps"]:
+        text += (f", which take further turns while their A/A control's standard error is above "
+                 f"{settings['aa_se']} (up to {settings['max_reps']}): "
+                 f"{_span(min(turns), max(turns))} turns in this run")
+    return text
+
+
+def _span(low, high):
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def _control_line(rows):
+    """What the A/A column holds (the paired control since it has an error)."""
+    how = ("the geometric mean of their per-turn ratios ± its standard error"
+           if any(r.get("control_se") is not None for r in rows)
+           else "the ratio of their medians")
+    return (f"A/A: ours' first process against its second, {how}: how far from 1.0 a ratio "
+            "lands by chance on this machine.")
+
+
+def _control(row):
+    """The A/A cell: the control and, where measured, its standard error."""
+    if row.get("control_se") is None:
+        return _ratio(row.get("control"))
+    return f"{_ratio(row['control'])} ± {row['control_se']:.3f}"
+
+
 def markdown(report):
     env = report["environment"]
     m, v = env["machine"], env["versions"]
@@ -183,9 +216,7 @@ def markdown(report):
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
         f"- Versions: Python {v['python']}, MindSpore {v['mindspore']}, PyTorch {v['torch']}, "
         f"NumPy {v['numpy']}",
-        f"- Repetitions: median of {report['settings']['reps']} interleaved repetitions of about "
-        f"{report['settings']['seconds']} s per process, after warm-up; "
-        f"{report['settings'].get('processes', 1)} process(es) per side in the training cases",
+        f"- Repetitions: {_repetitions(report)}",
         "",
     ]
     validity = judge(report)
@@ -220,6 +251,8 @@ def markdown(report):
             latency = group in ("predict", "cpp")
             control = any("control" in r for r in rows)
             flops = any(r.get("flops_per_sample") for r in rows)
+            if control:
+                lines += [_control_line(rows), ""]
             if flops:
                 lines += [_peak_line(report), ""]
             as_run = any(r.get("peer_variant") or r.get("peer_setting") for r in rows)
@@ -236,7 +269,7 @@ def markdown(report):
             for r in rows:
                 extra = ""
                 if control:
-                    extra += f" {_ratio(r.get('control'))} |"
+                    extra += f" {_control(r)} |"
                 if latency:
                     extra += f" {num(r.get('ours_ms'))} | {num(r.get('peer_ms'))} |"
                 if flops:

@@ -21,8 +21,8 @@ import traceback
 
 from bench import data, report
 from bench.flops import machine_peak
-from bench.measure import (Worker, WorkerError, interleaved, peer_settings, peer_side, pooled,
-                           setting_name, side_of)
+from bench.measure import (Worker, WorkerError, interleaved, paired_ratio, peer_settings,
+                           peer_side, pooled, setting_name, side_of)
 from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
 
@@ -41,12 +41,20 @@ def parse_args(argv):
     p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
-    p.add_argument("--reps", type=int, default=15, help="interleaved repetitions per case (median)")
+    p.add_argument("--reps", type=int, default=15, help="interleaved repetitions (turns) per case, the table giving medians; "
+                        "training cases may take more, see --max_reps")
     p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per process")
     p.add_argument("--processes", type=int, default=2,
                    help="worker processes per side in the training cases, measured in turns and "
                         "pooled; with 2 or more the A/A column compares ours' first two "
                         "(a process's speed varies by itself, beyond the machine's load)")
+    p.add_argument("--max_reps", type=int, default=45,
+                   help="in the training cases, further turns while the A/A control's standard "
+                        "error is above --aa_se, up to this many in all (--reps: none); on a "
+                        "noisy machine the training group takes up to max_reps/reps times as long")
+    p.add_argument("--aa_se", type=float, default=0.02,
+                   help="the A/A control's standard error (relative) a training case measures "
+                        "down to, within --max_reps turns; the gate is 0.95-1.05")
     p.add_argument("--warmup", type=int, default=5, help="warm-up units (steps, batches) per side")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both frameworks (0: all cores); the peer may take one "
@@ -77,13 +85,15 @@ def parse_args(argv):
     if "ours" not in args.sides:
         p.error("--sides must include ours")
     if args.quick:
-        args.reps, args.seconds, args.warmup = 1, 0.2, 2
+        args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
         args.converter_sizes = "20000"
     if args.peer_setting is None:
         args.peer_setting = "fixed" if args.quick else "all"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
     if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
         p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
+    if args.max_reps < args.reps or args.aa_se <= 0:
+        p.error("--max_reps must be at least --reps and --aa_se positive")
     return args
 
 
@@ -108,6 +118,15 @@ def output_path(args):
         sys.exit(f"error: a partial run (some groups, models or sides, or --quick) does not write "
                  f"over {COMMITTED}; without --out it goes to {scratch}")
     return out
+
+
+def aa_control(rates):
+    """``(ratio, standard_error)`` of ours' first process against its second
+    (``rates``: ``{label: [items/s per turn]}``), paired turn by turn
+    (:func:`bench.measure.paired_ratio`); the error is infinite before two
+    turns."""
+    ratio, se = paired_ratio(rates["ours#1"], rates["ours#2"]) if rates["ours#1"] else (None, None)
+    return ratio, float("inf") if se is None else se
 
 
 def strongest_peer(model, res, settings=None):
@@ -158,7 +177,9 @@ class Suite:
         os.makedirs(self.logs, exist_ok=True)
         os.makedirs(self.cwd, exist_ok=True)
         self.report = {"environment": report.environment(command),
-                       "settings": {"reps": args.reps, "seconds": args.seconds, "warmup": args.warmup,
+                       "settings": {"reps": args.reps, "max_reps": args.max_reps,
+                                    "aa_se": args.aa_se, "seconds": args.seconds,
+                                    "warmup": args.warmup,
                                     "processes": args.processes,
                                     "threads": args.threads or os.cpu_count(), "quick": args.quick,
                                     "peer_setting": args.peer_setting,
@@ -224,11 +245,24 @@ class Suite:
         :func:`bench.measure.pooled`) of every side of :meth:`labels` (ours
         alone without ``with_peer``), all measured in turns; the FLOPs per
         sample a worker counted (the peer's) or None; the peer's thread
-        settings (None: fixed)."""
+        settings (None: fixed). With two processes of ours, the turns go on
+        (up to ``--max_reps``) while their A/A control is less precise than
+        ``--aa_se``, and ``figures["ours"]`` gets ``control``, ``control_se``
+        and ``turns`` (:func:`aa_control`)."""
         labels, settings = self.labels(model, processes, with_peer)
         workers = self.workers(kind, model, batch, labels, settings)
+        a = self.args
+        more = None
+        if processes >= 2:
+            def more(rates):
+                return aa_control(rates)[1] > a.aa_se
         try:
-            res = pooled(interleaved(workers, self.args.warmup, self.args.reps, self.args.seconds))
+            raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps)
+            res = pooled(raw)
+            if processes >= 2:
+                control, se = aa_control({k: v["rates"] for k, v in raw.items()})
+                res["ours"].update(control=control, control_se=se if se < float("inf") else None,
+                                   turns=len(raw["ours#1"]["rates"]))
             return res, next((w.setup["flops_per_sample"] for w in workers.values()
                               if w.setup.get("flops_per_sample")), None), settings
         finally:
@@ -261,10 +295,10 @@ class Suite:
         row = self._compared("train", model, batch, self.args.processes)
         res = row["spread"]
         self.train_rates[(model, batch)] = row["ours"]
-        first, second = (res["ours"]["processes"] + [None])[:2]
-        if second:
+        if "control" in res["ours"]:
             # ours against ours: how far from 1.0 a ratio lands by chance here
-            row["control"] = first / second
+            row["control"], row["control_se"] = res["ours"]["control"], res["ours"]["control_se"]
+            row["turns"] = res["ours"]["turns"]
         self.add(row)
 
     def pipeline(self, model, batch):

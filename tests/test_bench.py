@@ -5,6 +5,7 @@ to exist and be positive. The peer side runs when PyTorch is installed
 import importlib.util
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -385,4 +386,66 @@ def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, cap
     assert all(w.closed for w in made)
     out = capsys.readouterr().out
     assert "base 100/s  this 150/s  this/base 1.500" in out
-    assert "base A/A 1.000  this A/A 1.000" in out
+    assert "base A/A 1.000 ± 0.000  this A/A 1.000 ± 0.000" in out
+
+
+def test_a_paired_ratio_is_the_geometric_mean_of_the_turns_ratios():
+    from bench.measure import paired_ratio
+    ratio, se = paired_ratio([2.0, 4.0], [1.0, 2.0])
+    assert ratio == pytest.approx(2.0) and se == pytest.approx(0.0)
+    ratio, se = paired_ratio([1.0, 4.0], [1.0, 1.0])         # log ratios 0 and ln 4
+    assert ratio == pytest.approx(2.0) and se == pytest.approx(math.log(2.0))
+    assert paired_ratio([3.0], [2.0]) == (pytest.approx(1.5), None)
+    with pytest.raises(ValueError, match="no turn"):
+        paired_ratio([], [])
+
+
+def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_path):
+    """Fake workers: ours' first process alternates between two speeds, its
+    second is steady. The case takes turns past --reps until the A/A's
+    standard error is at most --aa_se, or --max_reps; steady processes stop
+    at --reps."""
+    from bench import report, run
+    from bench.measure import paired_ratio
+
+    class FakeWorker:
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None):
+            self.calls, self.setup = 0, {}
+            self.speeds = speeds.pop(0)
+
+        def run(self, n):
+            self.calls += 1
+            return n / self.speeds[self.calls % len(self.speeds)], n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, "Worker", FakeWorker)
+
+    def case(aa_se, max_reps, first):
+        speeds[:] = [first, [110.0]]
+        args = run.parse_args(["--work_dir", str(tmp_path), "--reps", "3", "--warmup", "1",
+                               "--sides", "ours", "--groups", "train", "--aa_se", str(aa_se),
+                               "--max_reps", str(max_reps)])
+        suite = run.Suite(args, "test")
+        suite.data = lambda m: str(tmp_path)
+        suite.train(MODEL, 64)
+        return suite.report["cases"][0], suite.report
+
+    speeds = []
+    row, _ = case(0.02, 45, [100.0, 120.0])
+    rates, turns = row["spread"]["ours"]["rates"], row["turns"]
+    first, second = rates[:turns], rates[turns:]
+    assert len(second) == turns > 3
+    errors = [paired_ratio(first[:n], second[:n])[1] for n in range(3, turns + 1)]
+    assert errors[-1] <= 0.02 < min(errors[:-1])          # stopped at the first precise turn
+    ratio, se = paired_ratio(first, second)
+    assert row["control"] == pytest.approx(ratio) and row["control_se"] == pytest.approx(se)
+    row, rep = case(0.001, 30, [100.0, 120.0])               # never that precise: the cap
+    assert row["turns"] == 30 and row["control_se"] > 0.001
+    assert "up to 30): 30 turns in this run" in report.markdown(rep)
+    assert f"| {row['control']:.3f} ± {row['control_se']:.3f} |" in report.markdown(rep)
+    row, _ = case(0.02, 45, [110.0])                         # steady: --reps turns
+    assert row["turns"] == 3 and row["control"] == pytest.approx(1.0) and row["control_se"] == 0.0
+    with pytest.raises(SystemExit):
+        run.parse_args(["--reps", "15", "--max_reps", "10"])
