@@ -41,17 +41,19 @@ def parse_args(argv):
     p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
-    p.add_argument("--reps", type=int, default=15, help="interleaved repetitions (turns) per case, the table giving medians; "
+    p.add_argument("--reps", type=int, default=15,
+                   help="interleaved repetitions (turns) per case, the table giving medians; "
                         "training cases may take more, see --max_reps")
     p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per process")
     p.add_argument("--processes", type=int, default=2,
                    help="worker processes per side in the training cases, measured in turns and "
                         "pooled; with 2 or more the A/A column compares ours' first two "
                         "(a process's speed varies by itself, beyond the machine's load)")
-    p.add_argument("--max_reps", type=int, default=45,
+    p.add_argument("--max_reps", type=int, default=None,
                    help="in the training cases, further turns while the A/A control's standard "
-                        "error is above --aa_se, up to this many in all (--reps: none); on a "
-                        "noisy machine the training group takes up to max_reps/reps times as long")
+                        "error is above --aa_se, up to this many in all (default 3 x --reps; "
+                        "equal to --reps: none); on a noisy machine the training group takes up "
+                        "to max_reps/reps times as long")
     p.add_argument("--aa_se", type=float, default=0.02,
                    help="the A/A control's standard error (relative) a training case measures "
                         "down to, within --max_reps turns; the gate is 0.95-1.05")
@@ -87,6 +89,8 @@ def parse_args(argv):
     if args.quick:
         args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
         args.converter_sizes = "20000"
+    if args.max_reps is None:
+        args.max_reps = 3 * args.reps
     if args.peer_setting is None:
         args.peer_setting = "fixed" if args.quick else "all"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]

@@ -449,3 +449,5 @@ def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_pa
     assert row["turns"] == 3 and row["control"] == pytest.approx(1.0) and row["control_se"] == 0.0
     with pytest.raises(SystemExit):
         run.parse_args(["--reps", "15", "--max_reps", "10"])
+    assert run.parse_args(["--reps", "4"]).max_reps == 12
+    assert run.parse_args(["--quick"]).max_reps == 1
