@@ -127,10 +127,8 @@ def output_path(args):
 def aa_control(rates):
     """``(ratio, standard_error)`` of ours' first process against its second
     (``rates``: ``{label: [items/s per turn]}``), paired turn by turn
-    (:func:`bench.measure.paired_ratio`); the error is infinite before two
-    turns."""
-    ratio, se = paired_ratio(rates["ours#1"], rates["ours#2"]) if rates["ours#1"] else (None, None)
-    return ratio, float("inf") if se is None else se
+    (:func:`bench.measure.paired_ratio`; the error is None before two turns)."""
+    return paired_ratio(rates["ours#1"], rates["ours#2"])
 
 
 def strongest_peer(model, res, settings=None):
@@ -259,14 +257,14 @@ class Suite:
         more = None
         if processes >= 2:
             def more(rates):
-                return aa_control(rates)[1] > a.aa_se
+                se = aa_control(rates)[1]
+                return se is None or se > a.aa_se
         try:
             raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps)
             res = pooled(raw)
             if processes >= 2:
                 control, se = aa_control({k: v["rates"] for k, v in raw.items()})
-                res["ours"].update(control=control, control_se=se if se < float("inf") else None,
-                                   turns=len(raw["ours#1"]["rates"]))
+                res["ours"].update(control=control, control_se=se, turns=len(raw["ours#1"]["rates"]))
             return res, next((w.setup["flops_per_sample"] for w in workers.values()
                               if w.setup.get("flops_per_sample")), None), settings
         finally:
