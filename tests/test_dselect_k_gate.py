@@ -168,3 +168,27 @@ def test_overlap_term_counts_selector_pairs_on_the_same_expert():
     pairs = sum(r[i] @ r[j] for i in range(3) for j in range(i + 1, 3))
     extra = float(gate(x)[1].asnumpy()) - float(plain(x)[1].asnumpy())
     assert extra == pytest.approx(0.25 * pairs, rel=1e-4)
+
+
+def test_paper_start_is_kept_and_distinct_start_puts_selectors_on_different_codes():
+    paper = DSelectKGate(num_experts=6, k=3, gamma=2.0, seed=(4, 1))
+    apart = DSelectKGate(num_experts=6, k=3, gamma=2.0, seed=(4, 1), start=0.5)
+    z0, z = paper.z.asnumpy()[0], apart.z.asnumpy()[0]
+    assert np.all(np.abs(z0) <= 2.0 / 100)                            # the paper's U(+-gamma/100)
+    np.testing.assert_allclose(np.abs(z), 0.5 * 2.0 / 2)              # start * gamma/2 on every bit
+    np.testing.assert_array_equal(apart.w.asnumpy(), paper.w.asnumpy())
+    experts = [int(sum(1 << b for b in range(3) if row[b] > 0)) for row in z]
+    assert len(set(experts)) == 3 and max(experts) < 6                 # distinct, existing experts
+    r = apart.selectors(apart.z).asnumpy()[0]                         # (k, n)
+    np.testing.assert_array_equal(r.argmax(axis=1), experts)
+    s = 0.5 ** 3 * -2 / 8 + 3 / 4 * 0.5 + 0.5                          # S(start * gamma/2)
+    np.testing.assert_allclose(r.max(axis=1), s ** 3, rtol=1e-5)
+    per_example = DSelectKGate(num_experts=6, k=3, gamma=2.0, mode="per_example", input_dim=5,
+                               seed=(4, 1), start=0.5)
+    np.testing.assert_allclose(per_example.z_dense.bias.asnumpy(), z.reshape(-1))
+
+
+@pytest.mark.parametrize("start", [-0.1, 1.0])
+def test_start_must_stay_inside_the_smooth_region(start):
+    with pytest.raises(ValueError, match="start must lie in"):
+        DSelectKGate(num_experts=8, k=2, start=start)

@@ -213,3 +213,19 @@ def test_trainer_ramps_the_regulariser_every_step(start_epoch):
     trainer.fit(_Batches(4))
     steps = np.arange(4 * start_epoch + 1, 13)               # global steps run, 4 per epoch
     assert seen == pytest.approx(0.6 * np.minimum(1.0, steps / 4 / 1.5), rel=1e-6)
+
+
+def test_gate_start_from_the_config_reaches_every_gate():
+    from src.config import parse_config
+    from src.registry import get_model_spec
+    args = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+            "--expert_units", "16,16", "--tower_units", "16", "--seed", "5"]
+    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+    spec = get_model_spec("dselect_k")
+    paper = spec.build_network(parse_config(args), fmap)
+    apart = spec.build_network(parse_config(args + ["--gate_start", "0.4"]), fmap)
+    for g_paper, g_apart in zip(paper.gates, apart.gates):
+        assert np.all(np.abs(g_paper.z.asnumpy()) <= 0.01)
+        z = g_apart.z.asnumpy()[0]                                       # (k, bits)
+        np.testing.assert_allclose(np.abs(z), 0.2)                       # 0.4 * gamma / 2
+        assert len({tuple(row > 0) for row in z}) == 2                   # two different experts

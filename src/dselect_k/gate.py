@@ -26,6 +26,13 @@ example ends up on the same k experts. ``overlap`` times
 same expert, 0 once they pick different ones) keeps the k selectors from
 collapsing on one expert.
 
+Start: the paper's logits ``z ~ U(+-gamma/100)`` put every selector in the
+middle of the smooth-step, where a task's k selectors get the same gradient
+from the task and the overlap term has none, so they can end on one expert
+(docs/results.md). ``start`` > 0 instead puts them on k different experts'
+codes (chosen by the seed), ``z = +-start * gamma/2``: that fraction of the
+way from the middle to the edge, where the gradient is still non-zero.
+
 The product over bits is unrolled (m is small): no ReduceProd, which the
 ONNX route to MindSpore Lite does not support.
 """
@@ -63,13 +70,16 @@ class DSelectKGate(nn.Cell):
         seed: seed of the initial logits (z ~ U(+-gamma/100), w ~ U(+-0.05)).
         balance: weight of the load-balancing term (per_example mode only).
         overlap: weight of the term that keeps the selectors apart (k >= 2).
+        start: in [0, 1): 0 for the paper's start, else the selectors start on
+            distinct codes at ``|z| = start * gamma/2`` (per_example mode: the
+            bias of the logits' dense layer).
 
     ``construct(x)`` takes ``x`` of shape ``(B, input_dim)`` (in static mode only
     its batch size is used) and returns ``(weights (B, n), regulariser ())``.
     """
 
     def __init__(self, num_experts, k, gamma=1.0, mode="static", input_dim=None, seed=None,
-                 balance=0.0, overlap=0.0):
+                 balance=0.0, overlap=0.0, start=0.0):
         super().__init__()
         if num_experts < 2:
             raise ValueError(f"DSelect-k needs at least 2 experts, got {num_experts}")
@@ -87,6 +97,9 @@ class DSelectKGate(nn.Cell):
                              f"{balance} with mode {mode!r}")
         if overlap < 0:
             raise ValueError(f"the selector-overlap weight must be >= 0, got {overlap}")
+        if not 0 <= start < 1:
+            raise ValueError(f"the selectors' start must lie in [0, 1) (a fraction of the way to "
+                             f"the smooth-step's edge, where the gradient is 0), got {start}")
         codes = binary_codes(num_experts)
         self.num_experts, self.k, self.gamma, self.mode = num_experts, k, float(gamma), mode
         self.balance, self.overlap = float(balance), float(overlap)
@@ -96,12 +109,17 @@ class DSelectKGate(nn.Cell):
         rng = np.random.default_rng(seed)
         z_init = rng.uniform(-gamma / 100, gamma / 100, (k, self.bits)).astype(np.float32)
         w_init = rng.uniform(-0.05, 0.05, (k,)).astype(np.float32)
+        if start > 0:
+            experts = rng.choice(num_experts, size=k, replace=False)
+            z_init = ((2.0 * codes[experts] - 1.0) * start * gamma / 2.0).astype(np.float32)
         if mode == "static":
             self.z = Parameter(Tensor(z_init.reshape(1, k, self.bits)), name="z")
             self.w = Parameter(Tensor(w_init.reshape(1, k)), name="w")
         else:
             self.z_dense = nn.Dense(input_dim, k * self.bits)
             self.w_dense = nn.Dense(input_dim, k)
+            if start > 0:
+                self.z_dense.bias.set_data(Tensor(z_init.reshape(-1)))
         self.softmax = nn.Softmax(axis=-1)
 
     def selectors(self, z):

@@ -99,13 +99,14 @@ class MultiTaskMoE(nn.Cell):
         seed: seed of the DSelect-k gates' initial logits.
         gate_balance: load-balancing weight of per-example DSelect-k gates.
         gate_overlap: weight of the DSelect-k term that keeps a task's selectors apart.
+        gate_start: where the DSelect-k selectors start (:class:`DSelectKGate`'s ``start``).
     """
 
     def __init__(self, image_shape, num_tasks=2, num_classes=10, num_experts=8,
                  conv_channels=(10, 20), kernel_size=5, expert_units=(50, 50),
                  tower_units=(50, 50), gate="dselect_k", k=2, gamma=1.0, gate_mode="static",
                  conv_impl="native", init="xavier_uniform", init_scale=0.01, tower_dropout=0.0,
-                 seed=0, gate_balance=0.0, gate_overlap=0.0):
+                 seed=0, gate_balance=0.0, gate_overlap=0.0, gate_start=0.0):
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -123,7 +124,8 @@ class MultiTaskMoE(nn.Cell):
             if gate == "dselect_k":
                 gates.append(DSelectKGate(num_experts, k, gamma=gamma, mode=gate_mode,
                                           input_dim=self.input_dim, seed=(int(seed), t),
-                                          balance=gate_balance, overlap=gate_overlap))
+                                          balance=gate_balance, overlap=gate_overlap,
+                                          start=gate_start))
             else:
                 weight = init_matrix(weight_init, self.input_dim, num_experts)
                 gates.append(SoftmaxGate(self.input_dim, num_experts, weight) if gate == "softmax"

@@ -13,7 +13,8 @@ def build_network(cfg, fmap):
         expert_units=cfg.expert_units, tower_units=cfg.tower_units, gate=cfg.gate, k=cfg.k,
         gamma=cfg.gamma, gate_mode=cfg.gate_mode, conv_impl=cfg.conv_impl, init=cfg.init,
         init_scale=cfg.init_scale, tower_dropout=cfg.tower_dropout, seed=cfg.seed,
-        gate_balance=cfg.gate_balance_weight, gate_overlap=cfg.gate_overlap_weight)
+        gate_balance=cfg.gate_balance_weight, gate_overlap=cfg.gate_overlap_weight,
+        gate_start=cfg.gate_start)
 
 
 def expert_usage(network, inputs, task_names, threshold=0.01):
