@@ -6,13 +6,17 @@
 Each tree gets ``--processes`` worker processes (``python -m bench.worker``
 from that tree, with that tree's CPU config), set up once; then all of them
 take turns, as ``python -m bench.run`` measures ours against the peer
-(:func:`bench.measure.interleaved`). Printed: each tree's median rate, the
-ratio this tree / base and each tree's A/A (its first process against its
-second): a ratio means something only where both A/A lie near 1. Nothing is
-written to docs/: the figures of a change go to bench/notes.md with this
-command.
+(:func:`bench.measure.interleaved`): ``--reps`` turns, then, with two or
+more processes per tree, more turns while either tree's A/A control is less
+precise than ``--aa_se``, up to ``--max_reps`` (bench.run's rule). Printed:
+each tree's median rate, the ratio this tree / base (of the medians, and
+paired turn by turn with its standard error) and each tree's A/A (its first
+process against its second): a ratio means something only where both A/A
+lie near 1. Nothing is written to docs/: the figures of a change go to
+bench/notes.md with this command.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -28,6 +32,12 @@ def parse_args(argv=None):
     parser.add_argument("--model", required=True)
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--reps", type=int, default=10, help="turns per process (median)")
+    parser.add_argument("--max_reps", type=int, default=None,
+                        help="with 2+ processes per tree, further turns while either tree's A/A "
+                             "standard error is above --aa_se, up to this many in all (default "
+                             "3 x --reps)")
+    parser.add_argument("--aa_se", type=float, default=0.02,
+                        help="the A/A standard error further turns try to get down to")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one turn")
     parser.add_argument("--processes", type=int, default=2, help="worker processes per tree")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up units per process")
@@ -41,7 +51,25 @@ def parse_args(argv=None):
                      f"repository")
     if args.processes < 1 or args.reps < 1:
         parser.error("--processes and --reps must be positive")
+    if args.max_reps is None:
+        args.max_reps = 3 * args.reps
+    if args.max_reps < args.reps or args.aa_se <= 0:
+        parser.error("--max_reps must be at least --reps and --aa_se positive")
     return args
+
+
+def aa_controls(rates, processes):
+    """``{tree: (ratio, standard_error)}``: each tree's first process against
+    its second, paired turn by turn (empty with one process per tree)."""
+    if processes < 2:
+        return {}
+    return {side: paired_ratio(rates[f"{side}#1"], rates[f"{side}#2"]) for side in ("base", "this")}
+
+
+def tree_turns(rates, side, processes):
+    """Per turn, the geometric mean of a tree's processes' rates."""
+    turns = zip(*(rates[f"{side}#{n}"] for n in range(1, processes + 1)))
+    return [math.exp(sum(math.log(r) for r in turn) / processes) for turn in turns]
 
 
 def summary(raw, processes):
@@ -51,15 +79,19 @@ def summary(raw, processes):
     paired turn by turn, ± its standard error)."""
     results = pooled(raw)
     base, this = results["base"], results["this"]
+    rates = {side: r["rates"] for side, r in raw.items()}
+    ratio, se = paired_ratio(tree_turns(rates, "this", processes),
+                             tree_turns(rates, "base", processes))
     lines = [f"base {base['median']:,.0f}/s  this {this['median']:,.0f}/s  "
-             f"this/base {this['median'] / base['median']:.3f}"]
-    if processes >= 2:
-        aa = []
-        for side in ("base", "this"):
-            ratio, se = paired_ratio(raw[f"{side}#1"]["rates"], raw[f"{side}#2"]["rates"])
-            aa.append(f"{side} A/A {ratio:.3f}" + (f" ± {se:.3f}" if se is not None else ""))
-        lines.append("  ".join(aa))
+             f"this/base {this['median'] / base['median']:.3f}  (paired {_with_se(ratio, se)})"]
+    controls = aa_controls(rates, processes)
+    if controls:
+        lines.append("  ".join(f"{side} A/A {_with_se(*controls[side])}" for side in controls))
     return lines
+
+
+def _with_se(ratio, se):
+    return f"{ratio:.3f}" + (f" ± {se:.3f}" if se is not None else "")
 
 
 def main(argv=None):
@@ -76,12 +108,18 @@ def main(argv=None):
                 log = os.path.join(logs, f"ab-{side}-{args.kind}-{args.model}-{args.batch_size}-{n}.log")
                 workers[f"{side}#{n}"] = Worker("ours", args.kind, args.model, args.batch_size, data,
                                                 log, cwd, threads=args.threads, root=root)
-        raw = interleaved(workers, args.warmup, args.reps, args.seconds)
+        def more(rates):
+            return any(se is None or se > args.aa_se
+                       for _, se in aa_controls(rates, args.processes).values())
+
+        raw = interleaved(workers, args.warmup, args.reps, args.seconds, more=more,
+                          max_reps=args.max_reps)
     finally:
         for worker in workers.values():
             worker.close()
+    turns = len(next(iter(raw.values()))["rates"])
     print(f"{args.kind} {args.model} batch {args.batch_size}, {args.processes} process(es) per tree, "
-          f"{args.reps} turns:")
+          f"{turns} turns:")
     for line in summary(raw, args.processes):
         print("  " + line)
     return 0

@@ -385,8 +385,42 @@ def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, cap
     assert sorted(w.root for w in made) == sorted([str(base), str(base), ab.ROOT, ab.ROOT])
     assert all(w.closed for w in made)
     out = capsys.readouterr().out
-    assert "base 100/s  this 150/s  this/base 1.500" in out
+    assert "3 turns:" in out                                  # precise A/A: no further turns
+    assert "base 100/s  this 150/s  this/base 1.500  (paired 1.500 ± 0.000)" in out
     assert "base A/A 1.000 ± 0.000  this A/A 1.000 ± 0.000" in out
+
+
+def test_ab_takes_further_turns_while_an_a_a_control_is_imprecise(monkeypatch, tmp_path, capsys):
+    """A tree whose second process alternates between two speeds keeps its A/A
+    error above --aa_se, so the trees take turns up to --max_reps."""
+    from bench import ab
+    base = tmp_path / "base"
+    (base / "bench").mkdir(parents=True)
+    (base / "bench" / "worker.py").write_text("")
+    made = []
+
+    class FakeWorker:
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None):
+            self.rate, self.calls, self.flip = 100.0, 0, root == ab.ROOT and len(made) == 3
+            made.append(self)
+
+        def run(self, n):
+            self.calls += 1
+            return n / (self.rate * (1.3 if self.flip and self.calls % 2 else 1.0)), n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ab, "Worker", FakeWorker)
+    monkeypatch.setattr("bench.data.data_path", lambda model, work_dir: str(tmp_path))
+    args = ["--base", str(base), "--model", "mlp", "--batch_size", "8", "--reps", "3",
+            "--warmup", "1", "--work_dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        ab.parse_args(args + ["--max_reps", "2"])
+    assert ab.parse_args(args).max_reps == 9
+    assert ab.main(args + ["--max_reps", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "7 turns:" in out and "base A/A 1.000 ± 0.000" in out
 
 
 def test_a_paired_ratio_is_the_geometric_mean_of_the_turns_ratios():
