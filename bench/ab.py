@@ -20,7 +20,7 @@ import math
 import os
 import sys
 
-from bench.measure import Worker, interleaved, paired_ratio, pooled
+from bench.measure import Worker, imprecise, interleaved, paired_ratio, pooled, settle_turns
 from bench.workload import ROOT, WORK_DIR
 
 
@@ -51,10 +51,7 @@ def parse_args(argv=None):
                      f"repository")
     if args.processes < 1 or args.reps < 1:
         parser.error("--processes and --reps must be positive")
-    if args.max_reps is None:
-        args.max_reps = 3 * args.reps
-    if args.max_reps < args.reps or args.aa_se <= 0:
-        parser.error("--max_reps must be at least --reps and --aa_se positive")
+    settle_turns(args, parser.error)
     return args
 
 
@@ -109,7 +106,7 @@ def main(argv=None):
                 workers[f"{side}#{n}"] = Worker("ours", args.kind, args.model, args.batch_size, data,
                                                 log, cwd, threads=args.threads, root=root)
         def more(rates):
-            return any(se is None or se > args.aa_se
+            return any(imprecise(se, args.aa_se)
                        for _, se in aa_controls(rates, args.processes).values())
 
         raw = interleaved(workers, args.warmup, args.reps, args.seconds, more=more,

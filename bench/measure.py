@@ -142,6 +142,22 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, m
             for side, r in rates.items()}
 
 
+def settle_turns(args, error):
+    """The turns-until-precise options of ``args`` (``reps``, ``max_reps``,
+    ``aa_se``): ``max_reps`` defaults to three times ``reps``; ``error(message)``
+    (an argparse parser's) rejects a cap below ``reps`` or a non-positive error."""
+    if args.max_reps is None:
+        args.max_reps = 3 * args.reps
+    if args.max_reps < args.reps or args.aa_se <= 0:
+        error("--max_reps must be at least --reps and --aa_se positive")
+
+
+def imprecise(se, aa_se):
+    """Whether an A/A control with standard error ``se`` (None before two
+    turns) needs further turns to get down to ``aa_se``."""
+    return se is None or se > aa_se
+
+
 def paired_ratio(first, second):
     """``(ratio, standard_error)`` of two sides measured in the same turns
     (``first[i]`` and ``second[i]`` in turn i): the geometric mean of the

@@ -21,8 +21,8 @@ import traceback
 
 from bench import data, report
 from bench.flops import machine_peak
-from bench.measure import (Worker, WorkerError, interleaved, paired_ratio, peer_settings,
-                           peer_side, pooled, setting_name, side_of)
+from bench.measure import (Worker, WorkerError, imprecise, interleaved, paired_ratio,
+                           peer_settings, peer_side, pooled, setting_name, settle_turns, side_of)
 from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
 
@@ -89,15 +89,12 @@ def parse_args(argv):
     if args.quick:
         args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
         args.converter_sizes = "20000"
-    if args.max_reps is None:
-        args.max_reps = 3 * args.reps
     if args.peer_setting is None:
         args.peer_setting = "fixed" if args.quick else "all"
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
     if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
         p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
-    if args.max_reps < args.reps or args.aa_se <= 0:
-        p.error("--max_reps must be at least --reps and --aa_se positive")
+    settle_turns(args, p.error)
     return args
 
 
@@ -257,8 +254,7 @@ class Suite:
         more = None
         if processes >= 2:
             def more(rates):
-                se = aa_control(rates)[1]
-                return se is None or se > a.aa_se
+                return imprecise(aa_control(rates)[1], a.aa_se)
         try:
             raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps)
             res = pooled(raw)
