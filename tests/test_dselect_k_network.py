@@ -215,6 +215,27 @@ def test_trainer_ramps_the_regulariser_every_step(start_epoch):
     assert seen == pytest.approx(0.6 * np.minimum(1.0, steps / 4 / 1.5), rel=1e-6)
 
 
+def test_the_trainer_pins_the_project_modules():
+    """Building a Trainer pins the model's and the engine's source files
+    (src/engine/source_pin.py; tests/test_source_pin.py tests the pin)."""
+    import linecache
+    import os
+    import sys
+    from src.config import parse_config
+    from src.engine.source_pin import ROOT
+    from src.engine.trainer import Trainer
+    from src.registry import get_model_spec
+    cfg = parse_config(["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+                        "--expert_units", "16,16", "--tower_units", "16", "--steps_per_call", "1"])
+    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+    spec = get_model_spec("dselect_k")
+    Trainer(spec, cfg, fmap, spec.build_network(cfg, fmap), 4, printer=lambda *a, **k: None)
+    for name in ("src.engine.trainer", "src.engine.train_step", "src.dselect_k.network"):
+        path = sys.modules[name].__file__
+        assert os.path.realpath(path).startswith(ROOT)
+        assert linecache.cache[path][1] is None, name
+
+
 def test_gate_start_from_the_config_reaches_every_gate():
     from src.config import parse_config
     from src.registry import get_model_spec

@@ -15,6 +15,7 @@ from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall
+from src.engine.source_pin import pin_sources
 from src.engine.errors import TrainingDiverged
 
 
@@ -93,6 +94,9 @@ class Trainer:
         self.start_epoch = 0
         self.resumed_from = None
         self.divergence_factor = float(cfg.get("divergence_factor", 0) or 0)
+        # graphs compiled later (validation, new batch shapes) read the source
+        # this run imported, even if a file is edited while it trains
+        pin_sources()
 
     def checkpoint_shard(self):
         """``(plan, rank)`` when this rank holds a shard of the network's
