@@ -232,7 +232,7 @@ def test_the_trainer_pins_the_project_modules():
     Trainer(spec, cfg, fmap, spec.build_network(cfg, fmap), 4, printer=lambda *a, **k: None)
     for name in ("src.engine.trainer", "src.engine.train_step", "src.dselect_k.network"):
         path = sys.modules[name].__file__
-        assert os.path.realpath(path).startswith(ROOT)
+        assert os.path.realpath(path).startswith(os.path.realpath(ROOT))
         assert linecache.cache[path][1] is None, name
 
 
