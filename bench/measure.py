@@ -42,14 +42,15 @@ def setting_name(setting):
 
 class Worker:
     """One ``python -m bench.worker`` process (see its protocol). ``side`` is
-    ``ours``, ``peer`` or ``peer:<variant>``; ``setting`` (a dict of
+    ``ours`` or ``peer``; ``variant``: the peer's variant (None: its
+    default); ``setting`` (a dict of
     :func:`peer_settings`) gives its thread count and OpenMP wait policy
     instead of ``threads``; ``root``: the source tree it runs from (another
     checkout, for :mod:`bench.ab`)."""
 
     def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0,
-                 setting=None, root=ROOT):
-        self.name = f"{side} {kind} {model} batch {batch_size}"
+                 setting=None, root=ROOT, variant=None):
+        self.name = f"{side}{':' + variant if variant else ''} {kind} {model} batch {batch_size}"
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.setdefault("GLOG_v", "3")
@@ -59,7 +60,6 @@ class Worker:
             if setting.get("wait"):
                 env["OMP_WAIT_POLICY"] = setting["wait"]
             self.name += f" ({setting_name(setting)})"
-        side, _, variant = side.partition(":")
         command = [sys.executable, "-m", "bench.worker", "--side", side, "--kind", kind,
                    "--model", model, "--batch_size", str(batch_size), "--data_path", data_path,
                    "--threads", str(threads)] + (["--variant", variant] if variant else [])

@@ -214,8 +214,9 @@ class Suite:
                 setting = settings[parsed[1]] if parsed and parsed[1] is not None else None
                 name = "".join(c if c.isalnum() else "_" for c in label)
                 log = os.path.join(self.logs, f"{kind}_{model}_{batch}_{name}.log")
-                made[label] = Worker(side.partition("@")[0], kind, model, batch, self.data(model),
-                                     log, self.cwd, threads=self.args.threads, setting=setting)
+                made[label] = Worker("peer" if parsed else side, kind, model, batch, self.data(model),
+                                     log, self.cwd, threads=self.args.threads, setting=setting,
+                                     variant=parsed[0] if parsed else None)
         except Exception:
             for w in made.values():
                 w.close()

@@ -291,8 +291,8 @@ def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     log = str(tmp_path / "w.log")
     for setting in ({"threads": 2, "wait": "PASSIVE"}, {"threads": 1, "wait": None}, None):
-        measure.Worker("peer:reference", "train", "m", 8, "d", log, str(tmp_path), threads=4,
-                       setting=setting).close()
+        measure.Worker("peer", "train", "m", 8, "d", log, str(tmp_path), threads=4,
+                       setting=setting, variant="reference").close()
     (passive, cmd_p), (one, cmd_1), (plain, cmd_0) = [(e.get("OMP_WAIT_POLICY"), c) for c, e in seen]
     assert (passive, one, plain) == ("PASSIVE", None, "ACTIVE")
     assert cmd_p[cmd_p.index("--threads") + 1] == "2" and cmd_1[cmd_1.index("--threads") + 1] == "1"
@@ -315,7 +315,9 @@ def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
     made = []
 
     class FakeWorker:
-        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None):
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None,
+                     variant=None):
+            side = f"{side}:{variant}" if variant else side
             self.side, self.setting, self.setup = side, setting, {}
             slow = 1.0 if setting is None or setting.get("wait") == "PASSIVE" else 0.5
             self.rate = speed[side] * slow
@@ -443,7 +445,8 @@ def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_pa
     from bench.measure import paired_ratio
 
     class FakeWorker:
-        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None):
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, setting=None,
+                     variant=None):
             self.calls, self.setup = 0, {}
             self.speeds = speeds.pop(0)
 
