@@ -30,11 +30,11 @@ def test_parameter_shapes_follow_config():
     assert shapes["towers.weight1"] == (2, 8, 1)
 
 
-@pytest.mark.parametrize("mixture", ["batch_matmul", "broadcast"])
+@pytest.mark.parametrize("mixture", ["matmul", "batch_matmul", "broadcast"])
 def test_matches_a_numpy_reference(mixture):
     """Experts, softmax gates, mixture and towers compute what MMoE defines."""
     net = MMoE(input_dim=6, num_tasks=2, num_experts=3, expert_units=2, tower_units=[4],
-               init="normal", init_scale=0.5, mixture=mixture)
+               init="normal", init_scale=0.5, mixture=mixture, matmul_from=1)
     p = {q.name: q.asnumpy() for q in net.get_parameters()}
     x = np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)
     experts = np.maximum(x @ p["expert_kernel"] + p["expert_bias"], 0).reshape(7, 3, 2)
@@ -74,16 +74,41 @@ def test_bad_sizes_are_rejected(kwargs, match):
         MMoE(**args)
 
 
-def test_mixture_forms_give_the_same_outputs_and_gradients():
-    """Training uses one form and export the other, on the same checkpoint."""
+@pytest.mark.parametrize("other", ["batch_matmul", "broadcast"])
+def test_mixture_forms_give_the_same_outputs_and_gradients(other):
+    """Training uses one form and export another, on the same checkpoint."""
     kwargs = dict(input_dim=12, num_tasks=3, num_experts=5, expert_units=4, tower_units=[6],
                   init="normal", init_scale=0.5)
-    product = MMoE(mixture="batch_matmul", **kwargs)
-    broadcast = MMoE(mixture="broadcast", **kwargs)
-    ms.load_param_into_net(broadcast, {p.name: p for p in product.get_parameters()}, strict_load=True)
+    matmul = MMoE(mixture="matmul", matmul_from=9, **kwargs)
+    second = MMoE(mixture=other, **kwargs)
+    ms.load_param_into_net(second, {p.name: p for p in matmul.get_parameters()}, strict_load=True)
     x = _x(9, 12, seed=3)
     weights = Tensor(np.random.default_rng(4).standard_normal((9, 3)).astype(np.float32))
-    _assert_same_function(product, broadcast, x, weights, params=8)
+    _assert_same_function(matmul, second, x, weights, params=8)
+
+
+def test_matmul_mixture_keeps_no_extra_parameters():
+    """The matmul form's 0/1 matrices are constants: checkpoints of all forms
+    hold the same parameters."""
+    names = {mixture: sorted(p.name for p in MMoE(input_dim=6, mixture=mixture).get_parameters())
+             for mixture in ("matmul", "batch_matmul", "broadcast")}
+    assert names["matmul"] == names["batch_matmul"] == names["broadcast"]
+
+
+def test_matmul_mixture_takes_the_batched_product_below_its_batch():
+    """Below ``matmul_from`` rows the matmul form mixes with the batched
+    product (the mixture's only use of it; the towers have their own)."""
+    net = MMoE(input_dim=6, mixture="matmul", matmul_from=16)
+    calls, product = [], net.batch_matmul
+    net.batch_matmul = lambda a, b: calls.append(a.shape) or product(a, b)
+    ms.set_context(mode=ms.PYNATIVE_MODE)        # construct runs as Python: the calls are seen
+    try:
+        net(_x(8, 6))
+        assert calls == [(8, 2, 8)]
+        net(_x(16, 6))
+        assert calls == [(8, 2, 8)]
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def _assert_same_function(first, second, x, weights, params):

@@ -133,7 +133,7 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     """export.py's MindIR gives the network's outputs; preprocess.py -> an
     inference run over the .bin files -> postprocess.py gives eval.py's metrics.
     The MindIR mixes the experts in the broadcast form and eval.py in the
-    batched product, so this also checks that the two forms agree; its batch
+    CPU config's 2-D products, so this also checks that the two forms agree; its batch
     (128) is past ``fold_batch``, so the folded input is exported."""
     monkeypatch.chdir(tmp_path)
     ckpt = str(trained / "best_avg_auc.ckpt")
@@ -142,7 +142,7 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     assert fold_from(*params["input_layer.weight"].shape, width) <= 128
     common = ["--config_path", CPU_CONFIG, "--data_path", data_dir, "--export_batch_size", "128"]
     assert export_entry.main(common + ["--ckpt_file", ckpt, "--file_name", "mmoe_bs128"]) == 0
-    assert "using mixture=broadcast (training used batch_matmul)" in capsys.readouterr().out
+    assert "using mixture=broadcast (training used matmul)" in capsys.readouterr().out
     assert preprocess_entry.main(common + ["--infer_data_path", "pre"]) == 0
     manifest = read_manifest("pre")
     assert manifest["rows"] == 1500 and manifest["num_batches"] == 12

@@ -5,8 +5,11 @@ from mindspore import Parameter, Tensor, nn, ops
 from src.layers.initializers import init_stack, make_initializer
 from src.layers.towers import TaskTowers
 
-MIXTURES = ("batch_matmul", "broadcast")
+MIXTURES = ("matmul", "batch_matmul", "broadcast")
 _NEVER = 2 ** 31 - 1
+# the smallest batch of the matmul mixture: on CPU it was the faster form at
+# 256 rows and up, the batched product at 32 (bench/notes.md)
+MATMUL_FROM = 256
 
 
 class MMoE(nn.Cell):
@@ -23,11 +26,14 @@ class MMoE(nn.Cell):
     - gates: one softmax gate per task over the E experts, computed as one
       ``(F, T*E)`` product;
     - mixture: per task, the gate-weighted sum of expert outputs ``(B, T, U)``,
-      computed as ``mixture`` says: ``batch_matmul`` (one ``(T, E) x (E, U)``
-      product per sample; the faster form in MindSpore on CPU) or
+      computed as ``mixture`` says: ``matmul`` (2-D products with constant 0/1
+      matrices: the gates repeated U times and the experts T times, both
+      ``(B, T*E*U)``, multiplied and summed over E; the CPU config's form, for
+      batches of ``matmul_from`` rows or more, smaller ones take
+      ``batch_matmul``), ``batch_matmul`` (one ``(T, E) x (E, U)`` product per sample) or
       ``broadcast`` (the product ``(B, T, E, 1) * (B, 1, E, U)`` summed over
-      E; the faster form in MindSpore Lite, hence export's choice). Both give
-      the same outputs and take the same checkpoints;
+      E; export's form, for MindSpore Lite). All give the same outputs and
+      take the same checkpoints (the 0/1 matrices are not parameters);
     - towers: per task an MLP ``U -> tower_units... -> 1``
       (:class:`src.layers.TaskTowers`).
 
@@ -42,7 +48,7 @@ class MMoE(nn.Cell):
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
-                 mixture="batch_matmul", input_layer=None):
+                 mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
@@ -52,7 +58,12 @@ class MMoE(nn.Cell):
         if mixture not in MIXTURES:
             raise ValueError(f"MMoE: mixture must be one of {MIXTURES}, got {mixture!r}")
         self.num_tasks, self.num_experts, self.expert_units = num_tasks, num_experts, expert_units
-        self.broadcast_mixture = mixture == "broadcast"
+        self.mixture = mixture
+        self.matmul_from = int(matmul_from) if mixture == "matmul" else _NEVER
+        if mixture == "matmul":
+            repeat, tile, over_experts = mixture_matrices(num_tasks, num_experts, expert_units)
+            self.repeat_gates, self.tile_experts = Tensor(repeat), Tensor(tile)
+            self.sum_experts = Tensor(over_experts)
         weight_init = make_initializer(init, init_scale)
         experts = init_stack(weight_init, num_experts, input_dim, expert_units)   # (E, F, U)
         self.expert_kernel = Parameter(Tensor(np.ascontiguousarray(
@@ -83,13 +94,39 @@ class MMoE(nn.Cell):
             x = self.input_layer(x)
             experts = self.matmul(x, self.expert_kernel)
             gates = self.matmul(x, self.gate_kernel)
-        experts = self.relu(experts + self.expert_bias)
-        experts = experts.reshape((-1, self.num_experts, self.expert_units))          # (B, E, U)
+        experts = self.relu(experts + self.expert_bias)                               # (B, E*U)
         gates = self.softmax((gates + self.gate_bias).reshape(
-            (-1, self.num_tasks, self.num_experts)))                                   # (B, T, E)
-        if self.broadcast_mixture:
-            mixed = (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
-                     * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
+            (-1, self.num_tasks, self.num_experts))).reshape(
+            (-1, self.num_tasks * self.num_experts))                                   # (B, T*E)
+        if x.shape[0] >= self.matmul_from:
+            dtype = gates.dtype                                                        # float16 under amp
+            product = (self.matmul(gates, ops.cast(self.repeat_gates, dtype))
+                       * self.matmul(experts, ops.cast(self.tile_experts, dtype)))  # (B, T*E*U)
+            mixed = self.matmul(product, ops.cast(self.sum_experts, dtype))          # (B, T*U)
         else:
-            mixed = self.batch_matmul(gates, experts)                                 # (B, T, U)
+            gates = gates.reshape((-1, self.num_tasks, self.num_experts))          # (B, T, E)
+            experts = experts.reshape((-1, self.num_experts, self.expert_units))   # (B, E, U)
+            if self.mixture == "broadcast":
+                mixed = (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
+                         * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
+            else:
+                mixed = self.batch_matmul(gates, experts)                             # (B, T, U)
+        mixed = mixed.reshape((-1, self.num_tasks, self.expert_units))
         return self.towers(mixed).reshape((-1, self.num_tasks))                      # (B, T)
+
+
+def mixture_matrices(num_tasks, num_experts, expert_units):
+    """The 0/1 matrices of the ``matmul`` mixture, over the index ``(t, e, u)``
+    of ``T*E*U`` (row-major): ``repeat (T*E, T*E*U)`` copies gate ``(t, e)``
+    to every ``u``, ``tile (E*U, T*E*U)`` copies expert output ``(e, u)`` to
+    every ``t``, ``over_experts (T*E*U, T*U)`` sums ``(t, e, u)`` over ``e``."""
+    t, e, u = num_tasks, num_experts, expert_units
+    index = np.arange(t * e * u).reshape(t, e, u)
+    repeat = np.zeros((t * e, t * e * u), np.float32)
+    repeat[(index // u).ravel(), index.ravel()] = 1
+    tile = np.zeros((e * u, t * e * u), np.float32)
+    tile[(index % (e * u)).ravel(), index.ravel()] = 1
+    over_experts = np.zeros((t * e * u, t * u), np.float32)
+    task, _, unit = np.meshgrid(np.arange(t), np.arange(e), np.arange(u), indexing="ij")
+    over_experts[index.ravel(), (task * u + unit).ravel()] = 1
+    return repeat, tile, over_experts
