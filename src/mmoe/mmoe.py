@@ -127,6 +127,5 @@ def mixture_matrices(num_tasks, num_experts, expert_units):
     tile = np.zeros((e * u, t * e * u), np.float32)
     tile[(index % (e * u)).ravel(), index.ravel()] = 1
     over_experts = np.zeros((t * e * u, t * u), np.float32)
-    task, _, unit = np.meshgrid(np.arange(t), np.arange(e), np.arange(u), indexing="ij")
-    over_experts[index.ravel(), (task * u + unit).ravel()] = 1
+    over_experts[index.ravel(), (index // (e * u) * u + index % u).ravel()] = 1
     return repeat, tile, over_experts
