@@ -6,68 +6,28 @@ MindSpore's CPU ``ScatterUpdate`` costs far more per row id than per value
 kernel after the matrix products). These kernels read each row (and its optimizer state)
 once, update it and write it in place, so the sparse step's row update is
 one kernel. The library is compiled with the system's C++ compiler on first
-use and cached by the source's hash.
+use and cached by the source's hash (:mod:`src.engine.native`).
 
 Only for single-process CPU training: the ids must be distinct apart from
 the trailing padding (a distributed step updates a row once per rank that
 touched it, which a ScatterUpdate allows and an in-place update would not),
 and the kernels are CPU code. ``row_update: kernel`` (config) selects them.
 """
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 
 import mindspore as ms
 from mindspore import ops
 from mindspore.ops import signature as sig
 
+from src.engine.native import KernelBuildError, build_library  # noqa: F401 (re-exported)
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_update.cc")
 KERNELS = {"sgd": "RowSgd", "adagrad": "RowAdagrad", "adam": "RowAdam"}
 
 
-class KernelBuildError(RuntimeError):
-    """The row-update library could not be compiled."""
-
-
-def _cache_dirs():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return [os.path.join(base, "recsys-kernels"),
-            os.path.join(tempfile.gettempdir(), f"recsys-kernels-{os.getuid()}")]
-
-
 def library_path():
-    """The compiled library's path, compiling it first if no cached copy
-    exists (``$CXX`` or ``g++``; written under a temporary name and renamed,
-    so concurrent processes never load a partial file)."""
-    with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    compiler = os.environ.get("CXX") or "g++"
-    last_error = None
-    for folder in _cache_dirs():
-        path = os.path.join(folder, f"row_update-{digest}.so")
-        if os.path.isfile(path):
-            return path
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as err:
-            last_error = err
-            continue
-        if shutil.which(compiler) is None:
-            raise KernelBuildError(
-                f"row_update: kernel needs a C++ compiler to build {SOURCE}, and {compiler!r} was "
-                f"not found: install g++ (or set CXX), or set row_update: graph")
-        fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-o", partial,
-                                 SOURCE], capture_output=True, text=True)
-        if result.returncode != 0:
-            os.unlink(partial)
-            raise KernelBuildError(f"compiling {SOURCE} with {compiler} failed:\n{result.stderr}")
-        os.replace(partial, path)
-        return path
-    raise KernelBuildError(f"no writable cache folder for the row-update library ({last_error})")
+    """The compiled row-update library (:func:`src.engine.native.build_library`)."""
+    return build_library(SOURCE, "row_update", "set row_update: graph")
 
 
 def _one_int(*_):

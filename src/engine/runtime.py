@@ -83,3 +83,10 @@ def as_tensors(arrays):
     (``from_numpy``: no copy; ``Tensor(array)`` copied every batch, about a
     millisecond per MMoE step of 2048 rows here)."""
     return [ms.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+
+def kernel_threads():
+    """The CPU thread count set for this process (``setup_runtime``), or the
+    one :func:`cpu_threads` gives if none was set: for the project's own C++
+    kernels, so they use the cores MindSpore's kernels use."""
+    return _THREADS[0] if _THREADS else cpu_threads()

@@ -44,13 +44,25 @@ class MMoE(nn.Cell):
     (fewer multiply-adds from that size on; the same function and
     parameters). Shapes are static, so the choice is made when the graph is
     compiled.
+
+    ``input_product``: a cell computing ``x @ w + bias`` that replaces the
+    input's products and biases in eval mode (prediction), e.g.
+    :class:`src.layers.sparse_input.SparseInputProduct`, which skips the
+    one-hot input's zeros. It is applied once, to the experts' and gates'
+    kernels side by side (one pass over the input), folded through the input
+    layer's matrix from ``fold_batch`` rows, or directly without an input
+    layer; smaller batches with an input layer, and training, keep the
+    matrix products.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
-                 mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM):
+                 mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM,
+                 input_product=None):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
+        self.input_product = input_product
+        self.direct_input = input_layer is None
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
                             ("num_experts", num_experts), ("expert_units", expert_units)):
             if int(value) < 1:
@@ -86,16 +98,9 @@ class MMoE(nn.Cell):
                            if fold_from is not None else None) or _NEVER
 
     def construct(self, x):
-        if x.shape[0] >= self.fold_batch:
-            matrix = self.input_layer.matrix()
-            experts = self.matmul(x, self.matmul(matrix, self.expert_kernel))
-            gates = self.matmul(x, self.matmul(matrix, self.gate_kernel))
-        else:
-            x = self.input_layer(x)
-            experts = self.matmul(x, self.expert_kernel)
-            gates = self.matmul(x, self.gate_kernel)
-        experts = self.relu(experts + self.expert_bias)                               # (B, E*U)
-        gates = self.softmax((gates + self.gate_bias).reshape(
+        experts, gates = self._experts_and_gates(x)
+        experts = self.relu(experts)                                                  # (B, E*U)
+        gates = self.softmax(gates.reshape(
             (-1, self.num_tasks, self.num_experts))).reshape(
             (-1, self.num_tasks * self.num_experts))                                   # (B, T*E)
         if x.shape[0] >= self.matmul_from:
@@ -113,6 +118,24 @@ class MMoE(nn.Cell):
                 mixed = self.batch_matmul(gates, experts)                             # (B, T, U)
         mixed = mixed.reshape((-1, self.num_tasks, self.expert_units))
         return self.towers(mixed).reshape((-1, self.num_tasks))                      # (B, T)
+
+    def _experts_and_gates(self, x):
+        """The experts' and gates' products plus biases, ``(B, E*U)`` and ``(B, T*E)``."""
+        folded = x.shape[0] >= self.fold_batch
+        if self.input_product is not None and not self.training and (folded or self.direct_input):
+            kernel = ops.concat((self.expert_kernel, self.gate_kernel), 1)
+            if folded:
+                kernel = self.matmul(self.input_layer.matrix(), kernel)
+            both = self.input_product(x, kernel, ops.concat((self.expert_bias, self.gate_bias)))
+            width = self.num_experts * self.expert_units
+            return both[:, :width], both[:, width:]
+        if folded:
+            matrix = self.input_layer.matrix()
+            return (self.matmul(x, self.matmul(matrix, self.expert_kernel)) + self.expert_bias,
+                    self.matmul(x, self.matmul(matrix, self.gate_kernel)) + self.gate_bias)
+        x = self.input_layer(x)
+        return (self.matmul(x, self.expert_kernel) + self.expert_bias,
+                self.matmul(x, self.gate_kernel) + self.gate_bias)
 
 
 def mixture_matrices(num_tasks, num_experts, expert_units):

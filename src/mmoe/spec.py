@@ -4,16 +4,33 @@ from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer
 from src.registry import ModelSpec
 
 
+INPUT_PRODUCTS = ("matmul", "sparse")
+
+
 def build_network(cfg, fmap):
     from src.mmoe.mmoe import MMoE
     layer, width = input_layer(cfg, fmap)
     return MMoE(input_dim=width, input_layer=layer, num_tasks=len(fmap["tasks"]),
                 num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                 tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
-                tower_dropout=cfg.tower_dropout, mixture=cfg.mixture)
+                tower_dropout=cfg.tower_dropout, mixture=cfg.mixture,
+                input_product=_input_product(cfg))
+
+
+def _input_product(cfg):
+    """The prediction's input product ``input_product`` names: None for
+    ``matmul`` (the graph's MatMul), the CPU kernel for ``sparse``."""
+    kind = cfg.get("input_product", "matmul")
+    if kind not in INPUT_PRODUCTS:
+        raise ValueError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, got {kind!r}")
+    if kind == "matmul":
+        return None
+    from src.engine.runtime import kernel_threads
+    from src.layers.sparse_input import SparseInputProduct
+    return SparseInputProduct(threads=kernel_threads())
 
 
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
-                 export_overrides={"mixture": "broadcast"},
+                 export_overrides={"mixture": "broadcast", "input_product": "matmul"},
                  bench_train_batches=(32, 256, 2048), bench_predict_batch=8192,
                  trial=CENSUS_TRIAL, quick_start=CENSUS_QUICK_START)

@@ -1,0 +1,55 @@
+"""Compiling the project's C++ CPU kernels (MindSpore custom operators of the
+AOT kind) with the system's C++ compiler, on first use, cached by the
+source's hash: the in-place row updates (``row_update.cc``) and the
+sparse-input product (``src/layers/sparse_input.cc``)."""
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+
+class KernelBuildError(RuntimeError):
+    """A kernel library could not be compiled."""
+
+
+def _cache_dirs():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [os.path.join(base, "recsys-kernels"),
+            os.path.join(tempfile.gettempdir(), f"recsys-kernels-{os.getuid()}")]
+
+
+def build_library(source, stem, fallback, flags=()):
+    """The path of ``source`` compiled into a shared library named ``stem``
+    plus the source's hash, compiling it first if no cached copy exists
+    (``$CXX`` or ``g++``, with ``flags`` added; written under a temporary
+    name and renamed, so concurrent processes never load a partial file).
+    ``fallback`` ends the error raised without a compiler: the setting that
+    avoids the kernel."""
+    with open(source, "rb") as f:
+        digest = hashlib.sha256(f.read() + " ".join(flags).encode()).hexdigest()[:16]
+    compiler = os.environ.get("CXX") or "g++"
+    last_error = None
+    for folder in _cache_dirs():
+        path = os.path.join(folder, f"{stem}-{digest}.so")
+        if os.path.isfile(path):
+            return path
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            last_error = err
+            continue
+        if shutil.which(compiler) is None:
+            raise KernelBuildError(
+                f"{stem}: the kernel needs a C++ compiler to build {source}, and {compiler!r} was "
+                f"not found: install g++ (or set CXX), or {fallback}")
+        fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", *flags,
+                                 "-o", partial, source], capture_output=True, text=True)
+        if result.returncode != 0:
+            os.unlink(partial)
+            raise KernelBuildError(f"compiling {source} with {compiler} failed:\n{result.stderr}")
+        os.replace(partial, path)
+        return path
+    raise KernelBuildError(f"no writable cache folder for the {stem} library ({last_error})")

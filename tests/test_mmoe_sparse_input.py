@@ -1,0 +1,91 @@
+"""MMoE's prediction through the sparse-input product (``input_product``):
+the same outputs as the matrix products, and training never uses it."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.layers import sparse_input
+from src.layers.initializers import make_initializer
+from src.mmoe.mmoe import MMoE
+
+
+def _mmoe_pair(field_layer, seed=5):
+    """Two MMoEs with the same weights, the second predicting through the kernel."""
+    from src.layers.fields import FieldEmbedding
+    fields = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)]
+    nets = []
+    for product in (None, sparse_input.SparseInputProduct(2)):
+        layer = (FieldEmbedding(fields, 2, 8, make_initializer("normal", 0.5))
+                 if field_layer else None)
+        nets.append(MMoE(input_dim=layer.output_dim if layer else 82, input_layer=layer,
+                         num_tasks=2, num_experts=3, expert_units=4, tower_units=[4],
+                         init="normal", init_scale=0.5, mixture="matmul", matmul_from=16,
+                         input_product=product))
+    rng = np.random.default_rng(seed)
+    for bias in (nets[0].expert_bias, nets[0].gate_bias):      # zeros at initialisation
+        bias.set_data(Tensor(rng.standard_normal(bias.shape).astype(np.float32)))
+    ms.load_param_into_net(nets[1], {p.name: p for p in nets[0].get_parameters()},
+                           strict_load=True)
+    x = np.zeros((600, 82), np.float32)
+    for offset, size in fields:
+        x[np.arange(600), offset + rng.integers(0, size, 600)] = 1.0
+    x[:, 80:] = rng.standard_normal((600, 2))
+    return nets, x
+
+
+@pytest.mark.parametrize("field_layer", [True, False], ids=["folded", "one-hot"])
+def test_mmoe_predicts_the_same_through_the_kernel(field_layer):
+    """Eval mode: folded through the field embedding from its fold batch (and
+    below it the matrix products), or directly on the one-hot input."""
+    (plain, sparse), x = _mmoe_pair(field_layer)
+    for batch in (600, 7):
+        outs = []
+        for net in (plain, sparse):
+            net.set_train(False)
+            outs.append(net(Tensor(x[:batch])).asnumpy())
+        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_mmoe_trains_with_the_matrix_products():
+    """The kernel has no gradient: training must not use it, and gives the
+    plain network's outputs and gradients."""
+    from tests.test_mmoe import _assert_same_function
+    (plain, sparse), x = _mmoe_pair(True, seed=6)
+    weights = Tensor(np.random.default_rng(3).standard_normal((600, 2)).astype(np.float32))
+    _assert_same_function(plain, sparse, Tensor(x), weights, params=9)
+
+
+def test_the_config_key_is_checked_and_export_uses_matmul():
+    from src.config import Config
+    from src.mmoe.spec import SPEC, _input_product
+    with pytest.raises(ValueError, match="input_product must be one of matmul, sparse"):
+        _input_product(Config({"input_product": "dense"}, config_path=None))
+    assert _input_product(Config({"input_product": "matmul"}, config_path=None)) is None
+    assert SPEC.export_overrides["input_product"] == "matmul"
+
+
+def test_mmoe_calls_the_kernel_only_to_predict_and_when_it_folds():
+    (_, sparse), x = _mmoe_pair(True)
+    calls = []
+
+    class Recording(nn.Cell):
+        def __init__(self, product):
+            super().__init__()
+            self.product = product
+
+        def construct(self, a, b, bias):
+            calls.append((a.shape, b.shape, bias.shape))
+            return self.product(a, b, bias)
+    sparse.input_product = Recording(sparse.input_product)
+    ms.set_context(mode=ms.PYNATIVE_MODE)        # construct runs as Python: the calls are seen
+    try:
+        sparse.set_train(False)
+        sparse(Tensor(x[:sparse.fold_batch]))
+        assert calls == [((sparse.fold_batch, 82), (82, 3 * 4 + 2 * 3), (3 * 4 + 2 * 3,))]
+        sparse(Tensor(x[:sparse.fold_batch - 1]))
+        sparse.set_train(True)
+        sparse(Tensor(x))
+        assert len(calls) == 1
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
