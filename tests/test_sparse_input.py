@@ -8,6 +8,7 @@ import pytest
 from mindspore import Tensor, nn
 
 from src.layers import sparse_input
+from tests.aot import call_aot
 
 
 def _onehot_like(rows, k, density, seed):
@@ -22,14 +23,7 @@ def _onehot_like(rows, k, density, seed):
 def _call(library, x, w, bias, threads):
     """``SparseInputProduct`` through its AOT signature, as MindSpore calls it."""
     out = np.full((x.shape[0], w.shape[1]), np.nan, np.float32)
-    arrays = [x, w, bias, np.array([threads], np.int32), out]
-    shapes = [np.array(a.shape, np.int64) for a in arrays]
-    i64 = ctypes.POINTER(ctypes.c_int64)
-    params = (ctypes.c_void_p * 5)(*[a.ctypes.data for a in arrays])
-    shape_ptrs = (i64 * 5)(*[s.ctypes.data_as(i64) for s in shapes])
-    ndims = (ctypes.c_int * 5)(*[a.ndim for a in arrays])
-    dtypes = (ctypes.c_char_p * 5)(*[str(a.dtype).encode() for a in arrays])
-    code = library.SparseInputProduct(5, params, ndims, shape_ptrs, dtypes, None, None)
+    code = call_aot(library.SparseInputProduct, [x, w, bias, np.array([threads], np.int32), out])
     return code, out
 
 

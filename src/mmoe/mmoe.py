@@ -53,15 +53,22 @@ class MMoE(nn.Cell):
     layer's matrix from ``fold_batch`` rows, or directly without an input
     layer; smaller batches with an input layer, and training, keep the
     matrix products.
+
+    ``predict_mixture``: a cell computing the experts' ReLU, the gates'
+    softmax and the mixture in eval mode, from ``(experts, gates)`` (or one
+    tensor holding both, the experts' columns first, and None) to
+    ``(B, T*U)``, e.g. :class:`src.layers.gated_mixture.GatedMixture`;
+    training keeps the form ``mixture`` names.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
                  mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM,
-                 input_product=None):
+                 input_product=None, predict_mixture=None):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.input_product = input_product
+        self.predict_mixture = predict_mixture
         self.direct_input = input_layer is None
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
                             ("num_experts", num_experts), ("expert_units", expert_units)):
@@ -99,36 +106,45 @@ class MMoE(nn.Cell):
 
     def construct(self, x):
         experts, gates = self._experts_and_gates(x)
-        experts = self.relu(experts)                                                  # (B, E*U)
-        gates = self.softmax(gates.reshape(
-            (-1, self.num_tasks, self.num_experts))).reshape(
-            (-1, self.num_tasks * self.num_experts))                                   # (B, T*E)
-        if x.shape[0] >= self.matmul_from:
-            dtype = gates.dtype                                                        # float16 under amp
-            product = (self.matmul(gates, ops.cast(self.repeat_gates, dtype))
-                       * self.matmul(experts, ops.cast(self.tile_experts, dtype)))  # (B, T*E*U)
-            mixed = self.matmul(product, ops.cast(self.sum_experts, dtype))          # (B, T*U)
+        if self.predict_mixture is not None and not self.training:
+            mixed = self.predict_mixture(experts, gates)                              # (B, T*U)
         else:
-            gates = gates.reshape((-1, self.num_tasks, self.num_experts))          # (B, T, E)
-            experts = experts.reshape((-1, self.num_experts, self.expert_units))   # (B, E, U)
-            if self.mixture == "broadcast":
-                mixed = (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
-                         * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
-            else:
-                mixed = self.batch_matmul(gates, experts)                             # (B, T, U)
+            if gates is None:          # one tensor: the experts' columns, then the gates'
+                width = self.num_experts * self.expert_units
+                experts, gates = experts[:, :width], experts[:, width:]
+            mixed = self._mix(self.relu(experts), gates)
         mixed = mixed.reshape((-1, self.num_tasks, self.expert_units))
         return self.towers(mixed).reshape((-1, self.num_tasks))                      # (B, T)
 
+    def _mix(self, experts, gates):
+        """The gate-weighted sum of the expert outputs ``(B, E*U)`` by the
+        gate logits ``(B, T*E)``, in the form ``mixture`` names."""
+        gates = self.softmax(gates.reshape(
+            (-1, self.num_tasks, self.num_experts))).reshape(
+            (-1, self.num_tasks * self.num_experts))                                   # (B, T*E)
+        if experts.shape[0] >= self.matmul_from:
+            dtype = gates.dtype                                              # float16 under amp
+            product = (self.matmul(gates, ops.cast(self.repeat_gates, dtype))
+                       * self.matmul(experts, ops.cast(self.tile_experts, dtype)))  # (B, T*E*U)
+            return self.matmul(product, ops.cast(self.sum_experts, dtype))           # (B, T*U)
+        gates = gates.reshape((-1, self.num_tasks, self.num_experts))                  # (B, T, E)
+        experts = experts.reshape((-1, self.num_experts, self.expert_units))           # (B, E, U)
+        if self.mixture == "broadcast":
+            return (gates.reshape((-1, self.num_tasks, self.num_experts, 1))
+                    * experts.reshape((-1, 1, self.num_experts, self.expert_units))).sum(2)
+        return self.batch_matmul(gates, experts)                                       # (B, T, U)
+
     def _experts_and_gates(self, x):
-        """The experts' and gates' products plus biases, ``(B, E*U)`` and ``(B, T*E)``."""
+        """The experts' and gates' products plus biases, ``(B, E*U)`` and
+        ``(B, T*E)``; through ``input_product``, one tensor holding both (the
+        experts' columns first) and None."""
         folded = x.shape[0] >= self.fold_batch
         if self.input_product is not None and not self.training and (folded or self.direct_input):
             kernel = ops.concat((self.expert_kernel, self.gate_kernel), 1)
             if folded:
                 kernel = self.matmul(self.input_layer.matrix(), kernel)
-            both = self.input_product(x, kernel, ops.concat((self.expert_bias, self.gate_bias)))
-            width = self.num_experts * self.expert_units
-            return both[:, :width], both[:, width:]
+            bias = ops.concat((self.expert_bias, self.gate_bias))
+            return self.input_product(x, kernel, bias), None
         if folded:
             matrix = self.input_layer.matrix()
             return (self.matmul(x, self.matmul(matrix, self.expert_kernel)) + self.expert_bias,

@@ -5,6 +5,7 @@ from src.registry import ModelSpec
 
 
 INPUT_PRODUCTS = ("matmul", "sparse")
+PREDICT_MIXTURES = ("graph", "native")
 
 
 def build_network(cfg, fmap):
@@ -14,7 +15,7 @@ def build_network(cfg, fmap):
                 num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                 tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
                 tower_dropout=cfg.tower_dropout, mixture=cfg.mixture,
-                input_product=_input_product(cfg))
+                input_product=_input_product(cfg), predict_mixture=_predict_mixture(cfg, fmap))
 
 
 def _input_product(cfg):
@@ -25,12 +26,38 @@ def _input_product(cfg):
         raise ValueError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, got {kind!r}")
     if kind == "matmul":
         return None
+    _float32_only(cfg, "input_product: sparse", "input_product: matmul")
     from src.engine.runtime import kernel_threads
     from src.layers.sparse_input import SparseInputProduct
     return SparseInputProduct(threads=kernel_threads())
 
 
+def _predict_mixture(cfg, fmap):
+    """The prediction's mixture ``predict_mixture`` names: None for ``graph``
+    (MindSpore's operators), the CPU kernel for ``native``."""
+    kind = cfg.get("predict_mixture", "graph")
+    if kind not in PREDICT_MIXTURES:
+        raise ValueError(f"predict_mixture must be one of {', '.join(PREDICT_MIXTURES)}, "
+                         f"got {kind!r}")
+    if kind == "graph":
+        return None
+    _float32_only(cfg, "predict_mixture: native", "predict_mixture: graph")
+    from src.engine.runtime import kernel_threads
+    from src.layers.gated_mixture import GatedMixture
+    return GatedMixture(len(fmap["tasks"]), cfg.num_experts, cfg.expert_units,
+                        threads=kernel_threads())
+
+
+def _float32_only(cfg, setting, fallback):
+    """The C++ kernels take float32: refuse them under mixed precision."""
+    amp = cfg.get("amp_level", "O0")
+    if amp != "O0":
+        raise ValueError(f"{setting} is a float32 kernel and amp_level {amp} computes in "
+                         f"float16: set {fallback} or amp_level O0")
+
+
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
-                 export_overrides={"mixture": "broadcast", "input_product": "matmul"},
+                 export_overrides={"mixture": "broadcast", "input_product": "matmul",
+                                   "predict_mixture": "graph"},
                  bench_train_batches=(32, 256, 2048), bench_predict_batch=8192,
                  trial=CENSUS_TRIAL, quick_start=CENSUS_QUICK_START)

@@ -1,0 +1,143 @@
+"""MMoE's prediction through the C++ kernels: the sparse-input product
+(``input_product``) and the gated mixture (``predict_mixture``) give the
+graph's outputs, and training never uses them."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.layers import gated_mixture, sparse_input
+from src.layers.initializers import make_initializer
+from src.mmoe.mmoe import MMoE
+
+
+def _mmoe_pair(field_layer, seed=5, product=True, mixture=False):
+    """Two MMoEs with the same weights, the second predicting through the
+    sparse-input product (``product``) and the gated mixture (``mixture``)."""
+    from src.layers.fields import FieldEmbedding
+    fields = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)]
+    nets = []
+    kernels = [(None, None),
+               (sparse_input.SparseInputProduct(2) if product else None,
+                gated_mixture.GatedMixture(2, 3, 4, threads=2) if mixture else None)]
+    for product_cell, mixture_cell in kernels:
+        layer = (FieldEmbedding(fields, 2, 8, make_initializer("normal", 0.5))
+                 if field_layer else None)
+        nets.append(MMoE(input_dim=layer.output_dim if layer else 82, input_layer=layer,
+                         num_tasks=2, num_experts=3, expert_units=4, tower_units=[4],
+                         init="normal", init_scale=0.5, mixture="matmul", matmul_from=16,
+                         input_product=product_cell, predict_mixture=mixture_cell))
+    rng = np.random.default_rng(seed)
+    for bias in (nets[0].expert_bias, nets[0].gate_bias):      # zeros at initialisation
+        bias.set_data(Tensor(rng.standard_normal(bias.shape).astype(np.float32)))
+    ms.load_param_into_net(nets[1], {p.name: p for p in nets[0].get_parameters()},
+                           strict_load=True)
+    x = np.zeros((600, 82), np.float32)
+    for offset, size in fields:
+        x[np.arange(600), offset + rng.integers(0, size, 600)] = 1.0
+    x[:, 80:] = rng.standard_normal((600, 2))
+    return nets, x
+
+
+@pytest.mark.parametrize("product, mixture", [(True, False), (False, True), (True, True)],
+                         ids=["product", "mixture", "both"])
+@pytest.mark.parametrize("field_layer", [True, False], ids=["folded", "one-hot"])
+def test_mmoe_predicts_the_same_through_the_kernels(field_layer, product, mixture):
+    """Eval mode: the product folded through the field embedding from its fold
+    batch (and below it the matrix products), or directly on the one-hot
+    input; the mixture from the product's one tensor or from two; batches
+    above and below the matmul mixture's ``matmul_from``."""
+    (plain, sparse), x = _mmoe_pair(field_layer, product=product, mixture=mixture)
+    for batch in (600, 7):
+        outs = []
+        for net in (plain, sparse):
+            net.set_train(False)
+            outs.append(net(Tensor(x[:batch])).asnumpy())
+        # logits of order 1 from sums of order-1 terms, added in another
+        # order: float32 rounding reaches a few 1e-6
+        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_mmoe_trains_with_the_graph():
+    """The kernels have no gradient: training must not use them, and gives
+    the plain network's outputs and gradients."""
+    from tests.test_mmoe import _assert_same_function
+    (plain, sparse), x = _mmoe_pair(True, seed=6, mixture=True)
+    weights = Tensor(np.random.default_rng(3).standard_normal((600, 2)).astype(np.float32))
+    _assert_same_function(plain, sparse, Tensor(x), weights, params=9)
+
+
+def test_the_config_keys_are_checked_and_export_uses_the_graph():
+    from src.config import Config
+    from src.mmoe.spec import SPEC, _input_product, _predict_mixture
+    with pytest.raises(ValueError, match="input_product must be one of matmul, sparse"):
+        _input_product(Config({"input_product": "dense"}, config_path=None))
+    assert _input_product(Config({"input_product": "matmul"}, config_path=None)) is None
+    fmap = {"tasks": ["income", "marital"]}
+    with pytest.raises(ValueError, match="predict_mixture must be one of graph, native"):
+        _predict_mixture(Config({"predict_mixture": "fused"}, config_path=None), fmap)
+    assert _predict_mixture(Config({"predict_mixture": "graph"}, config_path=None), fmap) is None
+    native = _predict_mixture(Config({"predict_mixture": "native", "num_experts": 8,
+                                      "expert_units": 4}, config_path=None), fmap)
+    assert native.together.asnumpy()[:5].tolist() == [2, 8, 4, 0, 32]
+    assert SPEC.export_overrides["input_product"] == "matmul"
+    assert SPEC.export_overrides["predict_mixture"] == "graph"
+    with pytest.raises(ValueError, match="set predict_mixture: graph or amp_level O0"):
+        _predict_mixture(Config({"predict_mixture": "native", "amp_level": "O2"},
+                                config_path=None), fmap)
+    with pytest.raises(ValueError, match="set input_product: matmul or amp_level O0"):
+        _input_product(Config({"input_product": "sparse", "amp_level": "O1"}, config_path=None))
+
+
+def test_mmoe_calls_the_kernel_only_to_predict_and_when_it_folds():
+    (_, sparse), x = _mmoe_pair(True)
+    calls = []
+
+    class Recording(nn.Cell):
+        def __init__(self, product):
+            super().__init__()
+            self.product = product
+
+        def construct(self, a, b, bias):
+            calls.append((a.shape, b.shape, bias.shape))
+            return self.product(a, b, bias)
+    sparse.input_product = Recording(sparse.input_product)
+    ms.set_context(mode=ms.PYNATIVE_MODE)        # construct runs as Python: the calls are seen
+    try:
+        sparse.set_train(False)
+        sparse(Tensor(x[:sparse.fold_batch]))
+        assert calls == [((sparse.fold_batch, 82), (82, 3 * 4 + 2 * 3), (3 * 4 + 2 * 3,))]
+        sparse(Tensor(x[:sparse.fold_batch - 1]))
+        sparse.set_train(True)
+        sparse(Tensor(x))
+        assert len(calls) == 1
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def test_mmoe_calls_the_mixture_only_to_predict():
+    """From the product's one tensor (experts' columns, then the gates') at
+    the fold batch, from two tensors below it; never in training."""
+    (_, native), x = _mmoe_pair(True, mixture=True)
+    calls = []
+
+    class Recording(nn.Cell):
+        def __init__(self, mixture):
+            super().__init__()
+            self.mixture = mixture
+
+        def construct(self, experts, gates=None):
+            calls.append((experts.shape, None if gates is None else gates.shape))
+            return self.mixture(experts, gates)
+    native.predict_mixture = Recording(native.predict_mixture)
+    ms.set_context(mode=ms.PYNATIVE_MODE)        # construct runs as Python: the calls are seen
+    try:
+        native.set_train(False)
+        native(Tensor(x[:native.fold_batch]))
+        native(Tensor(x[:5]))
+        assert calls == [((native.fold_batch, 3 * 4 + 2 * 3), None), ((5, 12), (5, 6))]
+        native.set_train(True)
+        native(Tensor(x))
+        assert len(calls) == 2
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
