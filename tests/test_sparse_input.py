@@ -3,6 +3,7 @@
 portable) and as a MindSpore operator."""
 import ctypes
 
+import mindspore
 import numpy as np
 import pytest
 from mindspore import Tensor, nn
@@ -89,7 +90,7 @@ def test_the_operator_gives_numpys_product_in_a_graph():
 def test_the_operator_is_cpu_only_and_needs_positive_threads(monkeypatch):
     with pytest.raises(ValueError, match="threads must be positive"):
         sparse_input.SparseInputProduct(0)
-    monkeypatch.setattr(sparse_input.ms, "get_context", lambda key: "GPU")
+    monkeypatch.setattr(mindspore, "get_context", lambda key: "GPU")
     with pytest.raises(ValueError, match="on GPU set input_product: matmul"):
         sparse_input.SparseInputProduct(1)
 

@@ -10,6 +10,15 @@ import subprocess
 import tempfile
 
 
+def require_cpu(setting, fallback):
+    """Refuse a CPU kernel (config ``setting``) on another device, naming
+    ``fallback``, the setting that avoids it."""
+    import mindspore as ms
+    target = ms.get_context("device_target")
+    if target != "CPU":
+        raise ValueError(f"{setting} is a CPU kernel; on {target} {fallback}")
+
+
 class KernelBuildError(RuntimeError):
     """A kernel library could not be compiled."""
 

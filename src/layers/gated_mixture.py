@@ -13,11 +13,10 @@ system's C++ compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
-import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from src.engine.native import build_library
+from src.engine.native import build_library, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gated_mixture.cc")
 KERNEL = "GatedMixture"
@@ -42,9 +41,7 @@ class GatedMixture(nn.Cell):
 
     def __init__(self, num_tasks, num_experts, expert_units, threads=1):
         super().__init__()
-        target = ms.get_context("device_target")
-        if target != "CPU":
-            raise ValueError(f"predict_mixture: native is a CPU kernel; on {target} {FALLBACK}")
+        require_cpu("predict_mixture: native", FALLBACK)
         for name, value in (("num_tasks", num_tasks), ("num_experts", num_experts),
                             ("expert_units", expert_units), ("threads", threads)):
             if int(value) < 1:

@@ -14,11 +14,10 @@ compiled with the system's C++ compiler on first use and cached
 """
 import os
 
-import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from src.engine.native import build_library
+from src.engine.native import build_library, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sparse_input.cc")
 KERNEL = "SparseInputProduct"
@@ -44,10 +43,7 @@ class SparseInputProduct(nn.Cell):
 
     def __init__(self, threads=1):
         super().__init__()
-        target = ms.get_context("device_target")
-        if target != "CPU":
-            raise ValueError(f"input_product: sparse is a CPU kernel; on {target} set "
-                             f"input_product: matmul")
+        require_cpu("input_product: sparse", "set input_product: matmul")
         if int(threads) < 1:
             raise ValueError(f"SparseInputProduct: threads must be positive, got {threads}")
         self.product = ops.Custom(f"{library_path()}:{KERNEL}", out_shape=_out_shape,

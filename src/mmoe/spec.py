@@ -21,39 +21,38 @@ def build_network(cfg, fmap):
 def _input_product(cfg):
     """The prediction's input product ``input_product`` names: None for
     ``matmul`` (the graph's MatMul), the CPU kernel for ``sparse``."""
-    kind = cfg.get("input_product", "matmul")
-    if kind not in INPUT_PRODUCTS:
-        raise ValueError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, got {kind!r}")
-    if kind == "matmul":
-        return None
-    _float32_only(cfg, "input_product: sparse", "input_product: matmul")
-    from src.engine.runtime import kernel_threads
-    from src.layers.sparse_input import SparseInputProduct
-    return SparseInputProduct(threads=kernel_threads())
+    def build(threads):
+        from src.layers.sparse_input import SparseInputProduct
+        return SparseInputProduct(threads=threads)
+    return _kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
 
 
 def _predict_mixture(cfg, fmap):
     """The prediction's mixture ``predict_mixture`` names: None for ``graph``
     (MindSpore's operators), the CPU kernel for ``native``."""
-    kind = cfg.get("predict_mixture", "graph")
-    if kind not in PREDICT_MIXTURES:
-        raise ValueError(f"predict_mixture must be one of {', '.join(PREDICT_MIXTURES)}, "
-                         f"got {kind!r}")
-    if kind == "graph":
+    def build(threads):
+        from src.layers.gated_mixture import GatedMixture
+        return GatedMixture(len(fmap["tasks"]), cfg.num_experts, cfg.expert_units,
+                            threads=threads)
+    return _kernel_choice(cfg, "predict_mixture", PREDICT_MIXTURES, build)
+
+
+def _kernel_choice(cfg, key, choices, build):
+    """The cell config key ``key`` selects among ``choices``: None for the
+    first (the graph's operators), ``build(threads)`` for the second (a C++
+    CPU kernel, given the process's CPU threads). The kernels take float32,
+    so mixed precision refuses them."""
+    kind = cfg.get(key, choices[0])
+    if kind not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, got {kind!r}")
+    if kind == choices[0]:
         return None
-    _float32_only(cfg, "predict_mixture: native", "predict_mixture: graph")
-    from src.engine.runtime import kernel_threads
-    from src.layers.gated_mixture import GatedMixture
-    return GatedMixture(len(fmap["tasks"]), cfg.num_experts, cfg.expert_units,
-                        threads=kernel_threads())
-
-
-def _float32_only(cfg, setting, fallback):
-    """The C++ kernels take float32: refuse them under mixed precision."""
     amp = cfg.get("amp_level", "O0")
     if amp != "O0":
-        raise ValueError(f"{setting} is a float32 kernel and amp_level {amp} computes in "
-                         f"float16: set {fallback} or amp_level O0")
+        raise ValueError(f"{key}: {kind} is a float32 kernel and amp_level {amp} computes in "
+                         f"float16: set {key}: {choices[0]} or amp_level O0")
+    from src.engine.runtime import kernel_threads
+    return build(kernel_threads())
 
 
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
