@@ -1,7 +1,8 @@
 """Compiling the project's C++ CPU kernels (MindSpore custom operators of the
 AOT kind) with the system's C++ compiler, on first use, cached by the
-source's hash: the in-place row updates (``row_update.cc``), the
-sparse-input product (``src/layers/sparse_input.cc``) and the gated mixture
+source's hash: the in-place row updates (``row_update.cc``), the dense
+weights' update (``dense_update.cc``), the sparse-input product
+(``src/layers/sparse_input.cc``) and the gated mixture
 (``src/layers/gated_mixture.cc``)."""
 import hashlib
 import os

@@ -39,13 +39,26 @@ class GradientDescent(nn.Optimizer):
 
 
 def build_optimizer(name, params, lr, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999,
-                    adam_eps=1e-8, momentum=0.9, loss_scale=1.0):
+                    adam_eps=1e-8, momentum=0.9, loss_scale=1.0, dense_update="graph", threads=1):
     """An optimizer over ``params`` with the per-step learning rates ``lr``.
 
     ``loss_scale`` is the static loss scale the gradients still carry when
     they reach the optimizer (1.0 when the train step unscales them itself).
+    ``dense_update``: ``graph`` (MindSpore's operators) or ``kernel`` (one C++
+    CPU kernel per step, :mod:`src.engine.dense_update`, run on ``threads``
+    threads).
     """
+    if dense_update not in ("graph", "kernel"):
+        raise ValueError(f"dense_update must be graph or kernel, got {dense_update!r}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     lr = Tensor(lr)
+    if dense_update == "kernel":
+        from src.engine.dense_update import NATIVE
+        extra = {"adam": dict(beta1=adam_beta1, beta2=adam_beta2, eps=adam_eps),
+                 "momentum": dict(momentum=momentum)}.get(name, {})
+        return NATIVE[name](params, lr, weight_decay=weight_decay, loss_scale=loss_scale,
+                            threads=threads, **extra)
     if name == "adam":
         return nn.Adam(params, learning_rate=lr, beta1=adam_beta1, beta2=adam_beta2, eps=adam_eps,
                        weight_decay=weight_decay, loss_scale=loss_scale)
@@ -55,6 +68,4 @@ def build_optimizer(name, params, lr, weight_decay=0.0, adam_beta1=0.9, adam_bet
     if name == "momentum":
         return nn.Momentum(params, learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
                            loss_scale=loss_scale)
-    if name == "adagrad":
-        return nn.Adagrad(params, learning_rate=lr, weight_decay=weight_decay, loss_scale=loss_scale)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return nn.Adagrad(params, learning_rate=lr, weight_decay=weight_decay, loss_scale=loss_scale)

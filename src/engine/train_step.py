@@ -149,6 +149,10 @@ def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scal
     after ``scale_window`` clean steps)."""
     if not clip_norm >= 0:
         raise ValueError(f"clip_norm must be 0 (no clipping) or positive, got {clip_norm}")
+    if getattr(optimizer, "fuses_clipping", False):
+        # the update kernel clips (src/engine/dense_update.py): one operator, not one per weight
+        optimizer.set_clip_norm(clip_norm)
+        clip_norm = 0.0
     if loss_scale_mode == "none":
         step = TrainStep(net_with_loss, optimizer, clip_norm)
     elif loss_scale_mode == "static":

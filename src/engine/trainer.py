@@ -10,7 +10,7 @@ from src.engine import checkpoint
 from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
-from src.engine.runtime import as_tensors
+from src.engine.runtime import as_tensors, kernel_threads
 from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
@@ -73,7 +73,9 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optimizer, network.trainable_params(), self.lr,
                                          weight_decay=cfg.weight_decay, adam_beta1=cfg.adam_beta1,
                                          adam_beta2=cfg.adam_beta2, adam_eps=cfg.adam_eps,
-                                         momentum=cfg.momentum)
+                                         momentum=cfg.momentum,
+                                         dense_update=cfg.get("dense_update", "graph"),
+                                         threads=kernel_threads())
         if spec.sparse:
             self.train_step = build_sparse_train_step(network, self.net_with_loss, self.optimizer,
                                                       self.lr, cfg)
