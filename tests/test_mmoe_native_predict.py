@@ -1,6 +1,7 @@
-"""MMoE's prediction through the C++ kernels: the sparse-input product
-(``input_product``) and the gated mixture (``predict_mixture``) give the
-graph's outputs, and training never uses them."""
+"""MMoE through the C++ kernels: in prediction the sparse-input product
+(``input_product``) and the gated mixture (``predict_mixture``), in
+training the gated mixture with its gradient kernel (``train_mixture``),
+give the graph's outputs (and gradients)."""
 import mindspore as ms
 import numpy as np
 import pytest
@@ -11,22 +12,25 @@ from src.layers.initializers import make_initializer
 from src.mmoe.mmoe import MMoE
 
 
-def _mmoe_pair(field_layer, seed=5, product=True, mixture=False):
+def _mmoe_pair(field_layer, seed=5, product=True, mixture=False, train=False):
     """Two MMoEs with the same weights, the second predicting through the
-    sparse-input product (``product``) and the gated mixture (``mixture``)."""
+    sparse-input product (``product``) and the gated mixture (``mixture``),
+    and training through the gated mixture (``train``)."""
     from src.layers.fields import FieldEmbedding
     fields = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)]
     nets = []
     kernels = [(None, None),
                (sparse_input.SparseInputProduct(2) if product else None,
                 gated_mixture.GatedMixture(2, 3, 4, threads=2) if mixture else None)]
-    for product_cell, mixture_cell in kernels:
+    train_cells = [None, gated_mixture.GatedMixture(2, 3, 4, threads=2) if train else None]
+    for (product_cell, mixture_cell), train_cell in zip(kernels, train_cells):
         layer = (FieldEmbedding(fields, 2, 8, make_initializer("normal", 0.5))
                  if field_layer else None)
         nets.append(MMoE(input_dim=layer.output_dim if layer else 82, input_layer=layer,
                          num_tasks=2, num_experts=3, expert_units=4, tower_units=[4],
                          init="normal", init_scale=0.5, mixture="matmul", matmul_from=16,
-                         input_product=product_cell, predict_mixture=mixture_cell))
+                         input_product=product_cell, predict_mixture=mixture_cell,
+                         train_mixture=train_cell))
     rng = np.random.default_rng(seed)
     for bias in (nets[0].expert_bias, nets[0].gate_bias):      # zeros at initialisation
         bias.set_data(Tensor(rng.standard_normal(bias.shape).astype(np.float32)))
@@ -58,33 +62,41 @@ def test_mmoe_predicts_the_same_through_the_kernels(field_layer, product, mixtur
         np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
 
 
-def test_mmoe_trains_with_the_graph():
-    """The kernels have no gradient: training must not use them, and gives
-    the plain network's outputs and gradients."""
+@pytest.mark.parametrize("batch", [600, 7], ids=["matmul-mixture", "batch-matmul-mixture"])
+def test_mmoe_trains_through_the_mixture_kernel_as_through_the_graph(batch):
+    """``train_mixture``: the kernel and its gradient kernel give the plain
+    network's outputs and gradients (against the graph's mixture in both its
+    forms: 2-D products from ``matmul_from`` rows, per-sample products below);
+    ``predict_mixture`` alone leaves training to the graph."""
     from tests.test_mmoe import _assert_same_function
-    (plain, sparse), x = _mmoe_pair(True, seed=6, mixture=True)
-    weights = Tensor(np.random.default_rng(3).standard_normal((600, 2)).astype(np.float32))
-    _assert_same_function(plain, sparse, Tensor(x), weights, params=9)
+    rng = np.random.default_rng(3)
+    for train in (True, False):
+        (plain, native), x = _mmoe_pair(True, seed=6, mixture=True, train=train)
+        weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
+        # a weight's gradient sums 600 rows' terms of order 1, in another order
+        # (and with the kernel's exponential): rounding reaches a few 1e-6
+        _assert_same_function(plain, native, Tensor(x[:batch]), weights, params=9,
+                              grad_atol=2e-5)
 
 
 def test_the_config_keys_are_checked_and_export_uses_the_graph():
     from src.config import Config
-    from src.mmoe.spec import SPEC, _input_product, _predict_mixture
+    from src.mmoe.spec import SPEC, _input_product, _mixture
     with pytest.raises(ValueError, match="input_product must be one of matmul, sparse"):
         _input_product(Config({"input_product": "dense"}, config_path=None))
     assert _input_product(Config({"input_product": "matmul"}, config_path=None)) is None
     fmap = {"tasks": ["income", "marital"]}
-    with pytest.raises(ValueError, match="predict_mixture must be one of graph, native"):
-        _predict_mixture(Config({"predict_mixture": "fused"}, config_path=None), fmap)
-    assert _predict_mixture(Config({"predict_mixture": "graph"}, config_path=None), fmap) is None
-    native = _predict_mixture(Config({"predict_mixture": "native", "num_experts": 8,
-                                      "expert_units": 4}, config_path=None), fmap)
-    assert native.together.asnumpy()[:5].tolist() == [2, 8, 4, 0, 32]
+    for key in ("predict_mixture", "train_mixture"):
+        with pytest.raises(ValueError, match=f"{key} must be one of graph, native"):
+            _mixture(Config({key: "fused"}, config_path=None), fmap, key)
+        assert _mixture(Config({key: "graph"}, config_path=None), fmap, key) is None
+        native = _mixture(Config({key: "native", "num_experts": 8, "expert_units": 4},
+                                 config_path=None), fmap, key)
+        assert native.together.asnumpy()[:5].tolist() == [2, 8, 4, 0, 32]
+        assert SPEC.export_overrides[key] == "graph"
+        with pytest.raises(ValueError, match=f"set {key}: graph or amp_level O0"):
+            _mixture(Config({key: "native", "amp_level": "O2"}, config_path=None), fmap, key)
     assert SPEC.export_overrides["input_product"] == "matmul"
-    assert SPEC.export_overrides["predict_mixture"] == "graph"
-    with pytest.raises(ValueError, match="set predict_mixture: graph or amp_level O0"):
-        _predict_mixture(Config({"predict_mixture": "native", "amp_level": "O2"},
-                                config_path=None), fmap)
     with pytest.raises(ValueError, match="set input_product: matmul or amp_level O0"):
         _input_product(Config({"input_product": "sparse", "amp_level": "O1"}, config_path=None))
 
@@ -115,29 +127,34 @@ def test_mmoe_calls_the_kernel_only_to_predict_and_when_it_folds():
         ms.set_context(mode=ms.GRAPH_MODE)
 
 
-def test_mmoe_calls_the_mixture_only_to_predict():
-    """From the product's one tensor (experts' columns, then the gates') at
-    the fold batch, from two tensors below it; never in training."""
-    (_, native), x = _mmoe_pair(True, mixture=True)
+@pytest.mark.parametrize("train", [False, True], ids=["predict-only", "train-too"])
+def test_mmoe_calls_each_mixture_in_its_mode(train):
+    """In prediction from the product's one tensor (experts' columns, then
+    the gates') at the fold batch, from two tensors below it; in training the
+    training mixture, from two tensors, and never the prediction's."""
+    (_, native), x = _mmoe_pair(True, mixture=True, train=train)
     calls = []
 
     class Recording(nn.Cell):
-        def __init__(self, mixture):
+        def __init__(self, mixture, mode):
             super().__init__()
-            self.mixture = mixture
+            self.mixture, self.mode = mixture, mode
 
         def construct(self, experts, gates=None):
-            calls.append((experts.shape, None if gates is None else gates.shape))
+            calls.append((self.mode, experts.shape, None if gates is None else gates.shape))
             return self.mixture(experts, gates)
-    native.predict_mixture = Recording(native.predict_mixture)
+    native.predict_mixture = Recording(native.predict_mixture, "predict")
+    if train:
+        native.train_mixture = Recording(native.train_mixture, "train")
     ms.set_context(mode=ms.PYNATIVE_MODE)        # construct runs as Python: the calls are seen
     try:
         native.set_train(False)
         native(Tensor(x[:native.fold_batch]))
         native(Tensor(x[:5]))
-        assert calls == [((native.fold_batch, 3 * 4 + 2 * 3), None), ((5, 12), (5, 6))]
+        assert calls == [("predict", (native.fold_batch, 3 * 4 + 2 * 3), None),
+                         ("predict", (5, 12), (5, 6))]
         native.set_train(True)
         native(Tensor(x))
-        assert len(calls) == 2
+        assert calls[2:] == ([("train", (600, 12), (600, 6))] if train else [])
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)

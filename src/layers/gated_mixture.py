@@ -7,9 +7,10 @@ and the weighted sum (products with 0/1 matrices, or one small product per
 sample). This operator does all of it row by row, reading each row's expert
 outputs and gate logits once. Results equal the graph's up to rounding.
 
-Prediction only: the operator has no gradient (a network selects it in eval
-mode; config key ``predict_mixture``). The library is compiled with the
-system's C++ compiler on first use and cached (:mod:`src.engine.native`).
+Its gradient is a second kernel of the same library (``GatedMixtureGrad``),
+so training can use it too (config keys ``predict_mixture`` and
+``train_mixture``). The library is compiled with the system's C++ compiler
+on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
@@ -20,13 +21,13 @@ from src.engine.native import build_library, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gated_mixture.cc")
 KERNEL = "GatedMixture"
-FALLBACK = "set predict_mixture: graph"
 
 
-def library_path(portable=False):
-    """The compiled library; ``portable``: without the AVX2 path (tests)."""
+def library_path(portable=False, key="predict_mixture"):
+    """The compiled library; ``portable``: without the AVX2 path (tests);
+    ``key``: the config key named in the error without a compiler."""
     flags = ("-pthread",) + (("-DGATED_MIXTURE_PORTABLE",) if portable else ())
-    return build_library(SOURCE, "gated_mixture", FALLBACK, flags)
+    return build_library(SOURCE, "gated_mixture", f"set {key}: graph", flags)
 
 
 class GatedMixture(nn.Cell):
@@ -37,21 +38,33 @@ class GatedMixture(nn.Cell):
     logits columns ``t*E .. t*E + E`` of ``gates``. With ``gates`` None,
     ``experts`` holds both: the experts' ``E*U`` columns, then the gates'.
     Rows are split among up to ``threads`` threads (at least 1024 rows each).
+    The gradient with respect to ``experts`` and ``gates`` is a kernel too.
+    ``key``: the config key that chose it, named in errors.
     """
 
-    def __init__(self, num_tasks, num_experts, expert_units, threads=1):
+    def __init__(self, num_tasks, num_experts, expert_units, threads=1, key="predict_mixture"):
         super().__init__()
-        require_cpu("predict_mixture: native", FALLBACK)
+        require_cpu(f"{key}: native", f"set {key}: graph")
         for name, value in (("num_tasks", num_tasks), ("num_experts", num_experts),
                             ("expert_units", expert_units), ("threads", threads)):
             if int(value) < 1:
                 raise ValueError(f"GatedMixture: {name} must be a positive integer, got {value}")
         t, e, u = int(num_tasks), int(num_experts), int(expert_units)
         width = t * u
-        self.mix = ops.Custom(f"{library_path()}:{KERNEL}",
+        library = library_path(key=key)
+        gradient = ops.Custom(f"{library}:{KERNEL}Grad",
+                              out_shape=lambda experts, gates, _layout, _dout: (experts, gates),
+                              out_dtype=lambda experts, gates, _layout, _dout: (experts, gates),
+                              func_type="aot")
+
+        def bprop(experts, gates, layout, _out, dout):
+            d_experts, d_gates = gradient(experts, gates, layout, dout)
+            return d_experts, d_gates, ops.zeros_like(layout)
+
+        self.mix = ops.Custom(f"{library}:{KERNEL}",
                               out_shape=lambda experts, _gates, _layout: (experts[0], width),
                               out_dtype=lambda experts, _gates, _layout: experts,
-                              func_type="aot")
+                              func_type="aot", bprop=bprop)
         # T, E, U, the experts' and the gates' first column, threads
         self.apart = Tensor(np.array([t, e, u, 0, 0, int(threads)], np.int32))
         self.together = Tensor(np.array([t, e, u, 0, e * u, int(threads)], np.int32))

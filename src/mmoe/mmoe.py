@@ -58,17 +58,18 @@ class MMoE(nn.Cell):
     softmax and the mixture in eval mode, from ``(experts, gates)`` (or one
     tensor holding both, the experts' columns first, and None) to
     ``(B, T*U)``, e.g. :class:`src.layers.gated_mixture.GatedMixture`;
-    training keeps the form ``mixture`` names.
+    ``train_mixture``: such a cell with a gradient, for training. Without
+    one, that mode computes the form ``mixture`` names.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
                  mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM,
-                 input_product=None, predict_mixture=None):
+                 input_product=None, predict_mixture=None, train_mixture=None):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.input_product = input_product
-        self.predict_mixture = predict_mixture
+        self.predict_mixture, self.train_mixture = predict_mixture, train_mixture
         self.direct_input = input_layer is None
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
                             ("num_experts", num_experts), ("expert_units", expert_units)):
@@ -106,8 +107,9 @@ class MMoE(nn.Cell):
 
     def construct(self, x):
         experts, gates = self._experts_and_gates(x)
-        if self.predict_mixture is not None and not self.training:
-            mixed = self.predict_mixture(experts, gates)                              # (B, T*U)
+        kernel = self.train_mixture if self.training else self.predict_mixture
+        if kernel is not None:
+            mixed = kernel(experts, gates)                                            # (B, T*U)
         else:
             if gates is None:          # one tensor: the experts' columns, then the gates'
                 width = self.num_experts * self.expert_units

@@ -5,7 +5,7 @@ from src.registry import ModelSpec
 
 
 INPUT_PRODUCTS = ("matmul", "sparse")
-PREDICT_MIXTURES = ("graph", "native")
+MIXTURES = ("graph", "native")          # predict_mixture, train_mixture
 
 
 def build_network(cfg, fmap):
@@ -15,7 +15,9 @@ def build_network(cfg, fmap):
                 num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                 tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
                 tower_dropout=cfg.tower_dropout, mixture=cfg.mixture,
-                input_product=_input_product(cfg), predict_mixture=_predict_mixture(cfg, fmap))
+                input_product=_input_product(cfg),
+                predict_mixture=_mixture(cfg, fmap, "predict_mixture"),
+                train_mixture=_mixture(cfg, fmap, "train_mixture"))
 
 
 def _input_product(cfg):
@@ -27,14 +29,15 @@ def _input_product(cfg):
     return _kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
 
 
-def _predict_mixture(cfg, fmap):
-    """The prediction's mixture ``predict_mixture`` names: None for ``graph``
-    (MindSpore's operators), the CPU kernel for ``native``."""
+def _mixture(cfg, fmap, key):
+    """The mixture config ``key`` (``predict_mixture``, ``train_mixture``)
+    names: None for ``graph`` (MindSpore's operators), the CPU kernel for
+    ``native`` (its gradient is a kernel too)."""
     def build(threads):
         from src.layers.gated_mixture import GatedMixture
         return GatedMixture(len(fmap["tasks"]), cfg.num_experts, cfg.expert_units,
-                            threads=threads)
-    return _kernel_choice(cfg, "predict_mixture", PREDICT_MIXTURES, build)
+                            threads=threads, key=key)
+    return _kernel_choice(cfg, key, MIXTURES, build)
 
 
 def _kernel_choice(cfg, key, choices, build):
@@ -57,6 +60,6 @@ def _kernel_choice(cfg, key, choices, build):
 
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
                  export_overrides={"mixture": "broadcast", "input_product": "matmul",
-                                   "predict_mixture": "graph"},
+                                   "predict_mixture": "graph", "train_mixture": "graph"},
                  bench_train_batches=(32, 256, 2048), bench_predict_batch=8192,
                  trial=CENSUS_TRIAL, quick_start=CENSUS_QUICK_START)
