@@ -57,21 +57,23 @@ class TinyNet(nn.Cell):
         return self.out(self.dropout(self.hidden(x)))
 
 
-def _step(clip_norm=0.0, lr=0.1, optimizer="sgd", loss_scale_mode="none", dropout=0.0):
+def _step(clip_norm=0.0, lr=0.1, optimizer="sgd", loss_scale_mode="none", dropout=0.0,
+          dense_update="graph"):
     net = TinyNet(dropout=dropout)
     nwl = NetWithLoss(net, MultiTaskBCELoss([1.0, 1.0]))
     rates = np.full(100, lr, np.float32) if np.isscalar(lr) else np.asarray(lr, np.float32)
-    opt = build_optimizer(optimizer, net.trainable_params(), rates)
+    opt = build_optimizer(optimizer, net.trainable_params(), rates, dense_update=dense_update)
     return net, build_train_step(nwl, opt, loss_scale_mode=loss_scale_mode, loss_scale=1024.0,
                                  clip_norm=clip_norm)
 
 
-def test_clipping_bounds_the_update():
+@pytest.mark.parametrize("dense_update", ["graph", "kernel"])
+def test_clipping_bounds_the_update(dense_update):
     """With SGD at lr 1 the update equals the gradient, so its global norm is
     at most clip_norm."""
     x = Tensor(np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32) * 100)
     y = Tensor(np.ones((8, 2), np.float32))
-    net, step = _step(clip_norm=0.01, lr=1.0)
+    net, step = _step(clip_norm=0.01, lr=1.0, dense_update=dense_update)
     before = [p.asnumpy().copy() for p in net.trainable_params()]
     step(x, y)
     delta = np.sqrt(sum(((p.asnumpy() - b) ** 2).sum() for p, b in zip(net.trainable_params(), before)))
@@ -124,11 +126,13 @@ def test_graph_call_trains_exactly_as_the_cell_call():
     assert fast_step.optimizer.global_step.asnumpy().item() == len(batches)
 
 
-@pytest.mark.parametrize("loss_scale_mode", ["none", "dynamic"])
-def test_multi_step_trains_exactly_as_single_steps(loss_scale_mode):
+@pytest.mark.parametrize("loss_scale_mode, dense_update", [("none", "graph"), ("dynamic", "graph"),
+                                                           ("none", "kernel")])
+def test_multi_step_trains_exactly_as_single_steps(loss_scale_mode, dense_update):
     """k steps in one graph = k calls: the same losses, weights, Adam moments
     and step counter, with a learning rate that changes every step (so each
-    step of a call must read its own)."""
+    step of a call must read its own); also with the update kernel, whose
+    in-place writes each step must see."""
     rng = np.random.default_rng(6)
     batches = [(rng.standard_normal((8, 6)).astype(np.float32),
                 (rng.random((8, 2)) > 0.5).astype(np.float32)) for _ in range(6)]
@@ -137,7 +141,7 @@ def test_multi_step_trains_exactly_as_single_steps(loss_scale_mode):
     for _ in range(2):
         ms.set_seed(7)
         steps.append(_step(clip_norm=0.5, lr=rates, optimizer="adam",
-                           loss_scale_mode=loss_scale_mode)[1])
+                           loss_scale_mode=loss_scale_mode, dense_update=dense_update)[1])
     single = [steps[0](Tensor(x), Tensor(y)).asnumpy().item() for x, y in batches]
     multi = GraphCall(MultiStep(steps[1], 3))
     grouped = []
