@@ -75,12 +75,17 @@ def test_an_id_outside_the_table_is_an_error_and_writes_nothing():
     np.testing.assert_array_equal(cell.table.asnumpy(), table)
 
 
-def test_row_update_key_chooses_the_kernel_only_for_single_process_runs():
+def test_row_update_key_chooses_the_kernel_only_for_single_process_runs(monkeypatch):
     assert in_place_rows(Config({"row_update": "kernel"}, config_path=None), distributed=False)
     assert not in_place_rows(Config({"row_update": "kernel"}, config_path=None), distributed=True)
     assert not in_place_rows(Config({"row_update": "graph"}, config_path=None), distributed=False)
     with pytest.raises(ValueError, match="row_update must be graph or kernel"):
         in_place_rows(Config({"row_update": "scatter"}, config_path=None), distributed=False)
+    monkeypatch.setattr(ms, "get_context", lambda key: "Ascend")
+    with pytest.raises(ValueError, match="row_update: kernel is a CPU kernel; on Ascend set "
+                                         "row_update: graph"):
+        in_place_rows(Config({"row_update": "kernel"}, config_path=None), distributed=False)
+    assert not in_place_rows(Config({"row_update": "graph"}, config_path=None), distributed=False)
 
 
 def test_without_a_compiler_the_error_says_what_to_do(tmp_path, monkeypatch):

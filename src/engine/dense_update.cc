@@ -36,8 +36,9 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <thread>
 #include <vector>
+
+#include "parallel_parts.h"
 
 namespace {
 
@@ -111,22 +112,6 @@ void ForRange(const Weights &w, int64_t begin, int64_t end,
   }
 }
 
-// part(t, begin, end) on `threads` parts of the run, the first on this thread.
-void Split(const Weights &w, int64_t wanted, const std::function<void(int64_t, int64_t, int64_t)> &part) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(wanted, w.total / kPerThread));
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t begin = w.total * t / threads, end = w.total * (t + 1) / threads;
-    try {
-      pool.emplace_back(part, t, begin, end);
-    } catch (...) {  // no thread to be had: this one does the part
-      part(t, begin, end);
-    }
-  }
-  part(0, 0, w.total / threads);
-  for (auto &thread : pool) thread.join();
-}
-
 float Same(float lr) { return lr; }
 
 // hyper[k] and decay[i], read only once the inputs are checked
@@ -193,7 +178,7 @@ DENSE_CLONES void AdamLoop(float *R p, float *R m, float *R v, const float *R g,
 float ClipFactor(const Weights &w, float clip_norm, int64_t threads) {
   if (!(clip_norm > 0.0f)) return 1.0f;
   std::vector<double> sums(std::max<int64_t>(1, threads), 0.0);
-  Split(w, threads, [&](int64_t t, int64_t begin, int64_t end) {
+  recsys::ParallelParts(w.total, threads, kPerThread, [&](int64_t t, int64_t begin, int64_t end) {
     double sum = 0.0;
     ForRange(w, begin, end,
              [&](int64_t i, int64_t b, int64_t e) { sum += SumSquares(w.grads[i] + b, e - b); });
@@ -225,7 +210,7 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
   const int64_t threads = std::max<int32_t>(1, static_cast<const int32_t *>(params[0])[1]);
   const float lr = rate(StepRate(params, shapes));
   const float factor = ClipFactor(w, Hyper(params, 0), threads);
-  Split(w, threads, [&](int64_t, int64_t begin, int64_t end) {
+  recsys::ParallelParts(w.total, threads, kPerThread, [&](int64_t, int64_t begin, int64_t end) {
     ForRange(w, begin, end, [&](int64_t i, int64_t b, int64_t e) { update(w, i, b, e, lr, factor); });
   });
   static_cast<int32_t *>(params[nparam - 1])[0] = 0;

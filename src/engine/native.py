@@ -1,11 +1,13 @@
 """Compiling the project's C++ CPU kernels (MindSpore custom operators of the
-AOT kind) with the system's C++ compiler, on first use, cached by the
-source's hash: the in-place row updates (``row_update.cc``), the dense
-weights' update (``dense_update.cc``), the sparse-input product
+AOT kind) with the system's C++ compiler, on first use, cached by a hash of
+the source and the project headers it includes (``parallel_parts.h``: the
+work split among threads): the in-place row updates (``row_update.cc``), the
+dense weights' update (``dense_update.cc``), the sparse-input product
 (``src/layers/sparse_input.cc``) and the gated mixture
 (``src/layers/gated_mixture.cc``)."""
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,15 +32,39 @@ def _cache_dirs():
             os.path.join(tempfile.gettempdir(), f"recsys-kernels-{os.getuid()}")]
 
 
+_LOCAL_INCLUDE = re.compile(rb'^\s*#\s*include\s*"([^"]+)"', re.M)
+
+
+def source_files(source):
+    """``source`` and every file it includes with ``#include "..."``,
+    directly or not (paths relative to the including file), each once."""
+    found, todo = [], [os.path.abspath(source)]
+    while todo:
+        path = todo.pop()
+        if path in found or not os.path.isfile(path):
+            continue                    # a missing header: the compiler names it
+        found.append(path)
+        with open(path, "rb") as f:
+            text = f.read()
+        folder = os.path.dirname(path)
+        todo.extend(os.path.normpath(os.path.join(folder, name.decode()))
+                    for name in _LOCAL_INCLUDE.findall(text))
+    return found
+
+
 def build_library(source, stem, fallback, flags=()):
     """The path of ``source`` compiled into a shared library named ``stem``
-    plus the source's hash, compiling it first if no cached copy exists
+    plus a hash of its text, its local headers' (:func:`source_files`) and the
+    flags, compiling it first if no cached copy exists
     (``$CXX`` or ``g++``, with ``flags`` added; written under a temporary
     name and renamed, so concurrent processes never load a partial file).
     ``fallback`` ends the error raised without a compiler: the setting that
     avoids the kernel."""
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join(flags).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(" ".join(flags).encode())
+    for path in source_files(source):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    digest = digest.hexdigest()[:16]
     compiler = os.environ.get("CXX") or "g++"
     last_error = None
     for folder in _cache_dirs():

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.engine.native import require_cpu
 from src.engine.train_step import clip_by_global_norm, scale_by
 
 ROW_OPTIMIZERS = ("sgd", "adagrad", "adam")
@@ -165,9 +166,8 @@ def in_place_rows(cfg, distributed):
     mode = cfg.get("row_update", "graph")
     if mode not in ("graph", "kernel"):
         raise ValueError(f"row_update must be graph or kernel, got {mode!r}")
-    if mode == "kernel" and ms.get_context("device_target") != "CPU":
-        raise ValueError(f"row_update: kernel is CPU code; on {ms.get_context('device_target')} "
-                         f"set row_update: graph")
+    if mode == "kernel":
+        require_cpu("row_update: kernel", "set row_update: graph")
     return mode == "kernel" and not distributed
 
 

@@ -28,8 +28,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
+
+#include "../engine/parallel_parts.h"
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(GATED_MIXTURE_PORTABLE)
 #include <immintrin.h>
 #define GATED_MIXTURE_AVX2 1
@@ -37,9 +38,16 @@
 
 namespace {
 
+constexpr int64_t kRowsPerThread = 1024;
+
 struct Layout {
   int64_t tasks, experts, units, expert_offset, gate_offset;
 };
+
+// The threads the layout (params[2]) asks for, at least one.
+int64_t Threads(void **params) {
+  return std::max<int32_t>(1, static_cast<const int32_t *>(params[2])[5]);
+}
 
 using ExpFn = void (*)(float *, int64_t);
 
@@ -364,25 +372,6 @@ bool ParseMixture(int nparam, int expected, int *ndims, int64_t **shapes, const 
          shapes[3][0] == rows && shapes[3][1] == l->tasks * l->units;
 }
 
-// part(begin, end) over the rows, split among up to `wanted` threads of at
-// least 1024 rows, the first part on this thread.
-template <typename Part>
-void SplitRows(int64_t rows, int64_t wanted, Part part) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(1, wanted),
-                                                                 rows / 1024));
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
-    try {
-      pool.emplace_back(part, begin, end);
-    } catch (...) {  // no thread to be had: this one does the part
-      part(begin, end);
-    }
-  }
-  part(0, rows / threads);
-  for (auto &thread : pool) thread.join();
-}
-
 }  // namespace
 
 // Error codes: 1 for shapes, dtypes or a layout it does not take.
@@ -395,7 +384,7 @@ extern "C" int GatedMixture(int nparam, void **params, int *ndims, int64_t **sha
   const float *gates = static_cast<const float *>(params[1]);
   float *out = static_cast<float *>(params[3]);
   const RowsFn rows_fn = PickRows(n1, n2);
-  SplitRows(shapes[0][0], static_cast<const int32_t *>(params[2])[5], [&](int64_t b, int64_t e) {
+  recsys::ParallelParts(shapes[0][0], Threads(params), kRowsPerThread, [&](int64_t, int64_t b, int64_t e) {
     rows_fn(experts, n1, gates, n2, out, l, b, e);
   });
   return 0;
@@ -416,7 +405,7 @@ extern "C" int GatedMixtureGrad(int nparam, void **params, int *ndims, int64_t *
   float *d_experts = static_cast<float *>(params[4]);
   float *d_gates = static_cast<float *>(params[5]);
   const GradFn grad_fn = PickGrad(n1, n2);
-  SplitRows(rows, static_cast<const int32_t *>(params[2])[5], [&](int64_t b, int64_t e) {
+  recsys::ParallelParts(rows, Threads(params), kRowsPerThread, [&](int64_t, int64_t b, int64_t e) {
     grad_fn(experts, n1, gates, n2, dout, d_experts, d_gates, l, b, e);
   });
   return 0;

@@ -16,8 +16,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
+
+#include "../engine/parallel_parts.h"
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(SPARSE_INPUT_PORTABLE)
 #include <immintrin.h>
 #define SPARSE_INPUT_AVX2 1
@@ -150,17 +151,8 @@ extern "C" int SparseInputProduct(int nparam, void **params, int *ndims, int64_t
   const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]);
   float *out = static_cast<float *>(params[4]);
   static const RowsFn rows_fn = PickRows();
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(wanted, rows / 256));
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
-    try {
-      pool.emplace_back(rows_fn, x, w, bias, out, begin, end, k, n);
-    } catch (...) {  // no thread to be had: this one does the part
-      rows_fn(x, w, bias, out, begin, end, k, n);
-    }
-  }
-  rows_fn(x, w, bias, out, 0, rows / threads, k, n);
-  for (auto &thread : pool) thread.join();
+  recsys::ParallelParts(rows, wanted, 256, [&](int64_t, int64_t begin, int64_t end) {
+    rows_fn(x, w, bias, out, begin, end, k, n);
+  });
   return 0;
 }
