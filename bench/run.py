@@ -41,6 +41,9 @@ def parse_args(argv):
     p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     p.add_argument("--sides", default="ours,peer", help="ours,peer or ours (no PyTorch needed)")
+    p.add_argument("--train_batches", default=None,
+                   help="comma-separated batch sizes: only the training and pipeline cases at "
+                        "these (default: every model's, from its spec)")
     p.add_argument("--reps", type=int, default=15,
                    help="interleaved repetitions (turns) per case, the table giving medians; "
                         "training cases may take more, see --max_reps")
@@ -73,8 +76,8 @@ def parse_args(argv):
                    help="generated data, exported models and worker logs")
     p.add_argument("--out", default=None,
                    help="markdown table; the JSON goes beside it (.json). Default: "
-                        "docs/benchmarks.md for a full run; a partial one (some groups, models or "
-                        "sides, or --quick) goes to <work_dir>/partial/benchmarks.md and never "
+                        "docs/benchmarks.md for a full run; a partial one (some groups, models, "
+                        "sides or train batches, or --quick) goes to <work_dir>/partial/benchmarks.md and never "
                         "over the committed table")
     p.add_argument("--quick", action="store_true",
                    help="a few steps of every case on small data, one repetition (smoke test)")
@@ -86,6 +89,10 @@ def parse_args(argv):
     args.sides = _choices(args.sides, ["ours", "peer"], "--sides", p)
     if "ours" not in args.sides:
         p.error("--sides must include ours")
+    every = sorted({batch for _, batch in TRAIN_CASES})
+    args.train_batches = (every if args.train_batches is None else
+                          [int(b) for b in _choices(args.train_batches, list(map(str, every)),
+                                                    "--train_batches", p)])
     if args.quick:
         args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
         args.converter_sizes = "20000"
@@ -110,14 +117,15 @@ def output_path(args):
     """Where the table goes (see ``--out``); a partial run naming the
     committed table is refused."""
     partial = (args.quick or set(args.groups) != set(GROUPS) or set(args.models) != set(MODELS)
-               or "peer" not in args.sides)
+               or "peer" not in args.sides
+               or set(args.train_batches) != {batch for _, batch in TRAIN_CASES})
     scratch = os.path.join(os.path.abspath(args.work_dir), "partial", "benchmarks.md")
     if args.out is None:
         return scratch if partial else COMMITTED
     out = os.path.abspath(args.out)
     if partial and os.path.realpath(out) == os.path.realpath(COMMITTED):
-        sys.exit(f"error: a partial run (some groups, models or sides, or --quick) does not write "
-                 f"over {COMMITTED}; without --out it goes to {scratch}")
+        sys.exit(f"error: a partial run (some groups, models, sides or train batches, or --quick) "
+                 f"does not write over {COMMITTED}; without --out it goes to {scratch}")
     return out
 
 
@@ -337,7 +345,7 @@ class Suite:
         jobs = []
         if "train" in a.groups or "pipeline" in a.groups:
             for model, batch in TRAIN_CASES:
-                if model in a.models:
+                if model in a.models and batch in a.train_batches:
                     if "train" in a.groups:
                         jobs.append((f"train {model} batch {batch}", self.train, (model, batch)))
                     if "pipeline" in a.groups:

@@ -30,6 +30,15 @@ models_on() {
   "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[2]); from src.registry import models_on
 print("|".join(models_on(sys.argv[1])) or "MODEL")' "$1" "$REPO_ROOT" 2>/dev/null || echo MODEL
 }
+# hold_lock FILE: wait for, then hold until the script ends, an exclusive lock
+# on FILE, so that two runs of one step (e.g. fetching the SDK) take turns
+# instead of writing the same files; without flock(1), no lock.
+hold_lock() {
+  command -v flock >/dev/null 2>&1 || return 0
+  mkdir -p "$(dirname "$1")"
+  exec {HELD_LOCK_FD}>"$1"
+  flock "$HELD_LOCK_FD"
+}
 need_dir() { [[ -d "$1" ]] || die "$2: directory '$1' does not exist"; }
 need_file() { [[ -f "$1" ]] || die "$2: file '$1' does not exist"; }
 need_int() { [[ "$1" =~ ^[0-9]+$ ]] || die "$2 must be a non-negative integer, got '$1'"; }

@@ -5,9 +5,12 @@
 # Usage: bash fetch_lite_sdk.sh [CACHE_DIR]   (default: $LITE_SDK_DIR or .cache/mindspore-lite-2.0.0)
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 DEST="$(abs_path "${1:-${LITE_SDK_DIR:-$REPO_ROOT/.cache/mindspore-lite-2.0.0}}")"
-if [[ -f "$DEST/mindspore_lite/include/api/model.h" && -f "$DEST/mindspore_lite/lib/libmindspore-extendrt_python.so" ]]; then
-  echo "$DEST/mindspore_lite"; exit 0
-fi
+have_sdk() {
+  [[ -f "$DEST/mindspore_lite/include/api/model.h" && -f "$DEST/mindspore_lite/lib/libmindspore-extendrt_python.so" ]]
+}
+if have_sdk; then echo "$DEST/mindspore_lite"; exit 0; fi
+hold_lock "$DEST.lock"         # another fetch of the same folder: wait for it, then use its SDK
+if have_sdk; then echo "$DEST/mindspore_lite"; exit 0; fi
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 echo "fetching mindspore-lite==2.0.0 from PyPI (168 MB) into $DEST" >&2
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 37 \

@@ -8,7 +8,8 @@
 #            or the pair python -m src.data.census_split makes from one file
 #   OUT_DIR: gets mindrecord/, baselines.json, runs/<model>_s<seed>/, results_<model>.md
 #   SEEDS:   comma-separated training seeds (default 1,2,3)
-# Environment: CONFIG (default default_config_cpu.yaml); CONVERT_ARGS, extra
+# Environment: CONFIG (default default_config_cpu.yaml); MODELS, comma-separated
+#   Census-Income models to run (default all); CONVERT_ARGS, extra
 #   prepare_data.py options, e.g. "--numeric_buckets 0" (the train.py options
 #   after "--" go to train.py and eval.py)
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
@@ -23,9 +24,14 @@ if [[ $# -gt 0 && "$1" != "--" ]]; then SEEDS="$1"; shift; fi
 need_dir "$RAW_DIR" RAW_DIR
 CONFIG="$(abs_path "${CONFIG:-$REPO_ROOT/default_config_cpu.yaml}")"
 need_file "$CONFIG" CONFIG
-MODELS="$(models_on census)"
-[[ "$MODELS" != MODEL ]] || die "cannot list the models: set up the environment first (scripts/setup_env.sh)"
-FIRST="${MODELS%%|*}"
+ALL="$(models_on census)"
+[[ "$ALL" != MODEL ]] || die "cannot list the models: set up the environment first (scripts/setup_env.sh)"
+MODELS="${MODELS:-${ALL//|/,}}"
+for model in ${MODELS//,/ }; do
+  [[ "|$ALL|" == *"|$model|"* ]] || die "MODELS: '$model' is not a Census-Income model (${ALL//|/, })"
+done
+[[ -n "${MODELS//,/}" ]] || die "MODELS names no model"
+FIRST="${ALL%%|*}"
 mkdir -p "$OUT"
 cd "$REPO_ROOT"
 
@@ -33,7 +39,7 @@ cd "$REPO_ROOT"
   --raw_data_path "$RAW_DIR" --data_path "$OUT/mindrecord" ${CONVERT_ARGS:-}
 "$PYTHON" -m src.baselines --dataset census --data_path "$OUT/mindrecord" \
   --output "$OUT/baselines.json"
-for model in ${MODELS//|/ }; do
+for model in ${MODELS//,/ }; do
   runs=()
   for seed in ${SEEDS//,/ }; do
     run="$OUT/runs/${model}_s${seed}"

@@ -1,6 +1,7 @@
 """The standalone launch scripts: argument checks and a real CPU run."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -11,9 +12,10 @@ from src.synth import census as census_synth
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _script(name, *args):
+def _script(name, *args, env=None):
     return subprocess.run(["bash", os.path.join(ROOT, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=None if env is None else dict(os.environ, **env))
 
 
 @pytest.mark.parametrize("name", ["run_standalone_train_cpu.sh", "run_standalone_eval_gpu.sh",
@@ -66,20 +68,54 @@ def test_download_script_fetches_and_checks_files(tmp_path):
     assert not (tmp_path / "b" / "t10k-labels-idx1-ubyte.gz").exists()
 
 
-def test_census_results_script_runs_every_model_and_baseline(tmp_path):
-    """scripts/run_census_results.sh on a small generated pair: one table per
-    Census-Income model with both seeds' test figures, and the baselines."""
+def _census_results(tmp_path, models):
+    """scripts/run_census_results.sh on a small generated pair, for ``models``
+    (None: every Census-Income model, the script's default): one table per
+    model with both seeds' test figures, and the baselines."""
     from src.registry import models_on
-    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,x")
-    assert result.returncode == 2 and "SEEDS must be comma-separated integers" in result.stderr
     census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=2400, test_rows=800, seed=3)
     result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,2", "--",
-                     "--epoch_size", 1, "--batch_size", 256, "--log_every_steps", 1000)
+                     "--epoch_size", 1, "--batch_size", 256, "--log_every_steps", 1000,
+                     env=None if models is None else {"MODELS": ",".join(models)})
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "out" / "baselines.json") as fh:
         baselines = json.load(fh)
     assert {"logistic_regression/income", "gradient_boosting/marital"} <= set(baselines)
-    for model in models_on("census"):
+    expected = models_on("census") if models is None else models
+    assert sorted(p.name for p in (tmp_path / "out").glob("results_*.md")) == sorted(
+        f"results_{model}.md" for model in expected)
+    for model in expected:
         table = (tmp_path / "out" / f"results_{model}.md").read_text()
         assert "income_auc" in table and f"{model}_s1" in table and f"{model}_s2" in table
         assert (tmp_path / "out" / "runs" / f"{model}_s2" / "eval_best_avg_auc_test.json").is_file()
+
+
+def test_census_results_script_runs_the_models_it_is_given_and_the_baselines(tmp_path):
+    from src.registry import models_on
+    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,x")
+    assert result.returncode == 2 and "SEEDS must be comma-separated integers" in result.stderr
+    (tmp_path / "raw").mkdir()
+    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out",
+                     env={"MODELS": "no_such_model"})
+    assert result.returncode == 2 and "MODELS: 'no_such_model' is not a Census-Income model" in result.stderr
+    _census_results(tmp_path, [models_on("census")[-1]])
+
+
+@pytest.mark.slow
+def test_census_results_script_runs_every_model_by_default(tmp_path):
+    _census_results(tmp_path, None)
+
+
+def test_hold_lock_makes_two_runs_of_a_step_take_turns(tmp_path):
+    """scripts/_common.sh's hold_lock (the SDK fetch uses it): a second run
+    waits until the first ends instead of writing the same files at once."""
+    if shutil.which("flock") is None:
+        pytest.skip("no flock(1) here: hold_lock then takes no lock")
+    step = ('source "$1/scripts/_common.sh"; hold_lock "$2/step.lock"; '
+            'echo "$3 start" >> "$2/log"; sleep 1; echo "$3 end" >> "$2/log"')
+    runs = [subprocess.Popen(["bash", "-c", step, "step", ROOT, str(tmp_path), name])
+            for name in ("a", "b")]
+    assert [run.wait(timeout=30) for run in runs] == [0, 0]
+    lines = (tmp_path / "log").read_text().split()
+    pairs = [(lines[i], lines[i + 2]) for i in range(0, 8, 4)]
+    assert all(a == b for a, b in pairs) and sorted(p[0] for p in pairs) == ["a", "b"], lines
