@@ -3,7 +3,7 @@ gates, shapes, per-task gates, the regularised loss and its schedule."""
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from src.dselect_k.network import MultiTaskMoE
 from src.layers.conv import ExpertConv2d
@@ -115,6 +115,36 @@ def test_conv_impl_does_not_change_the_network():
         net.set_train(False)
     x = _images(3)
     np.testing.assert_allclose(matmul(x).asnumpy(), native(x).asnumpy(), atol=1e-4)
+
+
+class _Summed(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x):
+        return (self.net(x) * ops.arange(20, dtype=ms.float32).reshape((1, 2, 10))).sum()
+
+
+def test_the_pooling_kernel_does_not_change_the_network():
+    """expert_pool native (the CPU kernel in place of the experts' ReLU and
+    pooling) keeps every parameter's name, the outputs and the gradients."""
+    from src.layers.relu_pool import ReluPool
+    ms.set_seed(5)
+    graph = MultiTaskMoE((1, 36, 36), conv_impl="matmul", num_experts=3)
+    native = MultiTaskMoE((1, 36, 36), conv_impl="matmul", num_experts=3,
+                          expert_pool=lambda: ReluPool(threads=2))
+    assert sum(isinstance(cell, ReluPool) for _, cell in native.cells_and_names()) == 2
+    assert [p.name for p in native.get_parameters()] == [p.name for p in graph.get_parameters()]
+    ms.load_param_into_net(native, {p.name: p for p in graph.get_parameters()}, strict_load=True)
+    x = _images(6)
+    for net in (graph, native):
+        net.set_train(True)                      # batch statistics in the norms
+    np.testing.assert_allclose(native(x).asnumpy(), graph(x).asnumpy(), atol=1e-6)
+    grads = [ms.grad(_Summed(net), grad_position=None, weights=net.trainable_params())(x)
+             for net in (graph, native)]
+    for want, got, param in zip(grads[0], grads[1], graph.trainable_params()):
+        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), atol=1e-5, err_msg=param.name)
 
 
 def test_network_errors_name_the_problem():

@@ -46,7 +46,7 @@ class CNNExperts(nn.Cell):
     """``E`` CNN experts: ``(B, C, H, W) -> (B, E, expert_units[-1])``."""
 
     def __init__(self, image_shape, num_experts, conv_channels, kernel_size, expert_units,
-                 weight_init, conv_impl):
+                 weight_init, conv_impl, pool=None):
         super().__init__()
         channels, height, width = (int(v) for v in image_shape)
         if not conv_channels or not expert_units:
@@ -61,8 +61,10 @@ class CNNExperts(nn.Cell):
             layers += [ExpertConv2d(num_experts, cin, cout, kernel_size, (height, width),
                                     shared_input=i == 0, impl=conv_impl,
                                     weight=_conv_weight(num_experts, cout, cin, kernel_size)),
-                       nn.BatchNorm2d(num_experts * cout), nn.ReLU(),
-                       nn.MaxPool2d(kernel_size=2, stride=2)]
+                       nn.BatchNorm2d(num_experts * cout)]
+            # the kernel takes both places, so later layers keep their parameters' names
+            layers += ([pool(), nn.Identity()] if pool is not None
+                       else [nn.ReLU(), nn.MaxPool2d(kernel_size=2, stride=2)])
             height, width = (height - kernel_size + 1) // 2, (width - kernel_size + 1) // 2
             if height < 1 or width < 1:
                 raise ValueError(f"conv layer {i} leaves no pixels: the image is too small for "
@@ -100,13 +102,16 @@ class MultiTaskMoE(nn.Cell):
         gate_balance: load-balancing weight of per-example DSelect-k gates.
         gate_overlap: weight of the DSelect-k term that keeps a task's selectors apart.
         gate_start: where the DSelect-k selectors start (:class:`DSelectKGate`'s ``start``).
+        expert_pool: None (the experts' ReLU and 2x2 max pooling as
+            MindSpore's operators) or a maker of a cell doing both
+            (:class:`src.layers.relu_pool.ReluPool`, the CPU kernel).
     """
 
     def __init__(self, image_shape, num_tasks=2, num_classes=10, num_experts=8,
                  conv_channels=(10, 20), kernel_size=5, expert_units=(50, 50),
                  tower_units=(50, 50), gate="dselect_k", k=2, gamma=1.0, gate_mode="static",
                  conv_impl="native", init="xavier_uniform", init_scale=0.01, tower_dropout=0.0,
-                 seed=0, gate_balance=0.0, gate_overlap=0.0, gate_start=0.0):
+                 seed=0, gate_balance=0.0, gate_overlap=0.0, gate_start=0.0, expert_pool=None):
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -117,7 +122,7 @@ class MultiTaskMoE(nn.Cell):
         weight_init = make_initializer(init, init_scale)
         self.num_tasks, self.num_classes = int(num_tasks), int(num_classes)
         self.experts = CNNExperts(image_shape, num_experts, conv_channels, kernel_size,
-                                  expert_units, weight_init, conv_impl)
+                                  expert_units, weight_init, conv_impl, pool=expert_pool)
         self.input_dim = int(np.prod(image_shape))
         gates = []
         for t in range(self.num_tasks):

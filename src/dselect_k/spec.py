@@ -1,7 +1,19 @@
 """How the registry builds DSelect-k: MultiMNIST, CNN experts, gates whose
 regulariser (the entropy of the selectors) joins the loss."""
 from src.datasets import MULTIMNIST
+from src.engine.native import kernel_choice
 from src.registry import ModelSpec, Trial
+
+EXPERT_POOLS = ("graph", "native")
+
+
+def _expert_pool(cfg):
+    """What ``expert_pool`` names: None for ``graph`` (nn.ReLU, then
+    nn.MaxPool2d), else a maker of the ReLU-and-pooling CPU kernel's cells."""
+    def build(threads):
+        from src.layers.relu_pool import ReluPool
+        return lambda: ReluPool(threads=threads)
+    return kernel_choice(cfg, "expert_pool", EXPERT_POOLS, build)
 
 
 def build_network(cfg, fmap):
@@ -14,7 +26,7 @@ def build_network(cfg, fmap):
         gamma=cfg.gamma, gate_mode=cfg.gate_mode, conv_impl=cfg.conv_impl, init=cfg.init,
         init_scale=cfg.init_scale, tower_dropout=cfg.tower_dropout, seed=cfg.seed,
         gate_balance=cfg.gate_balance_weight, gate_overlap=cfg.gate_overlap_weight,
-        gate_start=cfg.gate_start)
+        gate_start=cfg.gate_start, expert_pool=_expert_pool(cfg))
 
 
 def expert_usage(network, inputs, task_names, threshold=0.01):
@@ -51,6 +63,6 @@ QUICK_START = Trial(args=("--log_every_steps", "10"),
 
 SPEC = ModelSpec(name="dselect_k", title="DSelect-k", dataset=MULTIMNIST,
                  build_network=build_network, capabilities=frozenset({"regularised"}),
-                 reg_schedule=reg_schedule, export_overrides={"conv_impl": "native"},
+                 reg_schedule=reg_schedule, export_overrides={"conv_impl": "native", "expert_pool": "graph"},
                  bench_train_batches=(256,), bench_predict_batch=1024,
                  trial=TRIAL, quick_start=QUICK_START, describe=expert_usage)

@@ -3,8 +3,10 @@ AOT kind) with the system's C++ compiler, on first use, cached by a hash of
 the source and the project headers it includes (``parallel_parts.h``: the
 work split among threads): the in-place row updates (``row_update.cc``), the
 dense weights' update (``dense_update.cc``), the sparse-input product
-(``src/layers/sparse_input.cc``) and the gated mixture
-(``src/layers/gated_mixture.cc``)."""
+(``src/layers/sparse_input.cc``), the gated mixture
+(``src/layers/gated_mixture.cc``) and the ReLU-and-pooling
+(``src/layers/relu_pool.cc``); and :func:`kernel_choice`, a config key's
+choice between the graph's operators and such a kernel."""
 import hashlib
 import os
 import re
@@ -20,6 +22,24 @@ def require_cpu(setting, fallback):
     target = ms.get_context("device_target")
     if target != "CPU":
         raise ValueError(f"{setting} is a CPU kernel; on {target} {fallback}")
+
+
+def kernel_choice(cfg, key, choices, build):
+    """The cell config key ``key`` selects among ``choices``: None for the
+    first (the graph's operators), ``build(threads)`` for the second (a C++
+    CPU kernel, given the process's CPU threads). The kernels take float32,
+    so mixed precision refuses them."""
+    kind = cfg.get(key, choices[0])
+    if kind not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, got {kind!r}")
+    if kind == choices[0]:
+        return None
+    amp = cfg.get("amp_level", "O0")
+    if amp != "O0":
+        raise ValueError(f"{key}: {kind} is a float32 kernel and amp_level {amp} computes in "
+                         f"float16: set {key}: {choices[0]} or amp_level O0")
+    from src.engine.runtime import kernel_threads
+    return build(kernel_threads())
 
 
 class KernelBuildError(RuntimeError):

@@ -1,6 +1,7 @@
 """How the registry builds MMoE: Census-Income, one-hot plus numeric input."""
 from src.datasets import CENSUS
 from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer
+from src.engine.native import kernel_choice
 from src.registry import ModelSpec
 
 
@@ -26,7 +27,7 @@ def _input_product(cfg):
     def build(threads):
         from src.layers.sparse_input import SparseInputProduct
         return SparseInputProduct(threads=threads)
-    return _kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
+    return kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
 
 
 def _mixture(cfg, fmap, key):
@@ -37,25 +38,7 @@ def _mixture(cfg, fmap, key):
         from src.layers.gated_mixture import GatedMixture
         return GatedMixture(len(fmap["tasks"]), cfg.num_experts, cfg.expert_units,
                             threads=threads, key=key)
-    return _kernel_choice(cfg, key, MIXTURES, build)
-
-
-def _kernel_choice(cfg, key, choices, build):
-    """The cell config key ``key`` selects among ``choices``: None for the
-    first (the graph's operators), ``build(threads)`` for the second (a C++
-    CPU kernel, given the process's CPU threads). The kernels take float32,
-    so mixed precision refuses them."""
-    kind = cfg.get(key, choices[0])
-    if kind not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(choices)}, got {kind!r}")
-    if kind == choices[0]:
-        return None
-    amp = cfg.get("amp_level", "O0")
-    if amp != "O0":
-        raise ValueError(f"{key}: {kind} is a float32 kernel and amp_level {amp} computes in "
-                         f"float16: set {key}: {choices[0]} or amp_level O0")
-    from src.engine.runtime import kernel_threads
-    return build(kernel_threads())
+    return kernel_choice(cfg, key, MIXTURES, build)
 
 
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
