@@ -75,6 +75,7 @@ def test_the_kernels_refuse_what_does_not_fit(library):
     x = np.zeros((2, 3, 6, 6), np.float32)
     assert call_aot(library.ReluPool, [x, layout, np.zeros((2, 3, 3, 2), np.float32)]) == 1
     assert call_aot(library.ReluPool, [x[0], layout, np.zeros((3, 3, 3), np.float32)]) == 1
+    assert call_aot(library.ReluPool, [x, layout, np.zeros((2, 3, 3), np.float32)]) == 1
     assert call_aot(library.ReluPool, [x.astype(np.float64), layout,
                                        np.zeros((2, 3, 3, 3), np.float32)]) == 1
     assert call_aot(library.ReluPool, [np.zeros((2, 3, 1, 6), np.float32), layout,

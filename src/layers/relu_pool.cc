@@ -57,7 +57,7 @@ extern "C" int ReluPool(int nparam, void **params, int *ndims, int64_t **shapes,
   const int64_t planes = shapes[0][0] * shapes[0][1], h = shapes[0][2], w = shapes[0][3];
   const int64_t ho = h / 2, wo = w / 2;
   const int64_t *out_shape = shapes[2];
-  if (out_shape[0] != shapes[0][0] || out_shape[1] != shapes[0][1] || out_shape[2] != ho ||
+  if (ndims[2] != 4 || out_shape[0] != shapes[0][0] || out_shape[1] != shapes[0][1] || out_shape[2] != ho ||
       out_shape[3] != wo) {
     return 1;
   }
