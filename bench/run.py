@@ -30,6 +30,7 @@ from src.registry import all_specs
 SPECS = {spec.name: spec for spec in all_specs()}
 MODELS = list(SPECS)
 TRAIN_CASES = [(name, batch) for name, spec in SPECS.items() for batch in spec.bench_train_batches]
+TRAIN_BATCHES = sorted({batch for _, batch in TRAIN_CASES})
 PREDICT_LARGE = {name: spec.bench_predict_batch for name, spec in SPECS.items()}
 GROUPS = list(report.GROUPS)
 NOTES = os.path.join(ROOT, "bench", "notes.md")
@@ -77,8 +78,8 @@ def parse_args(argv):
     p.add_argument("--out", default=None,
                    help="markdown table; the JSON goes beside it (.json). Default: "
                         "docs/benchmarks.md for a full run; a partial one (some groups, models, "
-                        "sides or train batches, or --quick) goes to <work_dir>/partial/benchmarks.md and never "
-                        "over the committed table")
+                        "sides or train batches, or --quick) goes to "
+                        "<work_dir>/partial/benchmarks.md and never over the committed table")
     p.add_argument("--quick", action="store_true",
                    help="a few steps of every case on small data, one repetition (smoke test)")
     p.add_argument("--render", metavar="JSON",
@@ -89,9 +90,9 @@ def parse_args(argv):
     args.sides = _choices(args.sides, ["ours", "peer"], "--sides", p)
     if "ours" not in args.sides:
         p.error("--sides must include ours")
-    every = sorted({batch for _, batch in TRAIN_CASES})
-    args.train_batches = (every if args.train_batches is None else
-                          [int(b) for b in _choices(args.train_batches, list(map(str, every)),
+    args.train_batches = (TRAIN_BATCHES if args.train_batches is None else
+                          [int(b) for b in _choices(args.train_batches,
+                                                    list(map(str, TRAIN_BATCHES)),
                                                     "--train_batches", p)])
     if args.quick:
         args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
@@ -118,7 +119,7 @@ def output_path(args):
     committed table is refused."""
     partial = (args.quick or set(args.groups) != set(GROUPS) or set(args.models) != set(MODELS)
                or "peer" not in args.sides
-               or set(args.train_batches) != {batch for _, batch in TRAIN_CASES})
+               or set(args.train_batches) != set(TRAIN_BATCHES))
     scratch = os.path.join(os.path.abspath(args.work_dir), "partial", "benchmarks.md")
     if args.out is None:
         return scratch if partial else COMMITTED

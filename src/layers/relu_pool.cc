@@ -9,8 +9,8 @@
 // window's dout goes to its first largest value (row-major order), when that
 // value is above 0, and every other entry of dx is 0: the gradient of the two
 // operators it replaces. A NaN is never a window's largest value (the
-// graph's ReLU maps NaN to 0); a window of NaNs gives 0. The B*C planes are split among up to ``threads``
-// threads, at least 16 planes each.
+// graph's ReLU maps NaN to 0); a window of NaNs gives 0. The B*C planes are
+// split among up to ``threads`` threads, at least 16 planes each.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -21,12 +21,26 @@ namespace {
 
 constexpr int64_t kPlanesPerThread = 16;
 
+// Whether the `want` parameters fit: x (B, C, H, W) with H, W >= 2, the
+// layout, then (B, C, H/2, W/2) (ReluPool's output, ReluPoolGrad's dout) and,
+// for the gradient, dx of x's shape.
 bool Parse(int nparam, int want, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != want || ndims[0] != 4 || ndims[1] != 1 || shapes[1][0] < 1) return false;
   for (int i = 0; i < want; ++i) {
     if (std::strcmp(dtypes[i], i == 1 ? "int32" : "float32") != 0) return false;
   }
-  return shapes[0][2] >= 2 && shapes[0][3] >= 2;
+  const int64_t *x = shapes[0], *pooled = shapes[2];
+  if (x[2] < 2 || x[3] < 2 || ndims[2] != 4 || pooled[0] != x[0] || pooled[1] != x[1] ||
+      pooled[2] != x[2] / 2 || pooled[3] != x[3] / 2) {
+    return false;
+  }
+  if (want == 4) {
+    if (ndims[3] != 4) return false;
+    for (int i = 0; i < 4; ++i) {
+      if (shapes[3][i] != x[i]) return false;
+    }
+  }
+  return true;
 }
 
 int64_t Threads(void **params) {
@@ -56,11 +70,6 @@ extern "C" int ReluPool(int nparam, void **params, int *ndims, int64_t **shapes,
   if (!Parse(nparam, 3, ndims, shapes, dtypes)) return 1;
   const int64_t planes = shapes[0][0] * shapes[0][1], h = shapes[0][2], w = shapes[0][3];
   const int64_t ho = h / 2, wo = w / 2;
-  const int64_t *out_shape = shapes[2];
-  if (ndims[2] != 4 || out_shape[0] != shapes[0][0] || out_shape[1] != shapes[0][1] || out_shape[2] != ho ||
-      out_shape[3] != wo) {
-    return 1;
-  }
   const float *x = static_cast<const float *>(params[0]);
   float *out = static_cast<float *>(params[2]);
   recsys::ParallelParts(planes, Threads(params), kPlanesPerThread,
@@ -85,13 +94,6 @@ extern "C" int ReluPoolGrad(int nparam, void **params, int *ndims, int64_t **sha
   if (!Parse(nparam, 4, ndims, shapes, dtypes)) return 1;
   const int64_t planes = shapes[0][0] * shapes[0][1], h = shapes[0][2], w = shapes[0][3];
   const int64_t ho = h / 2, wo = w / 2;
-  if (ndims[2] != 4 || shapes[2][0] != shapes[0][0] || shapes[2][1] != shapes[0][1] ||
-      shapes[2][2] != ho || shapes[2][3] != wo || ndims[3] != 4) {
-    return 1;
-  }
-  for (int i = 0; i < 4; ++i) {
-    if (shapes[3][i] != shapes[0][i]) return 1;
-  }
   const float *x = static_cast<const float *>(params[0]);
   const float *dout = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
