@@ -193,14 +193,6 @@ def test_the_kernel_optimizer_refuses_what_it_cannot_do(monkeypatch):
         build_optimizer("adam", net.trainable_params(), lr, dense_update="kernel")
 
 
-def test_without_a_compiler_the_error_says_what_to_do(tmp_path, monkeypatch):
-    from src.engine.native import KernelBuildError
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("CXX", "no-such-compiler")
-    with pytest.raises(KernelBuildError, match="set dense_update: graph"):
-        build_optimizer("sgd", _Net().trainable_params(), np.ones(2, np.float32), dense_update="kernel")
-
-
 def test_the_sparse_step_updates_its_dense_weights_with_the_kernel():
     """DLRM's and DeepFM's step: the rows by the row optimizer, the dense
     weights by the kernel optimizer, clipped together by the step."""

@@ -1,12 +1,14 @@
 """Building the C++ kernels (src/engine/native.py): the cache key covers the
 headers a kernel includes, so changing the shared thread split rebuilds every
-kernel that uses it."""
+kernel that uses it; without a compiler, each kernel's error names the
+setting that avoids it."""
 import ctypes
 import os
 
-from src.engine import native
-from src.layers import gated_mixture, sparse_input
-from src.engine import dense_update
+import pytest
+
+from src.engine import dense_update, native, row_update
+from src.layers import gated_mixture, relu_pool, sparse_input
 
 
 def _write(path, text):
@@ -39,5 +41,24 @@ def test_a_changed_header_rebuilds_the_library(tmp_path, monkeypatch):
 
 def test_the_threaded_kernels_include_the_shared_split():
     header = os.path.join(os.path.dirname(native.__file__), "parallel_parts.h")
-    for module in (gated_mixture, sparse_input, dense_update):
+    for module in (gated_mixture, sparse_input, dense_update, relu_pool):
         assert header in native.source_files(module.SOURCE), module.__name__
+
+
+# each kernel as a config reaches it, and the setting its error must name
+WITHOUT_A_COMPILER = {
+    "relu_pool": (lambda: relu_pool.ReluPool(), "set expert_pool: graph"),
+    "gated_mixture": (lambda: gated_mixture.GatedMixture(2, 8, 4), "set predict_mixture: graph"),
+    "sparse_input": (lambda: sparse_input.SparseInputProduct(1), "set input_product: matmul"),
+    "row_update": (row_update.library_path, "set row_update: graph"),
+    "dense_update": (dense_update.library_path, "set dense_update: graph"),
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(WITHOUT_A_COMPILER))
+def test_without_a_compiler_the_error_says_what_to_do(kernel, tmp_path, monkeypatch):
+    build, fallback = WITHOUT_A_COMPILER[kernel]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(native.KernelBuildError, match=f"needs a C\\+\\+ compiler.*{fallback}"):
+        build()

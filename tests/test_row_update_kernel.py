@@ -88,13 +88,6 @@ def test_row_update_key_chooses_the_kernel_only_for_single_process_runs(monkeypa
     assert not in_place_rows(Config({"row_update": "graph"}, config_path=None), distributed=False)
 
 
-def test_without_a_compiler_the_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("CXX", "no-such-compiler")
-    with pytest.raises(row_update.KernelBuildError, match="set row_update: graph"):
-        row_update.library_path()
-
-
 def test_the_library_is_compiled_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = row_update.library_path()
