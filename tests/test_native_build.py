@@ -5,9 +5,12 @@ setting that avoids it."""
 import ctypes
 import os
 
+import numpy as np
 import pytest
+from mindspore import Parameter, Tensor
 
 from src.engine import dense_update, native, row_update
+from src.engine.optim import build_optimizer
 from src.layers import gated_mixture, relu_pool, sparse_input
 
 
@@ -51,7 +54,9 @@ WITHOUT_A_COMPILER = {
     "gated_mixture": (lambda: gated_mixture.GatedMixture(2, 8, 4), "set predict_mixture: graph"),
     "sparse_input": (lambda: sparse_input.SparseInputProduct(1), "set input_product: matmul"),
     "row_update": (row_update.library_path, "set row_update: graph"),
-    "dense_update": (dense_update.library_path, "set dense_update: graph"),
+    "dense_update": (lambda: build_optimizer("sgd", [Parameter(Tensor(np.zeros(3, np.float32)), name="w")],
+                                             np.ones(2, np.float32), dense_update="kernel"),
+                     "set dense_update: graph"),
 }
 
 
