@@ -52,7 +52,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = ">= 250000 lines/s; peak RSS flat in lines beyond the vocabularies"
+# issue 21: no regression below 300,000 lines/s (it names the vocabulary cases, the slower ones)
+MIN_RATE = 300_000
+TARGET = f">= {MIN_RATE} lines/s; peak RSS flat in lines beyond the vocabularies"
 HASH_MODE = {"max_ind_range": 10_000_000, "split": "time", "days": 7}
 
 

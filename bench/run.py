@@ -337,7 +337,7 @@ class Suite:
                                  reps=1, log=self.log):
             row.setdefault("group", "converter")
             row.setdefault("unit", "lines/s")
-            row.setdefault("met", row["ours"] >= 250_000 if row.get("ours") else None)
+            row.setdefault("met", row["ours"] >= converter.MIN_RATE if row.get("ours") else None)
             self.add(row)
 
     def run(self):
