@@ -23,21 +23,25 @@ class _FromCheckpoint:
     """The config as the network build sees it when loading a checkpoint:
     every key the build reads comes from the checkpoint's own run config
     unless the command line set it (``forced`` keys win over both), so
-    ``--ckpt_file`` needs no repetition of the training's sizes. ``changed``
-    lists the keys where the checkpoint differed from the config."""
+    ``--ckpt_file`` needs no repetition of the training's sizes. Where and
+    how this process computes (the runtime keys and the model's
+    ``compute_keys``, e.g. a CPU kernel) is always this config's: a
+    checkpoint trained on CPU runs with the GPU config's operators.
+    ``changed`` lists the keys where the checkpoint differed from the config."""
 
     # where and how this process runs: always this config's
     _RUNTIME = ("amp_level", "device_target", "device_id", "mode", "cpu_threads", "data_path")
 
-    def __init__(self, cfg, stored, forced):
+    def __init__(self, cfg, stored, forced, compute_keys=()):
         self._cfg, self._stored, self._forced = cfg, stored or {}, forced
+        self._own = frozenset(self._RUNTIME) | frozenset(compute_keys) | cfg.cli_keys
         self.changed = {}
 
     def get(self, key, default=None):
         if key in self._forced:
             return self._forced[key]
         value = self._cfg.get(key, default)
-        if key in self._stored and key not in self._cfg.cli_keys and key not in self._RUNTIME:
+        if key in self._stored and key not in self._own:
             stored = self._stored[key]
             if stored != value:
                 self.changed[key] = stored
@@ -84,7 +88,7 @@ def trained_network(cfg, overrides_for=None):
     for key, value in forced.items():
         if cfg.get(key) != value:
             print(f"export: using {key}={value} (training used {cfg.get(key)})", flush=True)
-    view = _FromCheckpoint(cfg, meta.get("config"), forced)
+    view = _FromCheckpoint(cfg, meta.get("config"), forced, spec.compute_keys)
     network = build_network(spec, view, feature_map)
     if view.changed:
         print(f"{cfg.ckpt_file}: built with the checkpoint's " + ", ".join(

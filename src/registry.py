@@ -47,7 +47,13 @@ class ModelSpec:
     capabilities: frozenset = field(default_factory=frozenset)
     # cfg -> (epoch -> weight) of the regulariser; with capability "regularised"
     reg_schedule: Callable = None
-    # config values export.py uses instead of the training ones (e.g. an exportable op choice)
+    # config keys that choose how the network computes, not what: the weights and the
+    # outputs are the same whatever their values (e.g. a CPU kernel or the graph's
+    # operators). A checkpoint's network takes them from the config it is loaded
+    # with, not from the training's, so a checkpoint trained on one device runs on another.
+    compute_keys: frozenset = field(default_factory=frozenset)
+    # config values export.py uses instead of the training ones (e.g. an exportable op
+    # choice); only compute_keys, since export keeps the trained weights
     export_overrides: dict = None
     # the small run the contract tests make on generated data
     trial: Trial = None
@@ -68,6 +74,10 @@ class ModelSpec:
         if not isinstance(self.trial, Trial):
             raise ValueError(f"{self.name}: a model needs a trial (registry.Trial): the contract "
                              "tests train it on generated data")
+        loose = set(self.export_overrides or {}) - set(self.compute_keys)
+        if loose:
+            raise ValueError(f"{self.name}: export_overrides may only set compute_keys (export "
+                             f"keeps the trained weights); not {sorted(loose)}")
         if ("regularised" in self.capabilities) != (self.reg_schedule is not None):
             raise ValueError(f"{self.name}: a 'regularised' network needs a reg_schedule "
                              "and only it has one")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from src.config import parse_config
-from src.registry import SRC, get_model_spec, model_names
+from src.registry import SRC, ModelSpec, get_model_spec, model_names
 
 ROOT = os.path.dirname(SRC)
 SKIP_DIRS = {".git", ".venv", ".cache", "__pycache__", "node_modules", "out", "build", "rank_0",
@@ -88,6 +88,20 @@ def test_every_model_folder_is_registered_with_its_config_sections():
         assert isinstance(values.get(spec.dataset.name), dict), spec.dataset.name
         cfg = parse_config(["--model", name])
         assert cfg.model == name and os.path.basename(cfg.data_path)
+
+
+def test_compute_keys_are_the_models_config_keys():
+    """What a checkpoint's build takes from the loading config (compute_keys)
+    are keys of the model's config, and export may change only those."""
+    for name in model_names():
+        spec = get_model_spec(name)
+        assert set(spec.compute_keys) <= set(parse_config(["--model", name]).to_dict()), name
+        assert set(spec.export_overrides or {}) <= set(spec.compute_keys), name
+    spec = get_model_spec(model_names()[0])
+    with pytest.raises(ValueError, match=r"export_overrides may only set compute_keys .*'units'"):
+        ModelSpec(name="toy", dataset=spec.dataset, build_network=spec.build_network,
+                  trial=spec.trial, compute_keys=frozenset({"impl"}),
+                  export_overrides={"impl": "graph", "units": 8})
 
 
 def test_a_folder_with_a_spec_is_a_model(tmp_path, monkeypatch):

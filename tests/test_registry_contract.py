@@ -22,6 +22,8 @@ import subprocess
 
 import numpy as np
 import pytest
+import yaml
+from mindspore import ops
 
 import eval as eval_entry
 import export as export_entry
@@ -38,6 +40,7 @@ from src.registry import CAPABILITIES, get_model_spec, model_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_CONFIG = os.path.join(ROOT, "default_config_cpu.yaml")
+GPU_CONFIG = os.path.join(ROOT, "default_config_gpu.yaml")
 MODELS = model_names()
 EXPORT_BATCH = "16"
 
@@ -159,6 +162,40 @@ def test_export_and_inference_files_match_eval(runs, name, tmp_path, monkeypatch
     run_mindir(f"{name}.mindir", "pre", "results")
     post = assert_postprocess_matches_eval("pre", "results", common, ckpt)
     assert set(spec.trial.expect) <= set(post)
+
+
+def _custom_kernels(network):
+    """The C++ CPU kernels (``ops.Custom``) the network's cells hold."""
+    return [name for name, cell in network.cells_and_names()
+            for value in vars(cell).values() if isinstance(value, ops.Custom)]
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_model_spec(n).compute_keys])
+def test_checkpoint_runs_with_another_devices_choices(runs, name, tmp_path):
+    """A checkpoint trained with the CPU config's kernels is built with the
+    compute choices of the config it is loaded under (the GPU config's
+    operators here), not the training's, and scores the same: a CPU kernel
+    on a GPU would refuse to run."""
+    from src.pipeline import trained_network
+    spec = get_model_spec(name)
+    ckpt = best_checkpoint(spec, runs.trained_run(spec))
+    gpu = parse_config(["--config_path", GPU_CONFIG, "--model", name])
+    with open(CPU_CONFIG) as fh:
+        doc = yaml.safe_load(fh)
+    doc[name].update({key: gpu.get(key) for key in spec.compute_keys})
+    other = tmp_path / "gpu_choices.yaml"
+    other.write_text(yaml.safe_dump(doc))
+    metrics = {}
+    for label, config in (("cpu", CPU_CONFIG), ("gpu", str(other))):
+        args = argv(spec, runs.data_dir(spec)) + ["--config_path", config, "--ckpt_file", ckpt]
+        kernels = _custom_kernels(trained_network(parse_config(args))[3])
+        assert bool(kernels) == (label == "cpu"), (label, kernels)
+        assert eval_entry.main(args + ["--output_path", str(tmp_path / label)]) == 0
+        stem = os.path.splitext(os.path.basename(ckpt))[0]
+        with open(tmp_path / label / f"eval_{stem}_test.json") as fh:
+            metrics[label] = json.load(fh)["metrics"]
+    for key, value in metrics["cpu"].items():
+        assert metrics["gpu"][key] == pytest.approx(value, abs=1e-5), key
 
 
 @pytest.mark.parametrize("name", MODELS)

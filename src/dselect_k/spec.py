@@ -63,7 +63,7 @@ QUICK_START = Trial(args=("--log_every_steps", "10"),
 
 SPEC = ModelSpec(name="dselect_k", title="DSelect-k", dataset=MULTIMNIST,
                  build_network=build_network, capabilities=frozenset({"regularised"}),
-                 reg_schedule=reg_schedule,
+                 reg_schedule=reg_schedule, compute_keys=frozenset({"conv_impl", "expert_pool"}),
                  export_overrides={"conv_impl": "native", "expert_pool": "graph"},
                  bench_train_batches=(256,), bench_predict_batch=1024,
                  trial=TRIAL, quick_start=QUICK_START, describe=expert_usage)

@@ -42,6 +42,8 @@ def _mixture(cfg, fmap, key):
 
 
 SPEC = ModelSpec(name="mmoe", title="MMoE", dataset=CENSUS, build_network=build_network,
+                 compute_keys=frozenset({"mixture", "input_product", "predict_mixture",
+                                         "train_mixture"}),
                  export_overrides={"mixture": "broadcast", "input_product": "matmul",
                                    "predict_mixture": "graph", "train_mixture": "graph"},
                  bench_train_batches=(32, 256, 2048), bench_predict_batch=8192,
