@@ -59,14 +59,16 @@ HASH_MODE = {"max_ind_range": 10_000_000, "split": "time", "days": 7}
 
 
 def conversion_modes():
-    """``{mode: convert() options}``: each Criteo model's conversion, then ``hash``."""
+    """``{mode: convert() options}``: each Criteo model's conversion, then
+    ``hash`` (with the data set's parser)."""
     from src.config import parse_config
     from src.registry import models_on
     out = {}
     for model in models_on("criteo"):
         cfg = parse_config(["--model", model])
-        out[model] = {"min_count": cfg.min_count, "split": cfg.split, "days": cfg.days}
-    out["hash"] = dict(HASH_MODE)
+        out[model] = {"min_count": cfg.min_count, "split": cfg.split, "days": cfg.days,
+                      "parser": cfg.parser}
+    out["hash"] = dict(HASH_MODE, parser=cfg.parser)
     return out
 # Bytes per kept vocabulary value in pass 2: int64 value, count and key,
 # plus its slot in the hash table (about 16 bytes); per value counted in
@@ -225,11 +227,12 @@ def measure(raw, out, options, result_path, log=print, progress_seconds=5.0):
 
 
 def run(work_dir, sizes=(1_000_000, 4_000_000), reps=1, log=print, modes=None,
-        workers=None, keep_output=False):
+        workers=None, keep_output=False, parser=None):
     """Benchmark the converter on generated files of ``sizes`` lines; a list
     of result dicts, one per size and mode: the fastest of ``reps`` runs,
     with the largest memory figures over them. ``workers``: the converter's
-    worker processes (None: its default); ``modes``: names of :func:`conversion_modes` (None: all)."""
+    worker processes (None: its default); ``modes``: names of :func:`conversion_modes` (None: all);
+    ``parser``: the converter's parser (None: the config's)."""
     available = conversion_modes()
     modes = list(available) if modes is None else list(modes)
     unknown = [m for m in modes if m not in available]
@@ -245,6 +248,8 @@ def run(work_dir, sizes=(1_000_000, 4_000_000), reps=1, log=print, modes=None,
             options = dict(available[mode])
             if workers is not None:
                 options["workers"] = int(workers)
+            if parser is not None:
+                options["parser"] = parser
             runs = []
             out = os.path.join(work_dir, f"out_{tag}_{mode}")
             for rep in range(int(reps)):
@@ -312,6 +317,8 @@ def main(argv=None):
                              "(default: all)")
     parser.add_argument("--workers", type=int, default=None,
                         help="the converter's worker processes (default: its own default)")
+    parser.add_argument("--parser", choices=("native", "numpy"), default=None,
+                        help="the converter's text parser (default: the config's)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -320,7 +327,7 @@ def main(argv=None):
     if not args.work_dir:
         parser.error("--work_dir is required")
     results = run(args.work_dir, [int(s) for s in args.sizes.split(",") if s],
-                  reps=args.reps, workers=args.workers,
+                  reps=args.reps, workers=args.workers, parser=args.parser,
                   modes=[m for m in args.modes.split(",") if m] if args.modes else None,
                   log=lambda text: print(text, file=sys.stderr, flush=True))
     print(json.dumps(results, indent=1))

@@ -5,6 +5,7 @@ options prepare_data.py does not have (workers, chunk size, progress). With
 import argparse
 
 from src.data.criteo import DEFAULT_SHARD_ROWS, convert
+from src.data.criteo_native import PARSERS
 from src.data.convert.workers import default_workers
 
 
@@ -20,7 +21,7 @@ def _flag(text):
 
 CLI_DEFAULTS = {"min_count": 1, "max_ind_range": 0, "dense_transform": "log1p", "split": "random",
                 "val_fraction": 0.1, "test_fraction": 0.1, "days": 7, "seed": 2020,
-                "shard_rows": DEFAULT_SHARD_ROWS, "block_rows": 1024}
+                "shard_rows": DEFAULT_SHARD_ROWS, "block_rows": 1024, "parser": "native"}
 
 
 def models_on_criteo():
@@ -77,6 +78,9 @@ def main(argv=None):
                         metavar="BOOL",
                         help="skip and count malformed lines instead of stopping at the first "
                              "(--skip_malformed alone or with true/false, as prepare_data.py)")
+    parser.add_argument("--parser", choices=PARSERS, default=None,
+                        help="native: a C++ parser compiled with the system's g++ on first use "
+                             "(default); numpy: no compiler needed, slower; the output is the same")
     parser.add_argument("--chunk_mb", type=float, default=1.0,
                         help="text read per chunk in MB (default 1; larger is slower: cache)")
     parser.add_argument("--progress_seconds", type=float, default=10.0,
@@ -97,5 +101,5 @@ def main(argv=None):
             val_fraction=args.val_fraction, test_fraction=args.test_fraction, days=args.days,
             seed=args.seed, shard_rows=args.shard_rows, block_rows=args.block_rows,
             skip_malformed=args.skip_malformed, chunk_bytes=max(1, int(args.chunk_mb * (1 << 20))),
-            progress_seconds=args.progress_seconds, workers=args.workers)
+            progress_seconds=args.progress_seconds, workers=args.workers, parser=args.parser)
     return 0

@@ -164,13 +164,15 @@ def _field_bounds(seps, kinds):
     return starts.reshape(n, NUM_FIELDS), ends.reshape(n, NUM_FIELDS), nfields
 
 
-def parse_lines(data, describe=MAX_REPORTED, dense=True):
+def parse_lines(data, describe=MAX_REPORTED, dense=True, native=None):
     """Parse ``data``: the bytes of whole lines, each ending with ``\\n``.
 
     Returns :class:`ParsedLines`; at most ``describe`` malformed lines get a
     description in ``problems``. With ``dense=False`` the label and dense
     values are checked but not decoded (``label`` and ``dense`` are None):
-    what counting the categorical values needs.
+    what counting the categorical values needs. ``native``: the C++ parser
+    (:class:`src.data.criteo_native.NativeParser`), tried first; a chunk
+    with a malformed line is parsed here.
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
@@ -180,6 +182,10 @@ def parse_lines(data, describe=MAX_REPORTED, dense=True):
                            z.astype(np.int8), [])
     if not data.endswith(b"\n"):
         raise ValueError("parse_lines needs whole lines, each ending with a newline")
+    if native is not None:
+        parsed = native(data, dense)
+        if parsed is not None:
+            return parsed
     padded = data + b"\0" * 8
     buf = np.frombuffer(padded, np.uint8)
     # words[i]: bytes i .. i+7 as one little-endian uint64 (an unaligned strided view)

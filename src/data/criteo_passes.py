@@ -30,14 +30,14 @@ class _CountTask(ChunkTask):
     """Pass 1 on one chunk: parse it and count the values of its train lines
     (state: the counts of every chunk given to this worker)."""
 
-    def __init__(self, files, plan):
+    def __init__(self, files, plan, native):
         super().__init__(files)
-        self.plan = plan
+        self.plan, self.native = plan, native
         self.counter = ValueCounter()
 
     def __call__(self, task):
         k, line, global_line, data = task
-        parsed = parse_lines(self.text(k, data), dense=False)
+        parsed = parse_lines(self.text(k, data), dense=False, native=self.native)
         n = len(parsed)
         ok = parsed.reason == OK
         rows = ok & self.plan.is_train(k, line, global_line, n)
@@ -52,13 +52,14 @@ class _CountTask(ChunkTask):
 class _EncodeTask(ChunkTask):
     """Pass 2 on one chunk: parse, split and encode it; the rows of each split."""
 
-    def __init__(self, files, plan, encoder, dense_transform):
+    def __init__(self, files, plan, encoder, dense_transform, native):
         super().__init__(files)
         self.plan, self.encoder, self.dense_transform = plan, encoder, dense_transform
+        self.native = native
 
     def __call__(self, task):
         k, line, global_line, data = task
-        parsed = parse_lines(self.text(k, data))
+        parsed = parse_lines(self.text(k, data), native=self.native)
         n = len(parsed)
         ok = parsed.reason == OK
         codes = self.plan.codes(k, line, global_line, n)
@@ -78,18 +79,21 @@ class _EncodeTask(ChunkTask):
 
 
 class CriteoRun(ChunkedRun):
-    """The passes of one Criteo conversion over its input files."""
+    """The passes of one Criteo conversion over its input files; ``native``:
+    the C++ parser (:mod:`src.data.criteo_native`) or None (NumPy's)."""
 
-    def __init__(self, files, chunk_bytes, skip_malformed, progress_seconds, log, workers):
+    def __init__(self, files, chunk_bytes, skip_malformed, progress_seconds, log, workers,
+                 native=None):
         super().__init__(files, chunk_bytes, skip_malformed, progress_seconds, log, workers,
                          name="criteo", error=CriteoFormatError)
+        self.native = native
 
     def count_categories(self, plan):
         """Pass 1: ``(keys, counts)`` of the values of the train lines (see
         :class:`ValueCounter`), and lines per file."""
         file_lines = [0] * len(self.files)
         malformed = MalformedLines(self.skip, error=CriteoFormatError)
-        passes = self.passes(_CountTask(self.files, plan), "pass 1/2 (counting categories)")
+        passes = self.passes(_CountTask(self.files, plan, self.native), "pass 1/2 (counting categories)")
         try:
             for k, line, result in passes:
                 if k is None:
@@ -107,7 +111,7 @@ class CriteoRun(ChunkedRun):
     def write_splits(self, plan, encoder, dense_transform, stage, shard_rows, block_rows):
         """Pass 2: encode every line and append it to its split's shard files
         in ``stage`` (a :class:`~src.data.convert.publish.StagedConversion`)."""
-        task = _EncodeTask(self.files, plan, encoder, dense_transform)
+        task = _EncodeTask(self.files, plan, encoder, dense_transform, self.native)
         passes = self.passes(task, "pass 2/2 (encoding and writing)", total_lines=sum(plan.file_lines))
         writers = {name: SplitWriter(stage.path, name, COLUMNS, block_rows, shard_rows,
                                      description=f"criteo {name}", on_close=stage.record)

@@ -13,7 +13,7 @@ def _convert(cfg):
                           split=cfg.split, val_fraction=cfg.val_fraction,
                           test_fraction=cfg.test_fraction, days=cfg.days, seed=cfg.seed,
                           shard_rows=cfg.shard_rows, block_rows=cfg.block_rows,
-                          skip_malformed=cfg.skip_malformed)
+                          skip_malformed=cfg.skip_malformed, parser=cfg.parser)
 
 
 def _load(data_dir):

@@ -73,6 +73,7 @@ def run_main(main, argv=None):
         sys.stdout = TimedLines(sys.stdout)
     from src.config import ConfigError
     from src.engine.errors import CheckpointError, TrainingDiverged
+    from src.engine.native import KernelBuildError
     from src.fileio import BusyError
     bad_input = (ConfigError, CheckpointError, ValueError, BusyError)
     try:
@@ -89,7 +90,7 @@ def run_main(main, argv=None):
             code = 1 if exc.errno in ENVIRONMENT_ERRNOS else 2
         elif isinstance(exc, MemoryError):
             message, code = "out of memory (lower batch_size or shuffle_buffer_rows)", 1
-        elif isinstance(exc, TrainingDiverged):
+        elif isinstance(exc, (TrainingDiverged, KernelBuildError)):
             message, code = str(exc), 1
         elif isinstance(exc, bad_input):
             message, code = str(exc), 2
