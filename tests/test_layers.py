@@ -17,6 +17,22 @@ def test_mlp_checks():
         MLP([4, 2], "reference_dlrm", dropout=1.0)
 
 
+def test_mlp_predicts_what_it_trains_on():
+    """Prediction adds the biases with BiasAdd, training with Add: the same
+    outputs, equal to NumPy's."""
+    mlp = MLP([7, 5, 3], "reference_dlrm", seed=4)
+    x = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
+    (w1, b1), (w2, b2) = [(d.weight.asnumpy(), d.bias.asnumpy()) for d in
+                          (mlp.layers[0], mlp.layers[2])]
+    want = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    mlp.set_train(True)
+    trained = mlp(Tensor(x)).asnumpy()
+    mlp.set_train(False)
+    predicted = mlp(Tensor(x)).asnumpy()
+    np.testing.assert_allclose(trained, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predicted, want, rtol=1e-5, atol=1e-6)
+
+
 class _Gather(nn.Cell):
     def __init__(self, columns):
         super().__init__()

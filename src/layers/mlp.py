@@ -20,16 +20,23 @@ class Dense(nn.Cell):
 
     The MatMul primitive, not the ``@`` operator: the operator's gradient
     (MatMulExt) transposes its operands explicitly, which took a fifth of a
-    DLRM step on CPU; MatMul's gradient passes transpose flags instead."""
+    DLRM step on CPU; MatMul's gradient passes transpose flags instead. The
+    bias: an ``Add`` in training (``BiasAdd``'s gradient was the slower) and
+    ``BiasAdd`` in prediction (the faster kernel on CPU at large batches;
+    bench/notes.md); the same sums."""
 
     def __init__(self, weight, bias):
         super().__init__()
         self.weight = Parameter(Tensor(weight), name="weight")
         self.bias = Parameter(Tensor(bias), name="bias")
         self.matmul = ops.MatMul()
+        self.bias_add = ops.BiasAdd()
 
     def construct(self, x):
-        return self.matmul(x, self.weight) + self.bias
+        y = self.matmul(x, self.weight)
+        if self.training:
+            return y + self.bias
+        return self.bias_add(y, self.bias)
 
 
 class MLP(nn.Cell):
