@@ -317,7 +317,8 @@ def main(argv=None):
                              "(default: all)")
     parser.add_argument("--workers", type=int, default=None,
                         help="the converter's worker processes (default: its own default)")
-    parser.add_argument("--parser", choices=("native", "numpy"), default=None,
+    from src.data.criteo_native import PARSERS
+    parser.add_argument("--parser", choices=PARSERS, default=None,
                         help="the converter's text parser (default: the config's)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

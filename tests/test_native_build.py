@@ -1,7 +1,7 @@
 """Building the C++ kernels (src/engine/native.py): the cache key covers the
 headers a kernel includes, so changing the shared thread split rebuilds every
-kernel that uses it; without a compiler, each kernel's error names the
-setting that avoids it."""
+kernel that uses it; without a compiler, each kernel's (and the Criteo
+converter's parser's) error names the setting that avoids it."""
 import ctypes
 import os
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor
 
+from src.data import criteo_native
 from src.engine import dense_update, native, row_update
 from src.engine.optim import build_optimizer
 from src.layers import gated_mixture, relu_pool, sparse_input
@@ -54,6 +55,7 @@ WITHOUT_A_COMPILER = {
     "gated_mixture": (lambda: gated_mixture.GatedMixture(2, 8, 4), "set predict_mixture: graph"),
     "sparse_input": (lambda: sparse_input.SparseInputProduct(1), "set input_product: matmul"),
     "row_update": (row_update.library_path, "set row_update: graph"),
+    "criteo_parse": (lambda: criteo_native.make_parser("native"), "set parser: numpy"),
     "dense_update": (lambda: build_optimizer("sgd", [Parameter(Tensor(np.zeros(3, np.float32)), name="w")],
                                              np.ones(2, np.float32), dense_update="kernel"),
                      "set dense_update: graph"),

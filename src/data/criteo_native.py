@@ -33,10 +33,7 @@ class NativeParser:
     def __init__(self):
         from src.engine.native import build_library
         self.path = build_library(SOURCE, "criteo_parse", fallback="set parser: numpy")
-        self._function = None
-
-    def __getstate__(self):
-        return {"path": self.path, "_function": None}
+        self._functions = None              # loaded on first use (in each forked worker)
 
     def _load(self):
         library = ctypes.CDLL(self.path)
@@ -46,12 +43,12 @@ class NativeParser:
                           pointer]
         count.argtypes = [ctypes.c_char_p, ctypes.c_int64]
         parse.restype = count.restype = ctypes.c_int64
-        self._function = parse, count
-        return self._function
+        self._functions = parse, count
+        return self._functions
 
     def __call__(self, data, dense=True):
         from src.data.criteo_parse import NUM_CAT, NUM_DENSE, ParsedLines
-        function, count = self._function or self._load()
+        function, count = self._functions or self._load()
         n = count(data, len(data))
         label = np.empty(n, np.int8) if dense else None
         values = np.empty((n, NUM_DENSE), np.int64) if dense else None
