@@ -68,7 +68,11 @@ def conversion_modes():
         cfg = parse_config(["--model", model])
         out[model] = {"min_count": cfg.min_count, "split": cfg.split, "days": cfg.days,
                       "parser": cfg.parser}
-    out["hash"] = dict(HASH_MODE, parser=cfg.parser)
+    # the parser is a key of the data set's section: every Criteo model has the same
+    parsers = {options["parser"] for options in out.values()}
+    if len(parsers) != 1:
+        raise ValueError(f"the Criteo models' configs name different parsers: {sorted(parsers)}")
+    out["hash"] = dict(HASH_MODE, parser=parsers.pop())
     return out
 # Bytes per kept vocabulary value in pass 2: int64 value, count and key,
 # plus its slot in the hash table (about 16 bytes); per value counted in
