@@ -12,7 +12,7 @@ from mindspore import Parameter, Tensor
 from src.data import criteo_native
 from src.engine import dense_update, native, row_update
 from src.engine.optim import build_optimizer
-from src.layers import gated_mixture, relu_pool, sparse_input
+from src.layers import dot_interaction, fm_lookup, gated_mixture, relu_pool, sparse_input
 
 
 def _write(path, text):
@@ -45,7 +45,8 @@ def test_a_changed_header_rebuilds_the_library(tmp_path, monkeypatch):
 
 def test_the_threaded_kernels_include_the_shared_split():
     header = os.path.join(os.path.dirname(native.__file__), "parallel_parts.h")
-    for module in (gated_mixture, sparse_input, dense_update, relu_pool):
+    for module in (gated_mixture, sparse_input, dense_update, relu_pool, fm_lookup,
+                   dot_interaction):
         assert header in native.source_files(module.SOURCE), module.__name__
 
 
@@ -54,6 +55,8 @@ WITHOUT_A_COMPILER = {
     "relu_pool": (lambda: relu_pool.ReluPool(), "set expert_pool: graph"),
     "gated_mixture": (lambda: gated_mixture.GatedMixture(2, 8, 4), "set predict_mixture: graph"),
     "sparse_input": (lambda: sparse_input.SparseInputProduct(1), "set input_product: matmul"),
+    "fm_lookup": (lambda: fm_lookup.FmLookup(1), "set predict_fm: graph"),
+    "dot_interaction": (lambda: dot_interaction.DotInteraction(3), "set predict_interaction: graph"),
     "row_update": (row_update.library_path, "set row_update: graph"),
     "criteo_parse": (lambda: criteo_native.make_parser("native"), "set parser: numpy"),
     "dense_update": (lambda: build_optimizer("sgd", [Parameter(Tensor(np.zeros(3, np.float32)), name="w")],

@@ -25,11 +25,16 @@ class DeepFM(nn.Cell):
     (offsets from the feature map added), ``dense`` ``(B, num_dense)``
     float32; output logits ``(B, 1)``. Table rows: ``num_dense`` numeric rows,
     then the categorical fields' rows, then the scratch row.
+
+    ``predict_fm``: a cell doing the lookup, the scaling and the linear and FM
+    terms in one pass (:class:`~src.layers.fm_lookup.FmLookup`, config key
+    ``predict_fm``), used by ``construct`` in eval mode; without it, and in
+    training, the graph's operators.
     """
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=80, deep_units=(1024, 512, 256, 128),
                  dropout=0.0, batch_norm=False, init="xavier_uniform", init_scale=0.01,
-                 embedding_scale=0.01, seed=0, shard=None):
+                 embedding_scale=0.01, seed=0, shard=None, predict_fm=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -50,6 +55,7 @@ class DeepFM(nn.Cell):
         self.split = SplitLast(self.dim)                  # a row: (v_j, w_j)
         self.deep = MLP([self.num_fields * self.dim] + [int(u) for u in deep_units] + [1],
                         make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm)
+        self.predict_fm = predict_fm
 
     def head(self, rows, dense):
         """``rows`` (B, fields, D+1) looked-up embeddings -> logits (B, 1)."""
@@ -73,6 +79,9 @@ class DeepFM(nn.Cell):
         return self.head(ops.gather(rows, inverse, 0), dense)
 
     def construct(self, cat, dense):
+        if self.predict_fm is not None and not self.training:
+            vectors, first = self.predict_fm(self.embedding.weight, cat, dense)
+            return first + self.bias + self.deep(vectors)
         batch = cat.shape[0]
         ids = ops.concat((ops.broadcast_to(self.dense_ids, (batch, self.num_dense)),
                           cat + self.num_dense), axis=1)

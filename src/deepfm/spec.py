@@ -1,6 +1,9 @@
 """How the registry builds DeepFM: Criteo, one embedding table trained row-wise."""
 from src.datasets import CRITEO
+from src.engine.native import kernel_choice
 from src.registry import ModelSpec, Trial
+
+PREDICT_FM = ("graph", "native")
 
 
 def build_network(cfg, fmap):
@@ -10,7 +13,16 @@ def build_network(cfg, fmap):
                   embedding_dim=cfg.embedding_dim, deep_units=cfg.deep_units,
                   dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
                   init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed,
-                  shard=table_shard(cfg))
+                  shard=table_shard(cfg), predict_fm=_predict_fm(cfg))
+
+
+def _predict_fm(cfg):
+    """The prediction's lookup and FM terms ``predict_fm`` names: None for
+    ``graph`` (MindSpore's operators), the CPU kernel for ``native``."""
+    def build(threads):
+        from src.layers.fm_lookup import FmLookup
+        return FmLookup(threads=threads)
+    return kernel_choice(cfg, "predict_fm", PREDICT_FM, build)
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--deep_units", "32,32", "--batch_size", "300",
@@ -24,5 +36,6 @@ QUICK_START = Trial(args=("--learning_rate", "0.002", "--log_every_steps", "20")
 
 SPEC = ModelSpec(name="deepfm", title="DeepFM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
+                 compute_keys=frozenset({"predict_fm"}), export_overrides={"predict_fm": "graph"},
                  bench_train_batches=(1024, 16000), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

@@ -42,6 +42,10 @@ class DLRM(nn.Cell):
             MLP weights N(0, sqrt(2/(in+out))), biases N(0, sqrt(1/out))).
         shard: ``(parallel mode, ranks, rank)``: hold only this rank's shard
             of the table (see :mod:`src.engine.sharded`).
+        predict_interaction: a cell doing the lookup and the dot interaction
+            in one pass (:class:`~src.layers.dot_interaction.DotInteraction`,
+            config key ``predict_interaction``), used by ``construct`` in eval
+            mode; without it, and in training, the graph's operators.
 
     The train step calls :meth:`forward_rows` with the batch's unique rows
     (see :mod:`src.engine.sparse`); inference and export call ``construct``.
@@ -49,7 +53,7 @@ class DLRM(nn.Cell):
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
                  top_units=(512, 256), interaction="dot", self_interaction=False, seed=0,
-                 shard=None):
+                 shard=None, predict_interaction=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -77,6 +81,9 @@ class DLRM(nn.Cell):
         self.vectors = vectors
         # transpose flag, not a Transpose op (forward and gradient): cheaper on CPU
         self.gram = ops.BatchMatMul(transpose_b=True)
+        if predict_interaction is not None and not self.dot:
+            raise ValueError("predict_interaction computes the dot interaction, not cat")
+        self.predict_interaction = predict_interaction
 
     def interact(self, x, emb):
         """``x`` (B, D) bottom output, ``emb`` (B, F, D) -> (B, width)."""
@@ -94,6 +101,8 @@ class DLRM(nn.Cell):
         return self.head(ops.gather(rows, inverse, 0), dense)
 
     def construct(self, cat, dense):
+        if self.predict_interaction is not None and not self.training:
+            return self.top(self.predict_interaction(self.embedding.weight, cat, self.bottom(dense)))
         return self.head(self.embedding(cat), dense)
 
     def table_ids(self, cat):

@@ -1,6 +1,9 @@
 """How the registry builds DLRM: Criteo, one embedding table trained row-wise."""
 from src.datasets import CRITEO
+from src.engine.native import kernel_choice
 from src.registry import ModelSpec, Trial
+
+PREDICT_INTERACTIONS = ("graph", "native")
 
 
 def build_network(cfg, fmap):
@@ -10,7 +13,20 @@ def build_network(cfg, fmap):
                 embedding_dim=cfg.embedding_dim, bottom_units=cfg.bottom_units,
                 top_units=cfg.top_units, interaction=cfg.interaction,
                 self_interaction=cfg.self_interaction, seed=cfg.seed,
-                shard=table_shard(cfg))
+                shard=table_shard(cfg), predict_interaction=_predict_interaction(cfg, fmap))
+
+
+def _predict_interaction(cfg, fmap):
+    """The prediction's lookup and interaction ``predict_interaction`` names:
+    None for ``graph`` (MindSpore's operators), the CPU kernel for ``native``;
+    None for ``interaction: cat`` either way (the kernel computes the dot
+    interaction; a concatenation is one graph operator)."""
+    def build(threads):
+        from src.layers.dot_interaction import DotInteraction
+        return DotInteraction(len(fmap["cardinalities"]), bool(cfg.get("self_interaction", False)),
+                              threads=threads)
+    kernel = kernel_choice(cfg, "predict_interaction", PREDICT_INTERACTIONS, build)
+    return kernel if cfg.get("interaction", "dot") == "dot" else None
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--bottom_units", "32,8", "--top_units", "32",
@@ -23,5 +39,7 @@ QUICK_START = Trial(args=("--log_every_steps", "200"), expect={"click_auc": 0.7}
 
 SPEC = ModelSpec(name="dlrm", title="DLRM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
+                 compute_keys=frozenset({"predict_interaction"}),
+                 export_overrides={"predict_interaction": "graph"},
                  bench_train_batches=(128, 2048), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

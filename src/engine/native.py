@@ -4,9 +4,11 @@ the source and the project headers it includes (``parallel_parts.h``: the
 work split among threads): the in-place row updates (``row_update.cc``), the
 dense weights' update (``dense_update.cc``), the sparse-input product
 (``src/layers/sparse_input.cc``), the gated mixture
-(``src/layers/gated_mixture.cc``) and the ReLU-and-pooling
-(``src/layers/relu_pool.cc``); and :func:`kernel_choice`, a config key's
-choice between the graph's operators and such a kernel."""
+(``src/layers/gated_mixture.cc``), the ReLU-and-pooling
+(``src/layers/relu_pool.cc``), and the prediction lookups of DeepFM
+(``src/layers/fm_lookup.cc``) and DLRM (``src/layers/dot_interaction.cc``);
+and :func:`kernel_choice`, a config key's choice between the graph's
+operators and such a kernel."""
 import hashlib
 import os
 import re

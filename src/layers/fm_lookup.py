@@ -1,0 +1,57 @@
+"""DeepFM's prediction up to its MLP in one pass on CPU: a MindSpore custom
+operator (AOT, C++: ``fm_lookup.cc``).
+
+The graph gathers every field's row of the table, splits it into the
+embedding and the linear weight, scales both by the field's value, and sums
+the factorisation machine's terms: half a dozen passes over a
+``(batch, fields, D)`` array. The kernel reads each row once and writes the
+scaled embeddings (the MLP's input) and each sample's linear-plus-FM term.
+Results equal the graph's up to the order of the sums.
+
+Prediction only: the operator has no gradient (DeepFM selects it in eval
+mode; config key ``predict_fm``). The library is compiled with the system's
+C++ compiler on first use and cached (:mod:`src.engine.native`).
+"""
+import os
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from src.engine.native import build_library, require_cpu
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fm_lookup.cc")
+KERNEL = "FmLookup"
+
+
+def library_path():
+    return build_library(SOURCE, "fm_lookup", "set predict_fm: graph", ("-pthread",))
+
+
+def _out_shape(table, cat, dense, _threads):
+    return ((cat[0], (dense[1] + cat[1]) * (table[1] - 1)), (cat[0], 1))
+
+
+def _out_dtype(table, _cat, _dense, _threads):
+    return (table, table)
+
+
+class FmLookup(nn.Cell):
+    """``(table (R, D+1), cat (B, C) int32, dense (B, N)) -> (vectors (B, (N+C)*D),
+    first (B, 1))``, float32, on CPU: field ``j < N`` takes row ``j`` scaled by
+    ``dense[:, j]``, field ``N + c`` row ``N + cat[:, c]``; ``vectors`` holds
+    each field's scaled embedding (the row's first D values), ``first`` the
+    linear term (the rows' last values, scaled) plus the FM term. An id
+    outside the table is an error. Rows are split among up to ``threads``
+    threads."""
+
+    def __init__(self, threads=1):
+        super().__init__()
+        require_cpu("predict_fm: native", "set predict_fm: graph")
+        if int(threads) < 1:
+            raise ValueError(f"FmLookup: threads must be positive, got {threads}")
+        self.lookup = ops.Custom(f"{library_path()}:{KERNEL}", out_shape=_out_shape,
+                                 out_dtype=_out_dtype, func_type="aot")
+        self.threads = Tensor(np.array([int(threads)], np.int32))
+
+    def construct(self, table, cat, dense):
+        return self.lookup(table, cat, dense, self.threads)
