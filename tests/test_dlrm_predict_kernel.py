@@ -123,3 +123,14 @@ def test_the_config_key_is_checked_and_export_uses_the_graph():
         _predict_interaction(Config({"predict_interaction": "native", "amp_level": "O2"},
                                     config_path=None), fmap)
     assert SPEC.export_overrides == {"predict_interaction": "graph"}
+
+
+def test_the_cat_interaction_needs_no_compiler(tmp_path, monkeypatch):
+    """``predict_interaction: native`` (the CPU config's) with ``interaction:
+    cat`` predicts on the graph, so it builds nothing."""
+    from src.config import Config
+    from src.dlrm.spec import _predict_interaction
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    cfg = Config({"predict_interaction": "native", "interaction": "cat"}, config_path=None)
+    assert _predict_interaction(cfg, {"cardinalities": CARD}) is None

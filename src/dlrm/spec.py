@@ -22,11 +22,12 @@ def _predict_interaction(cfg, fmap):
     None for ``interaction: cat`` either way (the kernel computes the dot
     interaction; a concatenation is one graph operator)."""
     def build(threads):
+        if cfg.get("interaction", "dot") != "dot":
+            return None                 # the key is still checked; nothing to compile
         from src.layers.dot_interaction import DotInteraction
         return DotInteraction(len(fmap["cardinalities"]), bool(cfg.get("self_interaction", False)),
                               threads=threads)
-    kernel = kernel_choice(cfg, "predict_interaction", PREDICT_INTERACTIONS, build)
-    return kernel if cfg.get("interaction", "dot") == "dot" else None
+    return kernel_choice(cfg, "predict_interaction", PREDICT_INTERACTIONS, build)
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--bottom_units", "32,8", "--top_units", "32",
