@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from criteo_inputs import CARD, criteo_inputs
+from criteo_inputs import CARD, assert_kernel_predicts_as_graph, criteo_inputs
 from src.deepfm.deepfm import DeepFM
 from src.layers import fm_lookup
 from tests.aot import call_aot
@@ -88,16 +88,7 @@ def _pair():
 
 
 def test_deepfm_predicts_through_the_kernel_as_through_the_graph_and_trains_on_the_graph():
-    plain, kernel = _pair()
-    for batch in (700, 1):
-        cat, dense = criteo_inputs(n=batch, num_dense=3, seed=batch)
-        outs = []
-        for train in (False, True):
-            for net in (plain, kernel):
-                net.set_train(train)
-                outs.append(net(Tensor(cat), Tensor(dense)).asnumpy())
-        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(outs[3], outs[2])          # training: the same graph
+    assert_kernel_predicts_as_graph(*_pair(), num_dense=3)
 
 
 def test_deepfm_through_the_kernel_refuses_an_id_outside_the_table():

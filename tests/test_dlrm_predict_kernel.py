@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from criteo_inputs import CARD, criteo_inputs
+from criteo_inputs import CARD, assert_kernel_predicts_as_graph, criteo_inputs
 from src.dlrm.dlrm import DLRM
 from src.layers import dot_interaction
 from tests.aot import call_aot
@@ -81,16 +81,7 @@ def _pair(self_interaction):
 @pytest.mark.parametrize("self_interaction", [False, True], ids=["pairs", "self"])
 def test_dlrm_predicts_through_the_kernel_as_through_the_graph_and_trains_on_the_graph(
         self_interaction):
-    plain, kernel = _pair(self_interaction)
-    for batch in (700, 1):
-        cat, dense = criteo_inputs(n=batch, seed=batch)
-        outs = []
-        for train in (False, True):
-            for net in (plain, kernel):
-                net.set_train(train)
-                outs.append(net(Tensor(cat), Tensor(dense)).asnumpy())
-        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(outs[3], outs[2])          # training: the same graph
+    assert_kernel_predicts_as_graph(*_pair(self_interaction))
 
 
 def test_dlrm_through_the_kernel_refuses_an_id_outside_the_table():
