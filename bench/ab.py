@@ -14,6 +14,14 @@ paired turn by turn with its standard error) and each tree's A/A (its first
 process against its second): a ratio means something only where both A/A
 lie near 1. Nothing is written to docs/: the figures of a change go to
 bench/notes.md with this command.
+
+``--set KEY=VALUE`` and ``--base_set KEY=VALUE`` give a config key another
+value than the CPU config's in this tree or the base; with ``--base .`` that
+measures one setting against another in the same code, e.g. a kernel
+against the graph:
+
+    python -m bench.ab --base . --base_set predict_mlp=graph --kind predict --model NAME \
+        --batch_size 16384 --processes 3
 """
 import argparse
 import math
@@ -42,6 +50,10 @@ def parse_args(argv=None):
     parser.add_argument("--processes", type=int, default=2, help="worker processes per tree")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up units per process")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config key's value in this tree's workers (repeatable)")
+    parser.add_argument("--base_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config key's value in the base tree's workers (repeatable)")
     parser.add_argument("--work_dir", default=WORK_DIR,
                         help="generated data (shared with bench.run) and worker logs")
     args = parser.parse_args(argv)
@@ -51,6 +63,10 @@ def parse_args(argv=None):
                      f"repository")
     if args.processes < 1 or args.reps < 1:
         parser.error("--processes and --reps must be positive")
+    for setting in args.set + args.base_set:
+        key, sep, _ = setting.partition("=")
+        if not sep or not key or key.startswith("-"):
+            parser.error(f"--set and --base_set take KEY=VALUE, got {setting!r}")
     settle_turns(args, parser.error)
     return args
 
@@ -101,10 +117,12 @@ def main(argv=None):
     workers = {}
     try:
         for n in range(1, args.processes + 1):
-            for side, root in (("base", os.path.abspath(args.base)), ("this", ROOT)):
+            for side, root, settings in (("base", os.path.abspath(args.base), args.base_set),
+                                         ("this", ROOT, args.set)):
                 log = os.path.join(logs, f"ab-{side}-{args.kind}-{args.model}-{args.batch_size}-{n}.log")
                 workers[f"{side}#{n}"] = Worker("ours", args.kind, args.model, args.batch_size, data,
-                                                log, cwd, threads=args.threads, root=root)
+                                                log, cwd, threads=args.threads, root=root,
+                                                settings=settings)
         def more(rates):
             return any(imprecise(se, args.aa_se)
                        for _, se in aa_controls(rates, args.processes).values())
@@ -117,6 +135,9 @@ def main(argv=None):
     turns = len(next(iter(raw.values()))["rates"])
     print(f"{args.kind} {args.model} batch {args.batch_size}, {args.processes} process(es) per tree, "
           f"{turns} turns:")
+    for side, settings in (("base", args.base_set), ("this", args.set)):
+        if settings:
+            print(f"  {side}: {' '.join(settings)}")
     for line in summary(raw, args.processes):
         print("  " + line)
     return 0

@@ -46,10 +46,11 @@ class Worker:
     default); ``setting`` (a dict of
     :func:`peer_settings`) gives its thread count and OpenMP wait policy
     instead of ``threads``; ``root``: the source tree it runs from (another
-    checkout, for :mod:`bench.ab`)."""
+    checkout, for :mod:`bench.ab`); ``settings``: ``key=value`` config values
+    of ours (:mod:`bench.ab`'s ``--set``)."""
 
     def __init__(self, side, kind, model, batch_size, data_path, log_path, cwd, threads=0,
-                 setting=None, root=ROOT, variant=None):
+                 setting=None, root=ROOT, variant=None, settings=()):
         self.name = f"{side}{':' + variant if variant else ''} {kind} {model} batch {batch_size}"
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -63,6 +64,7 @@ class Worker:
         command = [sys.executable, "-m", "bench.worker", "--side", side, "--kind", kind,
                    "--model", model, "--batch_size", str(batch_size), "--data_path", data_path,
                    "--threads", str(threads)] + (["--variant", variant] if variant else [])
+        command += [word for setting in settings for word in ("--set", setting)]
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, cwd=cwd, env=env)

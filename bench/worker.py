@@ -27,6 +27,8 @@ def main(argv=None):
     parser.add_argument("--data_path", required=True)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads of the framework (0: its default / all cores)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="ours: a config key's value instead of the CPU config's (repeatable)")
     parser.add_argument("--variant", default=None,
                         help="the peer's variant (bench/peer/<model>.py VARIANTS; default: its first)")
     args = parser.parse_args(argv)
@@ -37,7 +39,11 @@ def main(argv=None):
         start = time.perf_counter()
         if args.variant and args.side != "peer":
             raise ValueError("--variant is a peer's")
+        if args.set and args.side != "ours":
+            raise ValueError("--set is ours")
         extra = {"variant": args.variant} if args.variant else {}
+        if args.set:
+            extra["settings"] = args.set
         work = SIDES[args.side](args.kind, args.model, args.batch_size, args.data_path,
                                 threads=args.threads, **extra)
         ready = {"setup_s": time.perf_counter() - start,

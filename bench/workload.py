@@ -33,6 +33,18 @@ def load_cfg(model, batch_size, data_path, extra=()):
     return parse_config(argv, config_path=CPU_CONFIG)
 
 
+def setting_args(settings):
+    """``["key=value", ...]`` (config values, bench.ab's ``--set``) as
+    command-line options of the config."""
+    args = []
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise ValueError(f"a setting is KEY=VALUE, got {setting!r}")
+        args += [f"--{key}", value]
+    return args
+
+
 def _epochs(reader, each=lambda batches: batches):
     """``each`` of the reader's epochs (its batches), epoch after epoch from
     epoch 1, as one stream."""
@@ -66,12 +78,12 @@ def _trained(trainer, reader):
 class Ours:
     """This project: the CPU config, GRAPH_MODE, the trainer's own train step."""
 
-    def __init__(self, kind, model, batch_size, data_path, threads=0):
+    def __init__(self, kind, model, batch_size, data_path, threads=0, settings=()):
         from src.engine.runtime import setup_runtime
         from src.engine.setup import build_network
         from src.pipeline import model_and_data
         # setup_runtime gives MindSpore's CPU kernels cpu_threads threads (0: all cores)
-        extra = ["--cpu_threads", str(threads)] if threads else []
+        extra = (["--cpu_threads", str(threads)] if threads else []) + setting_args(settings)
         self.cfg = cfg = load_cfg(model, batch_size, data_path, extra)
         setup_runtime(cfg)
         self.spec, self.fmap = model_and_data(cfg)

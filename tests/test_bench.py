@@ -377,7 +377,8 @@ def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, cap
     made = []
 
     class FakeWorker:
-        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None):
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
+                     settings=()):
             self.root, self.rate = root, 150.0 if root == ab.ROOT else 100.0
             made.append(self)
 
@@ -399,6 +400,59 @@ def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, cap
     assert "base A/A 1.000 ± 0.000  this A/A 1.000 ± 0.000" in out
 
 
+def test_ab_gives_each_tree_its_settings(monkeypatch, tmp_path, capsys):
+    """``--set`` and ``--base_set``: one setting against another, here in one
+    tree (``--base .``): the workers get their side's settings, and each
+    setting reaches the worker's command line and the config's options."""
+    from bench import ab, measure, workload
+    made = []
+
+    class FakeWorker:
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
+                     settings=()):
+            self.root, self.settings = root, list(settings)
+            self.rate = 110.0 if "k=fast" in self.settings else 100.0
+            made.append(self)
+
+        def run(self, n):
+            return n / self.rate, n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ab, "Worker", FakeWorker)
+    monkeypatch.setattr("bench.data.data_path", lambda model, work_dir: str(tmp_path))
+    args = ["--base", ab.ROOT, "--model", "mlp", "--batch_size", "8", "--reps", "3",
+            "--warmup", "1", "--work_dir", str(tmp_path)]
+    for bad in ("k", "=v", "--k=v"):
+        with pytest.raises(SystemExit):
+            ab.parse_args(args + ["--set", bad])
+    assert ab.main(args + ["--set", "k=fast", "--set", "j=1", "--base_set", "k=slow"]) == 0
+    assert sorted(str(w.settings) for w in made) == sorted(
+        [str(["k=slow"])] * 2 + [str(["k=fast", "j=1"])] * 2)
+    out = capsys.readouterr().out
+    assert "base: k=slow" in out and "this: k=fast j=1" in out and "this/base 1.100" in out
+
+    seen = []
+
+    class Popen:
+        def __init__(self, command, env, **kwargs):
+            seen.append(command)
+            self.stdout = io.StringIO("READY {}\n")
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(measure.subprocess, "Popen", Popen)
+    measure.Worker("ours", "predict", "m", 8, "d", str(tmp_path / "w.log"), str(tmp_path),
+                   settings=["predict_mlp=graph", "x=a=b"]).close()
+    assert seen[0][-4:] == ["--set", "predict_mlp=graph", "--set", "x=a=b"]
+    assert workload.setting_args(["predict_mlp=graph", "x=a=b"]) == [
+        "--predict_mlp", "graph", "--x", "a=b"]
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        workload.setting_args(["predict_mlp"])
+
+
 def test_ab_takes_further_turns_while_an_a_a_control_is_imprecise(monkeypatch, tmp_path, capsys):
     """A tree whose second process alternates between two speeds keeps its A/A
     error above --aa_se, so the trees take turns up to --max_reps."""
@@ -409,7 +463,8 @@ def test_ab_takes_further_turns_while_an_a_a_control_is_imprecise(monkeypatch, t
     made = []
 
     class FakeWorker:
-        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None):
+        def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
+                     settings=()):
             self.rate, self.calls, self.flip = 100.0, 0, root == ab.ROOT and len(made) == 3
             made.append(self)
 
