@@ -11,7 +11,7 @@ from mindspore import Tensor
 
 from criteo_inputs import CARD, assert_kernel_predicts_as_graph, criteo_inputs
 from src.deepfm.deepfm import DeepFM
-from src.layers import fm_lookup
+from src.layers import bias_relu, fm_lookup
 from tests.aot import call_aot
 
 
@@ -76,19 +76,24 @@ def test_the_kernel_refuses_ids_outside_the_table_and_shapes_that_do_not_fit(lib
     assert _call(library, table[:2], cat, dense, 1)[0] == 1      # fewer rows than numeric fields
 
 
-def _pair():
-    """Two DeepFMs with the same weights, the second predicting through the kernel."""
+def _pair(fm=True, mlp=False):
+    """Two DeepFMs with the same weights, the second predicting through the
+    lookup kernel (``fm``) and the MLP's bias-and-ReLU kernel (``mlp``)."""
     plain = DeepFM(CARD, num_dense=3, embedding_dim=4, deep_units=(8, 8), dropout=0.0,
                    embedding_scale=0.3, seed=3)
     kernel = DeepFM(CARD, num_dense=3, embedding_dim=4, deep_units=(8, 8), dropout=0.0,
-                    embedding_scale=0.3, seed=3, predict_fm=fm_lookup.FmLookup(threads=2))
+                    embedding_scale=0.3, seed=3,
+                    predict_fm=fm_lookup.FmLookup(threads=2) if fm else None,
+                    predict_mlp=bias_relu.BiasRelu(threads=2) if mlp else None)
     plain.bias.set_data(Tensor(np.array([0.25], np.float32)))
     ms.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()}, strict_load=True)
     return plain, kernel
 
 
-def test_deepfm_predicts_through_the_kernel_as_through_the_graph_and_trains_on_the_graph():
-    assert_kernel_predicts_as_graph(*_pair(), num_dense=3)
+@pytest.mark.parametrize("fm, mlp", [(True, False), (False, True), (True, True)],
+                         ids=["fm", "mlp", "both"])
+def test_deepfm_predicts_through_the_kernels_as_through_the_graph_and_trains_on_the_graph(fm, mlp):
+    assert_kernel_predicts_as_graph(*_pair(fm, mlp), num_dense=3)
 
 
 def test_deepfm_through_the_kernel_refuses_an_id_outside_the_table():
@@ -110,4 +115,5 @@ def test_the_config_key_is_checked_and_export_uses_the_graph():
                       fm_lookup.FmLookup)
     with pytest.raises(ValueError, match="set predict_fm: graph or amp_level O0"):
         _predict_fm(Config({"predict_fm": "native", "amp_level": "O2"}, config_path=None))
-    assert SPEC.export_overrides == {"predict_fm": "graph"}
+    assert SPEC.export_overrides == {"predict_fm": "graph", "predict_mlp": "graph"}
+    assert {"predict_fm", "predict_mlp"} <= SPEC.compute_keys

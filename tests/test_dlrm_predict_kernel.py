@@ -11,7 +11,7 @@ from mindspore import Tensor
 
 from criteo_inputs import CARD, assert_kernel_predicts_as_graph, criteo_inputs
 from src.dlrm.dlrm import DLRM
-from src.layers import dot_interaction
+from src.layers import bias_relu, dot_interaction
 from tests.aot import call_aot
 
 
@@ -67,21 +67,26 @@ def test_the_kernel_refuses_ids_outside_the_table_and_shapes_that_do_not_fit(lib
     assert _call(library, table.astype(np.float64), cat, bottom, 1, False)[0] == 1
 
 
-def _pair(self_interaction):
-    """Two DLRMs with the same weights, the second predicting through the kernel."""
+def _pair(self_interaction, interaction=True, mlp=False):
+    """Two DLRMs with the same weights, the second predicting through the
+    interaction kernel (``interaction``) and the MLPs' bias-and-ReLU kernel
+    (``mlp``)."""
     kwargs = dict(num_dense=13, embedding_dim=4, bottom_units=(8, 4), top_units=(8,),
                   self_interaction=self_interaction, seed=3)
     plain = DLRM(CARD, **kwargs)
     kernel = DLRM(CARD, predict_interaction=dot_interaction.DotInteraction(
-        len(CARD), self_interaction, threads=2), **kwargs)
+        len(CARD), self_interaction, threads=2) if interaction else None,
+                  predict_mlp=bias_relu.BiasRelu(threads=2) if mlp else None, **kwargs)
     ms.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()}, strict_load=True)
     return plain, kernel
 
 
-@pytest.mark.parametrize("self_interaction", [False, True], ids=["pairs", "self"])
-def test_dlrm_predicts_through_the_kernel_as_through_the_graph_and_trains_on_the_graph(
-        self_interaction):
-    assert_kernel_predicts_as_graph(*_pair(self_interaction))
+@pytest.mark.parametrize("self_interaction, interaction, mlp", [
+    (False, True, False), (True, True, False), (False, False, True), (True, True, True)],
+    ids=["pairs", "self", "mlp", "self-both"])
+def test_dlrm_predicts_through_the_kernels_as_through_the_graph_and_trains_on_the_graph(
+        self_interaction, interaction, mlp):
+    assert_kernel_predicts_as_graph(*_pair(self_interaction, interaction, mlp))
 
 
 def test_dlrm_through_the_kernel_refuses_an_id_outside_the_table():
@@ -113,7 +118,8 @@ def test_the_config_key_is_checked_and_export_uses_the_graph():
     with pytest.raises(ValueError, match="set predict_interaction: graph or amp_level O0"):
         _predict_interaction(Config({"predict_interaction": "native", "amp_level": "O2"},
                                     config_path=None), fmap)
-    assert SPEC.export_overrides == {"predict_interaction": "graph"}
+    assert SPEC.export_overrides == {"predict_interaction": "graph", "predict_mlp": "graph"}
+    assert {"predict_interaction", "predict_mlp"} <= SPEC.compute_keys
 
 
 def test_the_cat_interaction_needs_no_compiler(tmp_path, monkeypatch):

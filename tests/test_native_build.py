@@ -12,7 +12,8 @@ from mindspore import Parameter, Tensor
 from src.data import criteo_native
 from src.engine import dense_update, native, row_update
 from src.engine.optim import build_optimizer
-from src.layers import dot_interaction, fm_lookup, gated_mixture, relu_pool, sparse_input
+from src.layers import (bias_relu, dot_interaction, fm_lookup, gated_mixture, relu_pool,
+                        sparse_input)
 
 
 def _write(path, text):
@@ -46,7 +47,7 @@ def test_a_changed_header_rebuilds_the_library(tmp_path, monkeypatch):
 def test_the_threaded_kernels_include_the_shared_split():
     header = os.path.join(os.path.dirname(native.__file__), "parallel_parts.h")
     for module in (gated_mixture, sparse_input, dense_update, relu_pool, fm_lookup,
-                   dot_interaction):
+                   dot_interaction, bias_relu):
         assert header in native.source_files(module.SOURCE), module.__name__
 
 
@@ -57,6 +58,7 @@ WITHOUT_A_COMPILER = {
     "sparse_input": (lambda: sparse_input.SparseInputProduct(1), "set input_product: matmul"),
     "fm_lookup": (lambda: fm_lookup.FmLookup(1), "set predict_fm: graph"),
     "dot_interaction": (lambda: dot_interaction.DotInteraction(3), "set predict_interaction: graph"),
+    "bias_relu": (lambda: bias_relu.BiasRelu(1), "set predict_mlp: graph"),
     "row_update": (row_update.library_path, "set row_update: graph"),
     "criteo_parse": (lambda: criteo_native.make_parser("native"), "set parser: numpy"),
     "dense_update": (lambda: build_optimizer("sgd", [Parameter(Tensor(np.zeros(3, np.float32)), name="w")],

@@ -29,12 +29,14 @@ class DeepFM(nn.Cell):
     ``predict_fm``: a cell doing the lookup, the scaling and the linear and FM
     terms in one pass (:class:`~src.layers.fm_lookup.FmLookup`, config key
     ``predict_fm``), used by ``construct`` in eval mode; without it, and in
-    training, the graph's operators.
+    training, the graph's operators. ``predict_mlp``: the deep part's bias
+    and ReLU in one pass per layer in eval mode
+    (:class:`~src.layers.bias_relu.BiasRelu`, config key ``predict_mlp``).
     """
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=80, deep_units=(1024, 512, 256, 128),
                  dropout=0.0, batch_norm=False, init="xavier_uniform", init_scale=0.01,
-                 embedding_scale=0.01, seed=0, shard=None, predict_fm=None):
+                 embedding_scale=0.01, seed=0, shard=None, predict_fm=None, predict_mlp=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -54,7 +56,8 @@ class DeepFM(nn.Cell):
         self.matmul = ops.MatMul()
         self.split = SplitLast(self.dim)                  # a row: (v_j, w_j)
         self.deep = MLP([self.num_fields * self.dim] + [int(u) for u in deep_units] + [1],
-                        make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm)
+                        make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm,
+                        bias_relu=predict_mlp)
         self.predict_fm = predict_fm
 
     def head(self, rows, dense):

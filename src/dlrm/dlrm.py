@@ -46,6 +46,9 @@ class DLRM(nn.Cell):
             in one pass (:class:`~src.layers.dot_interaction.DotInteraction`,
             config key ``predict_interaction``), used by ``construct`` in eval
             mode; without it, and in training, the graph's operators.
+        predict_mlp: the MLPs' bias and ReLU in one pass per layer in eval
+            mode (:class:`~src.layers.bias_relu.BiasRelu`, config key
+            ``predict_mlp``).
 
     The train step calls :meth:`forward_rows` with the batch's unique rows
     (see :mod:`src.engine.sparse`); inference and export call ``construct``.
@@ -53,7 +56,7 @@ class DLRM(nn.Cell):
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
                  top_units=(512, 256), interaction="dot", self_interaction=False, seed=0,
-                 shard=None, predict_interaction=None):
+                 shard=None, predict_interaction=None, predict_mlp=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -69,10 +72,10 @@ class DLRM(nn.Cell):
         self.num_sparse, self.dim = len(cardinalities), int(embedding_dim)
         self.embedding = EmbeddingTable.uniform(cardinalities, self.dim, rng, shard=shard)
         self.bottom = MLP([num_dense] + bottom_units, "reference_dlrm", last_activation=True,
-                          seed=int(rng.integers(1 << 31)))
+                          seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp)
         width = interaction_width(self.num_sparse, self.dim, interaction, self_interaction)
         self.top = MLP([width] + [int(u) for u in top_units] + [1], "reference_dlrm",
-                       seed=int(rng.integers(1 << 31)))
+                       seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp)
         self.dot = interaction == "dot"
         vectors = self.num_sparse + 1
         li, lj = np.tril_indices(vectors, 0 if self_interaction else -1)

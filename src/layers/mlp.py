@@ -23,20 +23,40 @@ class Dense(nn.Cell):
     DLRM step on CPU; MatMul's gradient passes transpose flags instead. The
     bias: an ``Add`` in training (``BiasAdd``'s gradient was the slower) and
     ``BiasAdd`` in prediction (the faster kernel on CPU at large batches;
-    bench/notes.md); the same sums."""
+    bench/notes.md); the same sums. ``bias_relu``: a cell taking ``(y,
+    bias)`` to ``max(y + bias, 0)`` in one pass
+    (:class:`~src.layers.bias_relu.BiasRelu`), used in prediction instead of
+    ``BiasAdd``; the layer's ReLU is then done (see :class:`HiddenReLU`)."""
 
-    def __init__(self, weight, bias):
+    def __init__(self, weight, bias, bias_relu=None):
         super().__init__()
         self.weight = Parameter(Tensor(weight), name="weight")
         self.bias = Parameter(Tensor(bias), name="bias")
         self.matmul = ops.MatMul()
         self.bias_add = ops.BiasAdd()
+        self.bias_relu = bias_relu
 
     def construct(self, x):
         y = self.matmul(x, self.weight)
         if self.training:
             return y + self.bias
+        if self.bias_relu is not None:
+            return self.bias_relu(y, self.bias)
         return self.bias_add(y, self.bias)
+
+
+class HiddenReLU(nn.Cell):
+    """The ReLU after a :class:`Dense` whose prediction already applies it
+    (its ``bias_relu``): a ReLU in training, nothing in prediction."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = ops.ReLU()
+
+    def construct(self, x):
+        if self.training:
+            return self.relu(x)
+        return x
 
 
 class MLP(nn.Cell):
@@ -51,12 +71,18 @@ class MLP(nn.Cell):
         batch_norm: batch norm before each hidden activation.
         last_activation: ReLU after the last layer too (DLRM's bottom MLP).
         seed: seed of the reference initialisation.
+        bias_relu: a cell doing a layer's bias and ReLU in one pass
+            (:class:`~src.layers.bias_relu.BiasRelu`, config key
+            ``predict_mlp``), used in prediction by every layer with a ReLU
+            right after it (without batch norm); training keeps the graph's.
+            The layers' cells and parameters are the same either way.
 
     >>> MLP([13, 64, 16], "reference_dlrm")(ops.ones((4, 13), ms.float32)).shape
     (4, 16)
     """
 
-    def __init__(self, dims, init, dropout=0.0, batch_norm=False, last_activation=False, seed=0):
+    def __init__(self, dims, init, dropout=0.0, batch_norm=False, last_activation=False, seed=0,
+                 bias_relu=None):
         super().__init__()
         dims = [int(d) for d in dims]
         if len(dims) < 2 or min(dims) < 1:
@@ -71,12 +97,14 @@ class MLP(nn.Cell):
                 weight, bias = reference_dense(fan_in, fan_out, rng)
             else:
                 weight, bias = init_matrix(init, fan_in, fan_out), np.zeros(fan_out, np.float32)
-            layers.append(Dense(weight, bias))
             hidden = i < len(dims) - 2
+            relu = hidden or last_activation
+            fused = bias_relu if relu and not (hidden and batch_norm) else None
+            layers.append(Dense(weight, bias, bias_relu=fused))
             if hidden and batch_norm:
                 layers.append(nn.BatchNorm1d(fan_out))
-            if hidden or last_activation:
-                layers.append(nn.ReLU())
+            if relu:
+                layers.append(nn.ReLU() if fused is None else HiddenReLU())
             if hidden and dropout > 0:
                 layers.append(nn.Dropout(p=dropout))
         self.layers = nn.SequentialCell(layers)
