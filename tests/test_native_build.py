@@ -5,6 +5,7 @@ converter's parser's) error names the setting that avoids it."""
 import ctypes
 import os
 
+import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Parameter, Tensor
@@ -74,3 +75,13 @@ def test_without_a_compiler_the_error_says_what_to_do(kernel, tmp_path, monkeypa
     monkeypatch.setenv("CXX", "no-such-compiler")
     with pytest.raises(native.KernelBuildError, match=f"needs a C\\+\\+ compiler.*{fallback}"):
         build()
+
+
+def test_a_kernels_ints_start_with_a_checked_thread_count():
+    ints = native.kernel_ints("K", 2, True, 5)
+    assert ints.dtype == ms.int32 and ints.asnumpy().tolist() == [2, 1, 5]
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="K: threads must be a positive integer, got"):
+            native.kernel_ints("K", bad)
+    with pytest.raises(ValueError, match="BiasRelu: threads must be a positive integer"):
+        bias_relu.BiasRelu(threads=0)

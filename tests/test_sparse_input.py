@@ -88,7 +88,7 @@ def test_the_operator_gives_numpys_product_in_a_graph():
 
 
 def test_the_operator_is_cpu_only_and_needs_positive_threads(monkeypatch):
-    with pytest.raises(ValueError, match="threads must be positive"):
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
         sparse_input.SparseInputProduct(0)
     monkeypatch.setattr(mindspore, "get_context", lambda key: "GPU")
     with pytest.raises(ValueError, match="on GPU set input_product: matmul"):

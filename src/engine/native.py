@@ -45,6 +45,18 @@ def kernel_choice(cfg, key, choices, build):
     return build(kernel_threads())
 
 
+def kernel_ints(owner, threads, *more):
+    """The int32 tensor ``[threads, *more]`` a kernel takes as its last
+    input (its thread count, then its layout), after checking that
+    ``threads`` is a positive integer; ``owner`` names the kernel in the
+    error."""
+    import numpy as np
+    from mindspore import Tensor
+    if int(threads) < 1:
+        raise ValueError(f"{owner}: threads must be a positive integer, got {threads}")
+    return Tensor(np.array([int(threads), *[int(v) for v in more]], np.int32))
+
+
 class KernelBuildError(RuntimeError):
     """A kernel library could not be compiled."""
 

@@ -13,10 +13,9 @@ with the system's C++ compiler on first use and cached
 """
 import os
 
-import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
-from src.engine.native import build_library, kernel_choice, require_cpu
+from src.engine.native import build_library, kernel_choice, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bias_relu.cc")
 KERNEL = "BiasRelu"
@@ -34,12 +33,10 @@ class BiasRelu(nn.Cell):
     def __init__(self, threads=1):
         super().__init__()
         require_cpu("predict_mlp: native", "set predict_mlp: graph")
-        if int(threads) < 1:
-            raise ValueError(f"BiasRelu: threads must be positive, got {threads}")
+        self.threads = kernel_ints("BiasRelu", threads)
         self.bias_relu = ops.Custom(f"{library_path()}:{KERNEL}",
                                     out_shape=lambda x, _bias, _threads: x,
                                     out_dtype=lambda x, _bias, _threads: x, func_type="aot")
-        self.threads = Tensor(np.array([int(threads)], np.int32))
 
     def construct(self, x, bias):
         return self.bias_relu(x, bias, self.threads)

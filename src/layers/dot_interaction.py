@@ -13,10 +13,9 @@ system's C++ compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
-import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
-from src.engine.native import build_library, require_cpu
+from src.engine.native import build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dot_interaction.cc")
 KERNEL = "DotInteraction"
@@ -37,8 +36,7 @@ class DotInteraction(nn.Cell):
     def __init__(self, num_fields, self_interaction=False, threads=1):
         super().__init__()
         require_cpu("predict_interaction: native", "set predict_interaction: graph")
-        if int(threads) < 1:
-            raise ValueError(f"DotInteraction: threads must be positive, got {threads}")
+        self.layout = kernel_ints("DotInteraction", threads, bool(self_interaction))
         vectors = int(num_fields) + 1
         pairs = vectors * (vectors - 1) // 2 + (vectors if self_interaction else 0)
 
@@ -48,7 +46,6 @@ class DotInteraction(nn.Cell):
         self.interact = ops.Custom(f"{library_path()}:{KERNEL}", out_shape=out_shape,
                                    out_dtype=lambda table, _cat, _bottom, _layout: table,
                                    func_type="aot")
-        self.layout = Tensor(np.array([int(threads), int(bool(self_interaction))], np.int32))
 
     def construct(self, table, cat, bottom):
         return self.interact(table, cat, bottom, self.layout)

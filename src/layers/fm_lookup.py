@@ -14,10 +14,9 @@ C++ compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
-import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
-from src.engine.native import build_library, require_cpu
+from src.engine.native import build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fm_lookup.cc")
 KERNEL = "FmLookup"
@@ -47,11 +46,9 @@ class FmLookup(nn.Cell):
     def __init__(self, threads=1):
         super().__init__()
         require_cpu("predict_fm: native", "set predict_fm: graph")
-        if int(threads) < 1:
-            raise ValueError(f"FmLookup: threads must be positive, got {threads}")
+        self.threads = kernel_ints("FmLookup", threads)
         self.lookup = ops.Custom(f"{library_path()}:{KERNEL}", out_shape=_out_shape,
                                  out_dtype=_out_dtype, func_type="aot")
-        self.threads = Tensor(np.array([int(threads)], np.int32))
 
     def construct(self, table, cat, dense):
         return self.lookup(table, cat, dense, self.threads)

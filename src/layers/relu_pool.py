@@ -11,10 +11,9 @@ library is compiled with the system's C++ compiler on first use and cached
 """
 import os
 
-import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
-from src.engine.native import build_library, require_cpu
+from src.engine.native import build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relu_pool.cc")
 
@@ -34,8 +33,7 @@ class ReluPool(nn.Cell):
     def __init__(self, threads=1, key="expert_pool"):
         super().__init__()
         require_cpu(f"{key}: native", f"set {key}: graph")
-        if int(threads) < 1:
-            raise ValueError(f"ReluPool: threads must be a positive integer, got {threads}")
+        self.layout = kernel_ints("ReluPool", threads)
         library = library_path(key)
         gradient = ops.Custom(f"{library}:ReluPoolGrad",
                               out_shape=lambda x, _layout, _dout: x,
@@ -47,7 +45,6 @@ class ReluPool(nn.Cell):
         self.pool = ops.Custom(f"{library}:ReluPool",
                                out_shape=lambda x, _layout: (x[0], x[1], x[2] // 2, x[3] // 2),
                                out_dtype=lambda x, _layout: x, func_type="aot", bprop=bprop)
-        self.layout = Tensor(np.array([int(threads)], np.int32))
 
     def construct(self, x):
         return self.pool(x, self.layout)

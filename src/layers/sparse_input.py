@@ -14,10 +14,9 @@ compiled with the system's C++ compiler on first use and cached
 """
 import os
 
-import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
-from src.engine.native import build_library, require_cpu
+from src.engine.native import build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sparse_input.cc")
 KERNEL = "SparseInputProduct"
@@ -44,11 +43,9 @@ class SparseInputProduct(nn.Cell):
     def __init__(self, threads=1):
         super().__init__()
         require_cpu("input_product: sparse", "set input_product: matmul")
-        if int(threads) < 1:
-            raise ValueError(f"SparseInputProduct: threads must be positive, got {threads}")
+        self.threads = kernel_ints("SparseInputProduct", threads)
         self.product = ops.Custom(f"{library_path()}:{KERNEL}", out_shape=_out_shape,
                                   out_dtype=_out_dtype, func_type="aot")
-        self.threads = Tensor(np.array([int(threads)], np.int32))
 
     def construct(self, x, w, bias):
         return self.product(x, w, bias, self.threads)
