@@ -29,7 +29,7 @@ import os
 import sys
 
 from bench.measure import Worker, imprecise, interleaved, paired_ratio, pooled, settle_turns
-from bench.workload import ROOT, WORK_DIR
+from bench.workload import ROOT, WORK_DIR, setting_args
 
 
 def parse_args(argv=None):
@@ -63,10 +63,10 @@ def parse_args(argv=None):
                      f"repository")
     if args.processes < 1 or args.reps < 1:
         parser.error("--processes and --reps must be positive")
-    for setting in args.set + args.base_set:
-        key, sep, _ = setting.partition("=")
-        if not sep or not key or key.startswith("-"):
-            parser.error(f"--set and --base_set take KEY=VALUE, got {setting!r}")
+    try:
+        setting_args(args.set + args.base_set)
+    except ValueError as err:
+        parser.error(f"--set and --base_set: {err}")
     settle_turns(args, parser.error)
     return args
 

@@ -39,7 +39,7 @@ def setting_args(settings):
     args = []
     for setting in settings:
         key, sep, value = setting.partition("=")
-        if not sep or not key:
+        if not sep or not key or key.startswith("-"):
             raise ValueError(f"a setting is KEY=VALUE, got {setting!r}")
         args += [f"--{key}", value]
     return args

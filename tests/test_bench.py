@@ -282,7 +282,9 @@ def test_peer_settings_are_its_wait_policies_and_one_thread():
     assert peer_settings(1) == [{"threads": 1, "wait": None}]
 
 
-def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
+def _started_workers(monkeypatch):
+    """``bench.measure``'s worker processes replaced by fakes that answer
+    READY at once; returns the list their ``(command, env)`` go to."""
     from bench import measure
     seen = []
 
@@ -295,6 +297,12 @@ def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
             return 0
 
     monkeypatch.setattr(measure.subprocess, "Popen", Popen)
+    return seen
+
+
+def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
+    from bench import measure
+    seen = _started_workers(monkeypatch)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     log = str(tmp_path / "w.log")
     for setting in ({"threads": 2, "wait": "PASSIVE"}, {"threads": 1, "wait": None}, None):
@@ -433,24 +441,15 @@ def test_ab_gives_each_tree_its_settings(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "base: k=slow" in out and "this: k=fast j=1" in out and "this/base 1.100" in out
 
-    seen = []
-
-    class Popen:
-        def __init__(self, command, env, **kwargs):
-            seen.append(command)
-            self.stdout = io.StringIO("READY {}\n")
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(measure.subprocess, "Popen", Popen)
+    seen = _started_workers(monkeypatch)
     measure.Worker("ours", "predict", "m", 8, "d", str(tmp_path / "w.log"), str(tmp_path),
                    settings=["predict_mlp=graph", "x=a=b"]).close()
-    assert seen[0][-4:] == ["--set", "predict_mlp=graph", "--set", "x=a=b"]
+    assert seen[0][0][-4:] == ["--set", "predict_mlp=graph", "--set", "x=a=b"]
     assert workload.setting_args(["predict_mlp=graph", "x=a=b"]) == [
         "--predict_mlp", "graph", "--x", "a=b"]
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        workload.setting_args(["predict_mlp"])
+    for bad in ("predict_mlp", "=graph", "--predict_mlp=graph"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            workload.setting_args([bad])
 
 
 def test_ab_takes_further_turns_while_an_a_a_control_is_imprecise(monkeypatch, tmp_path, capsys):
