@@ -20,6 +20,7 @@ def main(argv=None):
         "breakdown_field")))
     # MindSpore loads only now: --help and bad options answer at once
     from src.engine.evaluation import predict, score
+    from src.engine.graph_call import threaded
     from src.metrics import format_metrics
     from src.engine.setup import split_reader
     from src.pipeline import trained_network
@@ -27,7 +28,7 @@ def main(argv=None):
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
     field = cfg.get("breakdown_field")
     groups = field_groups(spec, fmap, cfg, field) if field else None   # a bad field fails now
-    probs, labels = predict(spec, network, data)
+    probs, labels = predict(spec, network, data, threaded(spec.predictor(network), cfg, "predict"))
     metrics = score(spec, fmap, probs, labels)
     print(f"result ({cfg.eval_split} split, {data.num_rows} rows, {cfg.ckpt_file}): "
           f"{format_metrics(metrics)}", flush=True)

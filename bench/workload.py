@@ -116,8 +116,9 @@ class Ours:
 
     def _setup_predict(self):
         self.network.set_train(False)
-        from src.engine.graph_call import GraphCall
-        self.predictor = GraphCall(self.spec.predictor(self.network))   # as evaluation runs it
+        from src.engine.graph_call import GraphCall, threaded
+        # as evaluation runs it
+        self.predictor = GraphCall(threaded(self.spec.predictor(self.network), self.cfg, "predict"))
         self.inputs = fixed_batch(self.spec, self.fmap, self.cfg, self.batch_size)
 
     def _run_predict(self, n):

@@ -9,7 +9,7 @@ from mindspore import Tensor, nn
 from src.engine import checkpoint
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
-from src.engine.graph_call import GraphCall
+from src.engine.graph_call import GraphCall, Threaded, threaded
 from src.engine.train_step import MultiStep, build_train_step, clip_by_global_norm, random_cells
 from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS, _steps_per_call
 from src.engine.heads import MultiTaskBCELoss, NetWithLoss
@@ -338,3 +338,46 @@ def test_a_checkpoint_of_nn_sgd_resumes_into_gradient_descent(tmp_path):
     np.testing.assert_allclose(new(x, y).asnumpy(), old(x, y).asnumpy(), rtol=1e-6)
     for a, b in zip(old_net.trainable_params(), new_net.trainable_params()):
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_threaded_graph_computes_exactly_what_its_cell_computes():
+    """A Threaded graph (101 padding kernels, config key threaded_graphs)
+    returns the cell's outputs, follows the cell's phase, and trains to the
+    same losses and weights."""
+    net = TinyNet(dropout=0.5)
+    call = GraphCall(Threaded(net))
+    x = Tensor(np.random.default_rng(3).standard_normal((16, 6)).astype(np.float32))
+    net.set_train(False)
+    first = call(x).asnumpy()
+    net.set_train(True)                      # dropout on: another graph
+    assert not np.array_equal(call(x).asnumpy(), first)
+    net.set_train(False)
+    np.testing.assert_array_equal(call(x).asnumpy(), first)
+    np.testing.assert_array_equal(net(x).asnumpy(), first)
+
+    rng = np.random.default_rng(4)
+    batches = [(rng.standard_normal((8, 6)).astype(np.float32),
+                (rng.random((8, 2)) > 0.5).astype(np.float32)) for _ in range(4)]
+    ms.set_seed(5)
+    plain_net, plain = _step(clip_norm=1.0, optimizer="adam")
+    ms.set_seed(5)
+    padded_net, padded_step = _step(clip_norm=1.0, optimizer="adam")
+    padded = GraphCall(Threaded(padded_step))
+    for a, b in batches:
+        np.testing.assert_array_equal(plain(Tensor(a), Tensor(b)).asnumpy(),
+                                      padded(ms.from_numpy(a), ms.from_numpy(b)).asnumpy())
+    for p, q in zip(plain_net.trainable_params(), padded_net.trainable_params()):
+        assert p.name == q.name
+        np.testing.assert_array_equal(p.asnumpy(), q.asnumpy())
+
+
+@pytest.mark.parametrize("choice, device, wrapped", [
+    ("none", "CPU", ()), ("predict", "CPU", ("predict",)), ("train", "CPU", ("train",)),
+    ("all", "CPU", ("predict", "train")), ("all", "GPU", ())])
+def test_threaded_graphs_choice(choice, device, wrapped):
+    cfg = {"threaded_graphs": choice, "device_target": device}
+    net = TinyNet()
+    for kind in ("predict", "train"):
+        cell = threaded(net, cfg, kind)
+        assert isinstance(cell, Threaded) == (kind in wrapped)
+        assert cell is net or cell.cell is net

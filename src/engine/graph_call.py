@@ -12,9 +12,20 @@ and remembers which graph that was; later calls with the same signature run
 that graph directly, the way MindSpore's own ``Cell._predict`` does for
 compiled inference phases. Anything else - PyNative mode, inputs that are
 not all tensors, a graph the executor refuses - goes through ``cell(*args)``.
+
+:class:`Threaded` keeps a graph on MindSpore's runtime threads (config key
+``threaded_graphs``; :func:`threaded`). MindSpore 2.10 runs a graph of at
+most 100 kernels on the calling Python thread when its pool has a single
+actor thread (as on a 2-core CPU). There a kernel split among threads is
+handed to the pool's two threads and the caller waits for them by spinning
+(``sched_yield``): three busy threads on two cores, and a large matrix
+product runs slower (bench/notes.md). A graph of more than 100 kernels runs
+on the actor thread, which computes a share itself while the Python thread
+sleeps. For graphs of small kernels the calling thread is the faster (no
+hand-over between threads), so this is a per-model choice.
 """
 import mindspore as ms
-from mindspore import Tensor
+from mindspore import Tensor, nn, ops
 from mindspore.graph import api as _api
 from mindspore.graph.jit_config import _DEFAULT_JIT_CONFIG
 
@@ -59,3 +70,44 @@ class GraphCall:
             return self.cell(*args)
         self._checked.add(key)
         return out
+
+
+# kernels Threaded adds: more than MindSpore 2.10's limit for running a graph
+# on the calling thread (100 kernels), whatever the graph holds
+PADDING_KERNELS = 101
+
+
+class Threaded(nn.Cell):
+    """``Threaded(cell)(*args)`` returns ``cell(*args)``, computed in a graph
+    of :data:`PADDING_KERNELS` kernels more: a chain of one-element sines of
+    the first input's first element, which the result waits for. The
+    parameters keep their names; the phase is the
+    cell's (``set_train`` on the cell, or on a network inside it, selects
+    the graph)."""
+
+    def __init__(self, cell):
+        super().__init__(auto_prefix=False)
+        self.cell = cell
+
+    @property
+    def phase(self):
+        return self.cell.phase
+
+    @phase.setter
+    def phase(self, value):
+        self.cell.phase = value
+
+    def construct(self, *inputs):
+        first = inputs[0]
+        pad = ops.cast(first.reshape((-1,))[0:1], ms.float32)
+        for _ in range(PADDING_KERNELS):
+            pad = ops.sin(pad)
+        return ops.depend(self.cell(*inputs), pad)
+
+
+def threaded(cell, cfg, kind):
+    """``cell`` in :class:`Threaded` on device_target CPU when config key
+    ``threaded_graphs`` names ``kind`` (``train`` or ``predict``) or is
+    ``all``; else ``cell``."""
+    chosen = cfg.get("threaded_graphs", "none") in (kind, "all")
+    return Threaded(cell) if chosen and cfg.get("device_target") == "CPU" else cell

@@ -14,7 +14,7 @@ from src.engine.runtime import as_tensors, kernel_threads
 from src.engine.sparse import build_sparse_train_step
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
-from src.engine.graph_call import GraphCall
+from src.engine.graph_call import GraphCall, threaded
 from src.engine.source_pin import pin_sources
 from src.engine.errors import TrainingDiverged
 
@@ -85,14 +85,14 @@ class Trainer:
                                                loss_scale=cfg.loss_scale,
                                                scale_window=cfg.scale_window,
                                                clip_norm=cfg.clip_norm)
-        self._run_step = GraphCall(self.train_step)
+        self._run_step = GraphCall(threaded(self.train_step, cfg, "train"))
         self.steps_per_call = _steps_per_call(cfg, spec, network)
         self._run_steps = None
         if self.steps_per_call > 1:
             multi = MultiStep(self.train_step, self.steps_per_call)
             multi.set_train(True)
-            self._run_steps = GraphCall(multi)
-        self.predictor = spec.predictor(network)
+            self._run_steps = GraphCall(threaded(multi, cfg, "train"))
+        self.predictor = threaded(spec.predictor(network), cfg, "predict")
         self.start_epoch = 0
         self.resumed_from = None
         self.divergence_factor = float(cfg.get("divergence_factor", 0) or 0)
