@@ -37,9 +37,9 @@ def _inputs(rows, fields, dim, batch, seed):
     return table, cat, rng.standard_normal((batch, dim)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def library():
-    return ctypes.CDLL(dot_interaction.library_path())
+@pytest.fixture(scope="module", params=[False, True], ids=["avx2", "portable"])
+def library(request):
+    return ctypes.CDLL(dot_interaction.library_path(portable=request.param))
 
 
 @pytest.mark.parametrize("self_interaction", [False, True], ids=["pairs", "self"])
@@ -100,25 +100,27 @@ def test_dlrm_through_the_kernel_refuses_an_id_outside_the_table():
 
 def test_the_config_key_is_checked_and_export_uses_the_graph():
     from src.config import Config
-    from src.dlrm.spec import SPEC, _predict_interaction
+    from src.dlrm.spec import SPEC, _interaction
     fmap = {"cardinalities": CARD}
     with pytest.raises(ValueError, match="predict_interaction must be one of graph, native"):
-        _predict_interaction(Config({"predict_interaction": "fused"}, config_path=None), fmap)
-    assert _predict_interaction(Config({"predict_interaction": "graph"}, config_path=None),
-                                fmap) is None
-    native = _predict_interaction(Config({"predict_interaction": "native", "interaction": "dot",
-                                          "self_interaction": True}, config_path=None), fmap)
+        _interaction(Config({"predict_interaction": "fused"}, config_path=None), fmap, "predict")
+    assert _interaction(Config({"predict_interaction": "graph"}, config_path=None), fmap,
+                        "predict") is None
+    native = _interaction(Config({"predict_interaction": "native", "interaction": "dot",
+                                  "self_interaction": True}, config_path=None), fmap, "predict")
+    assert isinstance(native, dot_interaction.DotInteraction)
     assert native.layout.asnumpy()[1] == 1
     # the kernel computes the dot interaction: a concatenation stays on the graph
-    assert _predict_interaction(Config({"predict_interaction": "native", "interaction": "cat"},
-                                       config_path=None), fmap) is None
+    assert _interaction(Config({"predict_interaction": "native", "interaction": "cat"},
+                               config_path=None), fmap, "predict") is None
     with pytest.raises(ValueError, match="computes the dot interaction, not cat"):
         DLRM(CARD, embedding_dim=4, bottom_units=(8, 4), top_units=(8,), interaction="cat",
              predict_interaction=native)
     with pytest.raises(ValueError, match="set predict_interaction: graph or amp_level O0"):
-        _predict_interaction(Config({"predict_interaction": "native", "amp_level": "O2"},
-                                    config_path=None), fmap)
-    assert SPEC.export_overrides == {"predict_interaction": "graph", "predict_mlp": "graph"}
+        _interaction(Config({"predict_interaction": "native", "amp_level": "O2"},
+                            config_path=None), fmap, "predict")
+    assert SPEC.export_overrides == {"predict_interaction": "graph", "predict_mlp": "graph",
+                                     "train_interaction": "graph"}
     assert {"predict_interaction", "predict_mlp"} <= SPEC.compute_keys
 
 
@@ -126,8 +128,8 @@ def test_the_cat_interaction_needs_no_compiler(tmp_path, monkeypatch):
     """``predict_interaction: native`` (the CPU config's) with ``interaction:
     cat`` predicts on the graph, so it builds nothing."""
     from src.config import Config
-    from src.dlrm.spec import _predict_interaction
+    from src.dlrm.spec import _interaction
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler")
     cfg = Config({"predict_interaction": "native", "interaction": "cat"}, config_path=None)
-    assert _predict_interaction(cfg, {"cardinalities": CARD}) is None
+    assert _interaction(cfg, {"cardinalities": CARD}, "predict") is None

@@ -2,6 +2,7 @@
 import numpy as np
 from mindspore import nn, ops
 
+from src.layers.dot_interaction import pair_count
 from src.layers.embedding import EmbeddingTable
 from src.layers.mlp import MLP
 from src.layers.select import ColumnSelect
@@ -13,11 +14,9 @@ def interaction_width(num_sparse, dim, interaction, self_interaction):
     """Width of the top MLP's input: the bottom output ``dim`` plus, for ``dot``,
     ``C(F+1, 2)`` pairwise dot products of the ``F+1`` vectors (``+ F+1`` with
     self-interaction), or for ``cat`` the ``F`` embeddings concatenated."""
-    vectors = num_sparse + 1
     if interaction == "dot":
-        pairs = vectors * (vectors - 1) // 2 + (vectors if self_interaction else 0)
-        return dim + pairs
-    return dim * vectors
+        return dim + pair_count(num_sparse, self_interaction)
+    return dim * (num_sparse + 1)
 
 
 class DLRM(nn.Cell):
@@ -49,6 +48,12 @@ class DLRM(nn.Cell):
         predict_mlp: the MLPs' bias and ReLU in one pass per layer in eval
             mode (:class:`~src.layers.bias_relu.BiasRelu`, config key
             ``predict_mlp``).
+        train_interaction: a cell computing the dot interaction from the
+            looked-up rows, with its gradient
+            (:class:`~src.layers.dot_interaction.DotPairs`, config key
+            ``train_interaction``), used wherever the rows are looked up
+            first (training, and prediction without ``predict_interaction``);
+            without it, the graph's operators.
 
     The train step calls :meth:`forward_rows` with the batch's unique rows
     (see :mod:`src.engine.sparse`); inference and export call ``construct``.
@@ -56,7 +61,7 @@ class DLRM(nn.Cell):
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
                  top_units=(512, 256), interaction="dot", self_interaction=False, seed=0,
-                 shard=None, predict_interaction=None, predict_mlp=None):
+                 shard=None, predict_interaction=None, predict_mlp=None, train_interaction=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -84,12 +89,17 @@ class DLRM(nn.Cell):
         self.vectors = vectors
         # transpose flag, not a Transpose op (forward and gradient): cheaper on CPU
         self.gram = ops.BatchMatMul(transpose_b=True)
-        if predict_interaction is not None and not self.dot:
-            raise ValueError("predict_interaction computes the dot interaction, not cat")
+        for name, cell in (("predict_interaction", predict_interaction),
+                           ("train_interaction", train_interaction)):
+            if cell is not None and not self.dot:
+                raise ValueError(f"{name} computes the dot interaction, not cat")
         self.predict_interaction = predict_interaction
+        self.train_interaction = train_interaction
 
     def interact(self, x, emb):
         """``x`` (B, D) bottom output, ``emb`` (B, F, D) -> (B, width)."""
+        if self.train_interaction is not None:
+            return self.train_interaction(x, emb)
         t = ops.concat((x.expand_dims(1), emb), axis=1)                     # (B, F+1, D)
         if not self.dot:
             return t.reshape((-1, self.vectors * self.dim))

@@ -3,7 +3,7 @@ from src.datasets import CRITEO
 from src.engine.native import kernel_choice
 from src.registry import ModelSpec, Trial
 
-PREDICT_INTERACTIONS = ("graph", "native")
+INTERACTION_KERNELS = ("graph", "native")
 
 
 def build_network(cfg, fmap):
@@ -14,22 +14,25 @@ def build_network(cfg, fmap):
                 embedding_dim=cfg.embedding_dim, bottom_units=cfg.bottom_units,
                 top_units=cfg.top_units, interaction=cfg.interaction,
                 self_interaction=cfg.self_interaction, seed=cfg.seed,
-                shard=table_shard(cfg), predict_interaction=_predict_interaction(cfg, fmap),
-                predict_mlp=predict_mlp(cfg))
+                shard=table_shard(cfg), predict_interaction=_interaction(cfg, fmap, "predict"),
+                predict_mlp=predict_mlp(cfg), train_interaction=_interaction(cfg, fmap, "train"))
 
 
-def _predict_interaction(cfg, fmap):
-    """The prediction's lookup and interaction ``predict_interaction`` names:
-    None for ``graph`` (MindSpore's operators), the CPU kernel for ``native``;
-    None for ``interaction: cat`` either way (the kernel computes the dot
-    interaction; a concatenation is one graph operator)."""
+def _interaction(cfg, fmap, kind):
+    """The dot interaction ``predict_interaction`` (the lookup too, for
+    prediction) or ``train_interaction`` (from looked-up rows, with its
+    gradient) names: None for ``graph`` (MindSpore's operators), the CPU
+    kernel for ``native``; None for ``interaction: cat`` either way (the
+    kernels compute the dot interaction; a concatenation is one graph
+    operator)."""
     def build(threads):
         if cfg.get("interaction", "dot") != "dot":
             return None                 # the key is still checked; nothing to compile
-        from src.layers.dot_interaction import DotInteraction
-        return DotInteraction(len(fmap["cardinalities"]), bool(cfg.get("self_interaction", False)),
-                              threads=threads)
-    return kernel_choice(cfg, "predict_interaction", PREDICT_INTERACTIONS, build)
+        from src.layers import dot_interaction
+        cell = dot_interaction.DotInteraction if kind == "predict" else dot_interaction.DotPairs
+        return cell(len(fmap["cardinalities"]), bool(cfg.get("self_interaction", False)),
+                    threads=threads)
+    return kernel_choice(cfg, f"{kind}_interaction", INTERACTION_KERNELS, build)
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--bottom_units", "32,8", "--top_units", "32",
@@ -42,7 +45,8 @@ QUICK_START = Trial(args=("--log_every_steps", "200"), expect={"click_auc": 0.7}
 
 SPEC = ModelSpec(name="dlrm", title="DLRM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
-                 compute_keys=frozenset({"predict_interaction", "predict_mlp"}),
-                 export_overrides={"predict_interaction": "graph", "predict_mlp": "graph"},
+                 compute_keys=frozenset({"predict_interaction", "predict_mlp", "train_interaction"}),
+                 export_overrides={"predict_interaction": "graph", "predict_mlp": "graph",
+                                   "train_interaction": "graph"},
                  bench_train_batches=(128, 2048), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

@@ -6,8 +6,9 @@ dense weights' update (``dense_update.cc``), the sparse-input product
 (``src/layers/sparse_input.cc``), the gated mixture
 (``src/layers/gated_mixture.cc``), the ReLU-and-pooling
 (``src/layers/relu_pool.cc``), and the prediction lookups of DeepFM
-(``src/layers/fm_lookup.cc``) and DLRM (``src/layers/dot_interaction.cc``)
-and the bias and ReLU of their MLPs' layers (``src/layers/bias_relu.cc``);
+(``src/layers/fm_lookup.cc``) and DLRM (``src/layers/dot_interaction.cc``,
+also DLRM's training interaction) and the bias and ReLU of their MLPs'
+layers (``src/layers/bias_relu.cc``);
 and :func:`kernel_choice`, a config key's choice between the graph's
 operators and such a kernel."""
 import hashlib

@@ -1,15 +1,18 @@
-"""DLRM's prediction between its MLPs in one pass on CPU: a MindSpore custom
-operator (AOT, C++: ``dot_interaction.cc``).
+"""DLRM's dot interaction on CPU in one pass: MindSpore custom operators
+(AOT, C++: ``dot_interaction.cc``).
 
-The graph gathers the rows, stacks them under the bottom MLP's output,
-multiplies the stack by itself (a Gram matrix per sample), selects its lower
-triangle and concatenates the bottom output in front: five passes, the
-product computing both triangles. The kernel reads each row once and writes
-the top MLP's input. Results equal the graph's up to the order of the sums.
+The graph stacks the rows under the bottom MLP's output, multiplies the
+stack by itself (a Gram matrix per sample), selects its lower triangle and
+concatenates the bottom output in front: five passes, the product computing
+both triangles, and as many again for the gradient. The kernels read each
+sample's vectors once and write the top MLP's input (or the vectors'
+gradients). Results equal the graph's up to the order of the sums.
 
-Prediction only: the operator has no gradient (DLRM selects it in eval mode;
-config key ``predict_interaction``). The library is compiled with the
-system's C++ compiler on first use and cached (:mod:`src.engine.native`).
+:class:`DotInteraction` also looks the rows up, for prediction (config key
+``predict_interaction``; it has no gradient). :class:`DotPairs` takes the
+looked-up rows and has its gradient as a second kernel, for training (config
+key ``train_interaction``). The library is compiled with the system's C++
+compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
@@ -21,8 +24,18 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dot_interacti
 KERNEL = "DotInteraction"
 
 
-def library_path():
-    return build_library(SOURCE, "dot_interaction", "set predict_interaction: graph", ("-pthread",))
+def library_path(portable=False, key="predict_interaction"):
+    """The compiled library; ``portable``: without the AVX2 path (tests);
+    ``key``: the config key named in the error without a compiler."""
+    flags = ("-pthread",) + (("-DDOT_INTERACTION_PORTABLE",) if portable else ())
+    return build_library(SOURCE, "dot_interaction", f"set {key}: graph", flags)
+
+
+def pair_count(num_fields, self_interaction):
+    """The dot products of ``num_fields + 1`` vectors: each pair once, and
+    each vector with itself too with ``self_interaction``."""
+    vectors = int(num_fields) + 1
+    return vectors * (vectors - 1) // 2 + (vectors if self_interaction else 0)
 
 
 class DotInteraction(nn.Cell):
@@ -37,8 +50,7 @@ class DotInteraction(nn.Cell):
         super().__init__()
         require_cpu("predict_interaction: native", "set predict_interaction: graph")
         self.layout = kernel_ints("DotInteraction", threads, bool(self_interaction))
-        vectors = int(num_fields) + 1
-        pairs = vectors * (vectors - 1) // 2 + (vectors if self_interaction else 0)
+        pairs = pair_count(num_fields, self_interaction)
 
         def out_shape(_table, cat, bottom, _layout):
             return (cat[0], bottom[1] + pairs)
@@ -49,3 +61,35 @@ class DotInteraction(nn.Cell):
 
     def construct(self, table, cat, bottom):
         return self.interact(table, cat, bottom, self.layout)
+
+
+class DotPairs(nn.Cell):
+    """``(bottom (B, D), emb (B, F, D)) -> (B, D + P)``, float32, on CPU:
+    :class:`DotInteraction`'s output from rows already looked up (``emb``),
+    with its gradient with respect to both inputs as a second kernel
+    (``DotPairsGrad``). Rows are split among up to ``threads`` threads."""
+
+    def __init__(self, num_fields, self_interaction=False, threads=1):
+        super().__init__()
+        require_cpu("train_interaction: native", "set train_interaction: graph")
+        self.layout = kernel_ints("DotPairs", threads, bool(self_interaction))
+        pairs = pair_count(num_fields, self_interaction)
+        library = library_path(key="train_interaction")
+        gradient = ops.Custom(f"{library}:DotPairsGrad",
+                              out_shape=lambda bottom, emb, _layout, _dout: (bottom, emb),
+                              out_dtype=lambda bottom, emb, _layout, _dout: (bottom, emb),
+                              func_type="aot")
+
+        def bprop(bottom, emb, layout, _out, dout):
+            d_bottom, d_emb = gradient(bottom, emb, layout, dout)
+            return d_bottom, d_emb, ops.zeros_like(layout)
+
+        def out_shape(bottom, _emb, _layout):
+            return (bottom[0], bottom[1] + pairs)
+
+        self.interact = ops.Custom(f"{library}:DotPairs", out_shape=out_shape,
+                                   out_dtype=lambda bottom, _emb, _layout: bottom,
+                                   func_type="aot", bprop=bprop)
+
+    def construct(self, bottom, emb):
+        return self.interact(bottom, emb, self.layout)
