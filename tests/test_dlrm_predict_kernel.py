@@ -120,7 +120,7 @@ def test_the_config_key_is_checked_and_export_uses_the_graph():
         _interaction(Config({"predict_interaction": "native", "amp_level": "O2"},
                             config_path=None), fmap, "predict")
     assert SPEC.export_overrides == {"predict_interaction": "graph", "predict_mlp": "graph",
-                                     "train_interaction": "graph"}
+                                     "train_interaction": "graph", "train_mlp": "graph"}
     assert {"predict_interaction", "predict_mlp"} <= SPEC.compute_keys
 
 

@@ -31,12 +31,15 @@ class DeepFM(nn.Cell):
     ``predict_fm``), used by ``construct`` in eval mode; without it, and in
     training, the graph's operators. ``predict_mlp``: the deep part's bias
     and ReLU in one pass per layer in eval mode
-    (:class:`~src.layers.bias_relu.BiasRelu`, config key ``predict_mlp``).
+    (:class:`~src.layers.bias_relu.BiasRelu`, config key ``predict_mlp``);
+    ``train_mlp``: the same with a gradient, in training (config key
+    ``train_mlp``).
     """
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=80, deep_units=(1024, 512, 256, 128),
                  dropout=0.0, batch_norm=False, init="xavier_uniform", init_scale=0.01,
-                 embedding_scale=0.01, seed=0, shard=None, predict_fm=None, predict_mlp=None):
+                 embedding_scale=0.01, seed=0, shard=None, predict_fm=None, predict_mlp=None,
+                 train_mlp=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -57,7 +60,7 @@ class DeepFM(nn.Cell):
         self.split = SplitLast(self.dim)                  # a row: (v_j, w_j)
         self.deep = MLP([self.num_fields * self.dim] + [int(u) for u in deep_units] + [1],
                         make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm,
-                        bias_relu=predict_mlp)
+                        bias_relu=predict_mlp, train_bias_relu=train_mlp)
         self.predict_fm = predict_fm
 
     def head(self, rows, dense):

@@ -9,12 +9,13 @@ PREDICT_FM = ("graph", "native")
 def build_network(cfg, fmap):
     from src.deepfm.deepfm import DeepFM
     from src.engine.distributed import table_shard
-    from src.layers.bias_relu import predict_mlp
+    from src.layers.bias_relu import predict_mlp, train_mlp
     return DeepFM(fmap["cardinalities"], num_dense=fmap["num_dense"],
                   embedding_dim=cfg.embedding_dim, deep_units=cfg.deep_units,
                   dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
                   init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed,
-                  shard=table_shard(cfg), predict_fm=_predict_fm(cfg), predict_mlp=predict_mlp(cfg))
+                  shard=table_shard(cfg), predict_fm=_predict_fm(cfg), predict_mlp=predict_mlp(cfg),
+                  train_mlp=train_mlp(cfg))
 
 
 def _predict_fm(cfg):
@@ -37,7 +38,8 @@ QUICK_START = Trial(args=("--learning_rate", "0.002", "--log_every_steps", "20")
 
 SPEC = ModelSpec(name="deepfm", title="DeepFM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
-                 compute_keys=frozenset({"predict_fm", "predict_mlp"}),
-                 export_overrides={"predict_fm": "graph", "predict_mlp": "graph"},
+                 compute_keys=frozenset({"predict_fm", "predict_mlp", "train_mlp"}),
+                 export_overrides={"predict_fm": "graph", "predict_mlp": "graph",
+                                   "train_mlp": "graph"},
                  bench_train_batches=(1024, 16000), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

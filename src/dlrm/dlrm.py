@@ -48,6 +48,8 @@ class DLRM(nn.Cell):
         predict_mlp: the MLPs' bias and ReLU in one pass per layer in eval
             mode (:class:`~src.layers.bias_relu.BiasRelu`, config key
             ``predict_mlp``).
+        train_mlp: the MLPs' bias and ReLU in one pass per layer in
+            training, with a gradient (config key ``train_mlp``).
         train_interaction: a cell computing the dot interaction from the
             looked-up rows, with its gradient
             (:class:`~src.layers.dot_interaction.DotPairs`, config key
@@ -61,7 +63,8 @@ class DLRM(nn.Cell):
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=16, bottom_units=(512, 256, 64, 16),
                  top_units=(512, 256), interaction="dot", self_interaction=False, seed=0,
-                 shard=None, predict_interaction=None, predict_mlp=None, train_interaction=None):
+                 shard=None, predict_interaction=None, predict_mlp=None, train_interaction=None,
+                 train_mlp=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -77,10 +80,12 @@ class DLRM(nn.Cell):
         self.num_sparse, self.dim = len(cardinalities), int(embedding_dim)
         self.embedding = EmbeddingTable.uniform(cardinalities, self.dim, rng, shard=shard)
         self.bottom = MLP([num_dense] + bottom_units, "reference_dlrm", last_activation=True,
-                          seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp)
+                          seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp,
+                          train_bias_relu=train_mlp)
         width = interaction_width(self.num_sparse, self.dim, interaction, self_interaction)
         self.top = MLP([width] + [int(u) for u in top_units] + [1], "reference_dlrm",
-                       seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp)
+                       seed=int(rng.integers(1 << 31)), bias_relu=predict_mlp,
+                       train_bias_relu=train_mlp)
         self.dot = interaction == "dot"
         vectors = self.num_sparse + 1
         li, lj = np.tril_indices(vectors, 0 if self_interaction else -1)

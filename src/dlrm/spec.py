@@ -9,13 +9,14 @@ INTERACTION_KERNELS = ("graph", "native")
 def build_network(cfg, fmap):
     from src.dlrm.dlrm import DLRM
     from src.engine.distributed import table_shard
-    from src.layers.bias_relu import predict_mlp
+    from src.layers.bias_relu import predict_mlp, train_mlp
     return DLRM(fmap["cardinalities"], num_dense=fmap["num_dense"],
                 embedding_dim=cfg.embedding_dim, bottom_units=cfg.bottom_units,
                 top_units=cfg.top_units, interaction=cfg.interaction,
                 self_interaction=cfg.self_interaction, seed=cfg.seed,
                 shard=table_shard(cfg), predict_interaction=_interaction(cfg, fmap, "predict"),
-                predict_mlp=predict_mlp(cfg), train_interaction=_interaction(cfg, fmap, "train"))
+                predict_mlp=predict_mlp(cfg), train_interaction=_interaction(cfg, fmap, "train"),
+                train_mlp=train_mlp(cfg))
 
 
 def _interaction(cfg, fmap, kind):
@@ -45,8 +46,9 @@ QUICK_START = Trial(args=("--log_every_steps", "200"), expect={"click_auc": 0.7}
 
 SPEC = ModelSpec(name="dlrm", title="DLRM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
-                 compute_keys=frozenset({"predict_interaction", "predict_mlp", "train_interaction"}),
+                 compute_keys=frozenset({"predict_interaction", "predict_mlp", "train_interaction",
+                                         "train_mlp"}),
                  export_overrides={"predict_interaction": "graph", "predict_mlp": "graph",
-                                   "train_interaction": "graph"},
+                                   "train_interaction": "graph", "train_mlp": "graph"},
                  bench_train_batches=(128, 2048), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

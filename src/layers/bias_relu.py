@@ -1,15 +1,16 @@
-"""A hidden layer's bias and ReLU in one pass on CPU, for prediction: a
-MindSpore custom operator (AOT, C++: ``bias_relu.cc``).
+"""A hidden layer's bias and ReLU in one pass on CPU: a MindSpore custom
+operator (AOT, C++: ``bias_relu.cc``).
 
-The graph adds the bias (``BiasAdd``) and takes the ReLU in two passes over
-the layer's output, the largest arrays of DeepFM's and DLRM's prediction;
-the kernel reads the product once and writes the activation. Results equal
-the graph's to the bit (one addition and one maximum per value).
+The graph adds the bias and takes the ReLU in two passes over the layer's
+output, the largest arrays of DeepFM's and DLRM's MLPs; the kernel reads the
+product once and writes the activation. Results equal the graph's to the bit
+(one addition and one maximum per value).
 
-Prediction only: the operator has no gradient (:class:`~src.layers.mlp.MLP`
-uses it in eval mode; config key ``predict_mlp``). The library is compiled
-with the system's C++ compiler on first use and cached
-(:mod:`src.engine.native`).
+For prediction (:class:`~src.layers.mlp.MLP` uses it in eval mode; config
+key ``predict_mlp``) the operator has no gradient; for training (config key
+``train_mlp``) its gradient is a second kernel, the ReLU's gradient and the
+bias's (the column sums) in one pass too. The library is compiled with the
+system's C++ compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
@@ -19,24 +20,40 @@ from src.engine.native import build_library, kernel_choice, kernel_ints, require
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bias_relu.cc")
 KERNEL = "BiasRelu"
-PREDICT_MLP = ("graph", "native")
+MLP_KERNELS = ("graph", "native")
 
 
-def library_path():
-    return build_library(SOURCE, "bias_relu", "set predict_mlp: graph", ("-pthread",))
+def library_path(key="predict_mlp"):
+    """The compiled library; ``key``: the config key named in the error
+    without a compiler."""
+    return build_library(SOURCE, "bias_relu", f"set {key}: graph", ("-pthread",))
 
 
 class BiasRelu(nn.Cell):
     """``(x (B, N), bias (N,)) -> max(x + bias, 0)`` float32, on CPU. Rows
-    are split among up to ``threads`` threads."""
+    are split among up to ``threads`` threads. ``gradient``: with its
+    gradient kernel (``BiasReluGrad``), for training; ``key``: the config
+    key that chose it, named in errors."""
 
-    def __init__(self, threads=1):
+    def __init__(self, threads=1, gradient=False, key="predict_mlp"):
         super().__init__()
-        require_cpu("predict_mlp: native", "set predict_mlp: graph")
+        require_cpu(f"{key}: native", f"set {key}: graph")
         self.threads = kernel_ints("BiasRelu", threads)
-        self.bias_relu = ops.Custom(f"{library_path()}:{KERNEL}",
+        library = library_path(key)
+        bprop = None
+        if gradient:
+            grad = ops.Custom(f"{library}:{KERNEL}Grad",
+                              out_shape=lambda y, _dy, _threads: (y, [y[1]]),
+                              out_dtype=lambda y, _dy, _threads: (y, y), func_type="aot")
+
+            def bprop(_x, _bias, threads, out, dout):
+                dx, dbias = grad(out, dout, threads)
+                return dx, dbias, ops.zeros_like(threads)
+
+        self.bias_relu = ops.Custom(f"{library}:{KERNEL}",
                                     out_shape=lambda x, _bias, _threads: x,
-                                    out_dtype=lambda x, _bias, _threads: x, func_type="aot")
+                                    out_dtype=lambda x, _bias, _threads: x, func_type="aot",
+                                    bprop=bprop)
 
     def construct(self, x, bias):
         return self.bias_relu(x, bias, self.threads)
@@ -46,4 +63,12 @@ def predict_mlp(cfg):
     """What config key ``predict_mlp`` names for the MLPs' prediction: None
     for ``graph`` (MindSpore's ``BiasAdd`` and ``ReLU``), a
     :class:`BiasRelu` for ``native``."""
-    return kernel_choice(cfg, "predict_mlp", PREDICT_MLP, lambda threads: BiasRelu(threads))
+    return kernel_choice(cfg, "predict_mlp", MLP_KERNELS, lambda threads: BiasRelu(threads))
+
+
+def train_mlp(cfg):
+    """What config key ``train_mlp`` names for the MLPs' training: None for
+    ``graph`` (MindSpore's addition and ``ReLU`` and their gradients), a
+    :class:`BiasRelu` with its gradient kernel for ``native``."""
+    return kernel_choice(cfg, "train_mlp", MLP_KERNELS,
+                         lambda threads: BiasRelu(threads, gradient=True, key="train_mlp"))

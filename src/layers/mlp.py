@@ -26,19 +26,24 @@ class Dense(nn.Cell):
     bench/notes.md); the same sums. ``bias_relu``: a cell taking ``(y,
     bias)`` to ``max(y + bias, 0)`` in one pass
     (:class:`~src.layers.bias_relu.BiasRelu`), used in prediction instead of
-    ``BiasAdd``; the layer's ReLU is then done (see :class:`HiddenReLU`)."""
+    ``BiasAdd``; the layer's ReLU is then done (see :class:`HiddenReLU`).
+    ``train_bias_relu``: such a cell with a gradient, used in training
+    instead of the ``Add``."""
 
-    def __init__(self, weight, bias, bias_relu=None):
+    def __init__(self, weight, bias, bias_relu=None, train_bias_relu=None):
         super().__init__()
         self.weight = Parameter(Tensor(weight), name="weight")
         self.bias = Parameter(Tensor(bias), name="bias")
         self.matmul = ops.MatMul()
         self.bias_add = ops.BiasAdd()
         self.bias_relu = bias_relu
+        self.train_bias_relu = train_bias_relu
 
     def construct(self, x):
         y = self.matmul(x, self.weight)
         if self.training:
+            if self.train_bias_relu is not None:
+                return self.train_bias_relu(y, self.bias)
             return y + self.bias
         if self.bias_relu is not None:
             return self.bias_relu(y, self.bias)
@@ -46,15 +51,22 @@ class Dense(nn.Cell):
 
 
 class HiddenReLU(nn.Cell):
-    """The ReLU after a :class:`Dense` whose prediction already applies it
-    (its ``bias_relu``): a ReLU in training, nothing in prediction."""
+    """The ReLU after a :class:`Dense` whose prediction (``in_predict``
+    False) or training (``in_train`` False) already applies it (its
+    ``bias_relu`` or ``train_bias_relu``): a ReLU where it does not, nothing
+    where it does."""
 
-    def __init__(self):
+    def __init__(self, in_train=True, in_predict=False):
         super().__init__()
         self.relu = ops.ReLU()
+        self.in_train, self.in_predict = bool(in_train), bool(in_predict)
 
     def construct(self, x):
         if self.training:
+            if self.in_train:
+                return self.relu(x)
+            return x
+        if self.in_predict:
             return self.relu(x)
         return x
 
@@ -74,15 +86,17 @@ class MLP(nn.Cell):
         bias_relu: a cell doing a layer's bias and ReLU in one pass
             (:class:`~src.layers.bias_relu.BiasRelu`, config key
             ``predict_mlp``), used in prediction by every layer with a ReLU
-            right after it (without batch norm); training keeps the graph's.
-            The layers' cells and parameters are the same either way.
+            right after it (without batch norm).
+        train_bias_relu: the same with a gradient (config key
+            ``train_mlp``), used in training by the same layers. The layers'
+            cells and parameters are the same either way.
 
     >>> MLP([13, 64, 16], "reference_dlrm")(ops.ones((4, 13), ms.float32)).shape
     (4, 16)
     """
 
     def __init__(self, dims, init, dropout=0.0, batch_norm=False, last_activation=False, seed=0,
-                 bias_relu=None):
+                 bias_relu=None, train_bias_relu=None):
         super().__init__()
         dims = [int(d) for d in dims]
         if len(dims) < 2 or min(dims) < 1:
@@ -99,12 +113,15 @@ class MLP(nn.Cell):
                 weight, bias = init_matrix(init, fan_in, fan_out), np.zeros(fan_out, np.float32)
             hidden = i < len(dims) - 2
             relu = hidden or last_activation
-            fused = bias_relu if relu and not (hidden and batch_norm) else None
-            layers.append(Dense(weight, bias, bias_relu=fused))
+            fusable = relu and not (hidden and batch_norm)
+            fused = bias_relu if fusable else None
+            train_fused = train_bias_relu if fusable else None
+            layers.append(Dense(weight, bias, bias_relu=fused, train_bias_relu=train_fused))
             if hidden and batch_norm:
                 layers.append(nn.BatchNorm1d(fan_out))
             if relu:
-                layers.append(nn.ReLU() if fused is None else HiddenReLU())
+                layers.append(nn.ReLU() if fused is None and train_fused is None else
+                              HiddenReLU(in_train=train_fused is None, in_predict=fused is None))
             if hidden and dropout > 0:
                 layers.append(nn.Dropout(p=dropout))
         self.layers = nn.SequentialCell(layers)
