@@ -17,12 +17,12 @@
 // symmetric matrix of the pairs' output gradients (twice a diagonal one),
 // plus the output gradient of t_0's copy for d_bottom.
 //
-// A sample's vectors are stored transposed (one column of 8-float blocks per
+// A sample's vectors are stored transposed (one column of blocks of lanes per
 // coordinate), so a vector's products with all the vectors before it are a
 // few register accumulators updated once per coordinate; the gradient runs
-// along the rows. On x86-64 the passes are compiled twice, for AVX2 with FMA
-// and for the baseline, and the loader picks one for the CPU (target_clones;
-// -DDOT_INTERACTION_PORTABLE keeps the baseline only). Rows are split among
+// along the rows. Each pass is compiled twice: with 8-float vectors for AVX2
+// with FMA (x86-64, taken when the CPU has them) and with 4-float ones for
+// any CPU (-DDOT_INTERACTION_PORTABLE keeps only these). Rows are split among
 // up to ``threads`` threads, at least 128 rows each.
 //
 // Error codes: 1 for shapes or dtypes it does not take, 2 for an id outside
