@@ -50,10 +50,42 @@ def test_grouped_convolution_keeps_experts_apart():
     assert not np.allclose(changed[:, 3:], base[:, 3:])
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_prediction_impl_computes_the_layer_outside_training(shared):
+    """impl matmul with predict_impl native: training runs the products,
+    evaluation the Conv2D. The products' banded kernel is spoilt (every entry
+    the zero slot) so that the two paths give different results."""
+    rng = np.random.default_rng(2)
+    experts, cin, cout, k, h, w = 3, 2, 4, 3, 8, 7
+    weight = rng.normal(size=(experts * cout, cin, k, k)).astype(np.float32)
+    x = Tensor(rng.normal(size=(2, cin if shared else experts * cin, h, w)).astype(np.float32))
+    reference = ExpertConv2d(experts, cin, cout, k, (h, w), shared, "native", weight)(x).asnumpy()
+    conv = ExpertConv2d(experts, cin, cout, k, (h, w), shared, "matmul", weight,
+                        predict_impl="native")
+    if not shared:
+        conv.band_index = Tensor(np.full(conv.band_index.shape, weight.size, np.int32))
+    conv.set_train(False)
+    np.testing.assert_allclose(conv(x).asnumpy(), reference, atol=1e-4)
+    conv.set_train(True)
+    trained = conv(x).asnumpy()
+    if shared:
+        np.testing.assert_allclose(trained, reference, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(trained, 0.0)            # the spoilt products ran
+    # the other way round: the products outside training, Conv2D in it
+    back = ExpertConv2d(experts, cin, cout, k, (h, w), shared, "native", weight,
+                        predict_impl="matmul")
+    assert hasattr(back, "conv") and hasattr(back, "band_index") == (not shared)
+    back.set_train(False)
+    np.testing.assert_allclose(back(x).asnumpy(), reference, atol=1e-4)
+
+
 def test_expert_conv_errors():
     w = np.zeros((6, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match="impl"):
         ExpertConv2d(2, 1, 3, 3, (5, 5), True, "fft", w)
+    with pytest.raises(ValueError, match="'fft'"):
+        ExpertConv2d(2, 1, 3, 3, (5, 5), True, "matmul", w, predict_impl="fft")
     with pytest.raises(ValueError, match="expected"):
         ExpertConv2d(2, 1, 4, 3, (5, 5), True, "native", w)
     with pytest.raises(ValueError, match="larger"):
@@ -280,3 +312,22 @@ def test_gate_start_from_the_config_reaches_every_gate():
         z = g_apart.z.asnumpy()[0]                                       # (k, bits)
         np.testing.assert_allclose(np.abs(z), 0.2)                       # 0.4 * gamma / 2
         assert len({tuple(row > 0) for row in z}) == 2                   # two different experts
+
+
+@pytest.mark.parametrize("extra, train_impl, predict_impl", [
+    ([], "matmul", "native"),                          # the CPU config
+    (["--predict_conv", "matmul"], "matmul", "matmul"),
+])
+def test_the_cpu_config_predicts_with_conv2d(extra, train_impl, predict_impl):
+    from src.config import parse_config
+    from src.registry import get_model_spec
+    from tests.entry import CPU_CONFIG
+    args = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+            "--expert_units", "16,16", "--tower_units", "16"] + extra
+    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+    spec = get_model_spec("dselect_k")
+    net = spec.build_network(parse_config(args, config_path=CPU_CONFIG), fmap)
+    convs = [cell for _, cell in net.cells_and_names() if isinstance(cell, ExpertConv2d)]
+    assert [(c.impl, c.predict_impl) for c in convs] == [(train_impl, predict_impl)] * 2
+    assert spec.export_overrides["predict_conv"] == "native"
+    assert "predict_conv" in spec.compute_keys

@@ -46,7 +46,7 @@ class CNNExperts(nn.Cell):
     """``E`` CNN experts: ``(B, C, H, W) -> (B, E, expert_units[-1])``."""
 
     def __init__(self, image_shape, num_experts, conv_channels, kernel_size, expert_units,
-                 weight_init, conv_impl, pool=None):
+                 weight_init, conv_impl, pool=None, predict_conv=None):
         super().__init__()
         channels, height, width = (int(v) for v in image_shape)
         if not conv_channels or not expert_units:
@@ -60,7 +60,8 @@ class CNNExperts(nn.Cell):
                                  "smaller kernel_size")
             layers += [ExpertConv2d(num_experts, cin, cout, kernel_size, (height, width),
                                     shared_input=i == 0, impl=conv_impl,
-                                    weight=_conv_weight(num_experts, cout, cin, kernel_size)),
+                                    weight=_conv_weight(num_experts, cout, cin, kernel_size),
+                                    predict_impl=predict_conv),
                        nn.BatchNorm2d(num_experts * cout)]
             # the kernel takes both places, so later layers keep their parameters' names
             layers += ([pool(), nn.Identity()] if pool is not None
@@ -96,6 +97,7 @@ class MultiTaskMoE(nn.Cell):
         gamma, gate_mode: the DSelect-k smooth-step width and ``static`` /
             ``per_example``.
         conv_impl: ``native`` or ``matmul`` (:class:`ExpertConv2d`).
+        predict_conv: the same outside training (None: ``conv_impl``).
         init, init_scale: initialiser of the dense layers.
         tower_dropout: dropout between tower layers while training.
         seed: seed of the DSelect-k gates' initial logits.
@@ -111,7 +113,8 @@ class MultiTaskMoE(nn.Cell):
                  conv_channels=(10, 20), kernel_size=5, expert_units=(50, 50),
                  tower_units=(50, 50), gate="dselect_k", k=2, gamma=1.0, gate_mode="static",
                  conv_impl="native", init="xavier_uniform", init_scale=0.01, tower_dropout=0.0,
-                 seed=0, gate_balance=0.0, gate_overlap=0.0, gate_start=0.0, expert_pool=None):
+                 seed=0, gate_balance=0.0, gate_overlap=0.0, gate_start=0.0, expert_pool=None,
+                 predict_conv=None):
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -122,7 +125,8 @@ class MultiTaskMoE(nn.Cell):
         weight_init = make_initializer(init, init_scale)
         self.num_tasks, self.num_classes = int(num_tasks), int(num_classes)
         self.experts = CNNExperts(image_shape, num_experts, conv_channels, kernel_size,
-                                  expert_units, weight_init, conv_impl, pool=expert_pool)
+                                  expert_units, weight_init, conv_impl, pool=expert_pool,
+                                  predict_conv=predict_conv)
         self.input_dim = int(np.prod(image_shape))
         gates = []
         for t in range(self.num_tasks):

@@ -26,7 +26,8 @@ def build_network(cfg, fmap):
         gamma=cfg.gamma, gate_mode=cfg.gate_mode, conv_impl=cfg.conv_impl, init=cfg.init,
         init_scale=cfg.init_scale, tower_dropout=cfg.tower_dropout, seed=cfg.seed,
         gate_balance=cfg.gate_balance_weight, gate_overlap=cfg.gate_overlap_weight,
-        gate_start=cfg.gate_start, expert_pool=_expert_pool(cfg))
+        gate_start=cfg.gate_start, expert_pool=_expert_pool(cfg),
+        predict_conv=cfg.predict_conv)
 
 
 def expert_usage(network, inputs, task_names, threshold=0.01):
@@ -63,7 +64,9 @@ QUICK_START = Trial(args=("--log_every_steps", "10"),
 
 SPEC = ModelSpec(name="dselect_k", title="DSelect-k", dataset=MULTIMNIST,
                  build_network=build_network, capabilities=frozenset({"regularised"}),
-                 reg_schedule=reg_schedule, compute_keys=frozenset({"conv_impl", "expert_pool"}),
-                 export_overrides={"conv_impl": "native", "expert_pool": "graph"},
+                 reg_schedule=reg_schedule,
+                 compute_keys=frozenset({"conv_impl", "predict_conv", "expert_pool"}),
+                 export_overrides={"conv_impl": "native", "predict_conv": "native",
+                                   "expert_pool": "graph"},
                  bench_train_batches=(256,), bench_predict_batch=1024,
                  trial=TRIAL, quick_start=QUICK_START, describe=expert_usage)

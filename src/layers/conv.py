@@ -16,6 +16,13 @@ checkpoints do not depend on how the convolution is computed:
   kernel rows the input rows are sliced, and one batched product per expert
   with a ``(k*in*W, out*W_out)`` matrix gathered from the kernel computes all
   output columns; its gradient flows back to the kernel through the gather.
+
+``predict_impl`` computes the layer outside training (``set_train(False)``:
+evaluation, prediction) another way. With ``matmul`` in training, ``native``
+there pays on CPU: the banded kernel is gathered afresh on every call, a
+cost that does not shrink with the batch, while the CPU Conv2D's forward
+pass is no slower than the products (its gradients are what is slow; the
+measurements are in bench/notes.md).
 """
 import numpy as np
 import mindspore as ms
@@ -38,15 +45,18 @@ class ExpertConv2d(nn.Cell):
             expert ``e`` owning channels ``e*in .. (e+1)*in - 1``.
         impl: ``native`` or ``matmul`` (see the module docstring).
         weight: initial ``(E*out, in, k, k)`` array.
+        predict_impl: ``impl`` outside training (None: ``impl``).
 
     Output: ``(B, E*out, H-k+1, W-k+1)``.
     """
 
     def __init__(self, num_experts, in_channels, out_channels, kernel_size, in_size,
-                 shared_input, impl, weight):
+                 shared_input, impl, weight, predict_impl=None):
         super().__init__()
-        if impl not in IMPLS:
-            raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
+        predict_impl = impl if predict_impl is None else predict_impl
+        for value in (impl, predict_impl):
+            if value not in IMPLS:
+                raise ValueError(f"conv impl must be one of {IMPLS}, got {value!r}")
         h, w = (int(v) for v in in_size)
         k = int(kernel_size)
         if k > h or k > w:
@@ -56,12 +66,12 @@ class ExpertConv2d(nn.Cell):
             raise ValueError(f"conv weight has shape {tuple(weight.shape)}, expected {expected}")
         self.e, self.cin, self.cout, self.k = num_experts, in_channels, out_channels, k
         self.h, self.w, self.ho, self.wo = h, w, h - k + 1, w - k + 1
-        self.shared_input, self.impl = shared_input, impl
+        self.shared_input, self.impl, self.predict_impl = shared_input, impl, predict_impl
         self.weight = Parameter(Tensor(np.asarray(weight, np.float32)), name="weight")
-        if impl == "native":
+        if "native" in (impl, predict_impl):
             self.conv = ops.Conv2D(out_channel=expected[0], kernel_size=(k, k), pad_mode="valid",
                                    group=1 if shared_input else num_experts)
-        elif not shared_input:
+        if "matmul" in (impl, predict_impl) and not shared_input:
             self.band_index = Tensor(self._band_index())
 
     def _band_index(self):
@@ -79,7 +89,7 @@ class ExpertConv2d(nn.Cell):
         return index.reshape(e, k * cin * w, cout * wo)
 
     def construct(self, x):
-        if self.impl == "native":
+        if (self.impl if self.training else self.predict_impl) == "native":
             return self.conv(x, self.weight)
         batch = x.shape[0]
         if self.shared_input:
