@@ -85,3 +85,64 @@ def test_a_kernels_ints_start_with_a_checked_thread_count():
             native.kernel_ints("K", bad)
     with pytest.raises(ValueError, match="BiasRelu: threads must be a positive integer"):
         bias_relu.BiasRelu(threads=0)
+
+
+# y = a * layout[0] (+ b * layout[1]); the gradient kernels take the inputs,
+# the layout and dout and write the inputs' gradients
+_SCALE_KERNELS = r'''
+#include <cstdint>
+static int64_t Count(int ndims, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndims; ++i) n *= shape[i];
+  return n;
+}
+extern "C" int Scale(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+                     void *, void *) {
+  const float *a = static_cast<const float *>(params[0]);
+  const int32_t *k = static_cast<const int32_t *>(params[nparam - 2]);
+  float *y = static_cast<float *>(params[nparam - 1]);
+  for (int64_t i = 0, n = Count(ndims[0], shapes[0]); i < n; ++i) {
+    y[i] = a[i] * k[0] + (nparam == 4 ? static_cast<const float *>(params[1])[i] * k[1] : 0.0f);
+  }
+  return 0;
+}
+extern "C" int ScaleGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **,
+                         void *, void *) {
+  const int inputs = nparam == 4 ? 1 : 2;
+  const int32_t *k = static_cast<const int32_t *>(params[inputs]);
+  const float *dout = static_cast<const float *>(params[inputs + 1]);
+  for (int g = 0; g < inputs; ++g) {
+    float *d = static_cast<float *>(params[inputs + 2 + g]);
+    for (int64_t i = 0, n = Count(ndims[0], shapes[0]); i < n; ++i) d[i] = dout[i] * k[g];
+  }
+  return 0;
+}
+'''
+
+
+class _Weighted(ms.nn.Cell):
+    def __init__(self, op, layout):
+        super().__init__()
+        self.op, self.layout = op, Tensor(np.array(layout, np.int32))
+
+    def construct(self, *inputs):
+        return (self.op(*inputs, self.layout) * ms.ops.arange(6, dtype=ms.float32)).sum()
+
+
+@pytest.mark.parametrize("inputs", [1, 2])
+def test_an_aot_operator_with_its_gradient_kernel(inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write(tmp_path / "scale.cc", _SCALE_KERNELS)
+    library = native.build_library(str(tmp_path / "scale.cc"), "scale", "set scale: graph")
+    op = native.aot_with_gradient(library, "Scale", inputs, lambda a, *_: a, lambda a, *_: a)
+    rng = np.random.default_rng(0)
+    args = [Tensor(rng.normal(size=6).astype(np.float32)) for _ in range(inputs)]
+    net = _Weighted(op, [2, 3])
+    expected = sum(k * a.asnumpy() for k, a in zip((2, 3), args)) @ np.arange(6)
+    np.testing.assert_allclose(net(*args).asnumpy(), expected, rtol=1e-5)
+    grads = ms.grad(net, grad_position=tuple(range(inputs)))(*args)
+    grads = grads if inputs == 2 else (grads,)
+    for k, grad in zip((2, 3), grads):
+        np.testing.assert_allclose(grad.asnumpy(), k * np.arange(6), rtol=1e-6)
+    with pytest.raises(ValueError, match="Scale: a gradient kernel for 1 or 2 inputs, got 3"):
+        native.aot_with_gradient(library, "Scale", 3, None, None)

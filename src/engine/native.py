@@ -9,8 +9,9 @@ dense weights' update (``dense_update.cc``), the sparse-input product
 (``src/layers/fm_lookup.cc``) and DLRM (``src/layers/dot_interaction.cc``,
 also DLRM's training interaction) and the bias and ReLU of their MLPs'
 layers (``src/layers/bias_relu.cc``);
-and :func:`kernel_choice`, a config key's choice between the graph's
-operators and such a kernel."""
+:func:`kernel_choice`, a config key's choice between the graph's operators
+and such a kernel; and :func:`aot_with_gradient`, such a kernel as an
+operator whose gradient is a second kernel."""
 import hashlib
 import os
 import re
@@ -56,6 +57,31 @@ def kernel_ints(owner, threads, *more):
     if int(threads) < 1:
         raise ValueError(f"{owner}: threads must be a positive integer, got {threads}")
     return Tensor(np.array([int(threads), *[int(v) for v in more]], np.int32))
+
+
+def aot_with_gradient(library, name, inputs, out_shape, out_dtype):
+    """The custom operator ``name`` of ``library`` whose gradient is the
+    library's kernel ``name + "Grad"``. The operator takes ``inputs`` (1 or
+    2) float tensors, then its int32 layout; the gradient kernel takes the
+    same, then the output's gradient, and returns the gradients of the
+    ``inputs`` tensors, shaped and typed like them (the layout's is zero)."""
+    from mindspore import ops
+    if inputs not in (1, 2):
+        raise ValueError(f"{name}: a gradient kernel for 1 or 2 inputs, got {inputs}")
+
+    def like(*args):                                  # the inputs' shapes or dtypes
+        return args[0] if inputs == 1 else tuple(args[:inputs])
+    gradient = ops.Custom(f"{library}:{name}Grad", out_shape=like, out_dtype=like,
+                          func_type="aot")
+    if inputs == 1:
+        def bprop(x, layout, _out, dout):
+            return gradient(x, layout, dout), ops.zeros_like(layout)
+    else:
+        def bprop(first, second, layout, _out, dout):
+            d_first, d_second = gradient(first, second, layout, dout)
+            return d_first, d_second, ops.zeros_like(layout)
+    return ops.Custom(f"{library}:{name}", out_shape=out_shape, out_dtype=out_dtype,
+                      func_type="aot", bprop=bprop)
 
 
 class KernelBuildError(RuntimeError):

@@ -304,9 +304,10 @@ extern "C" int DotInteraction(int nparam, void **params, int *ndims, int64_t **s
 namespace {
 
 // The training kernels' shapes, or false: bottom (B x D), emb (B x F x D),
-// layout (2), then ``width_at`` the (B x (D + P)) output or output gradient.
-bool TrainShapes(int nparam, int want, int *ndims, int64_t **shapes, const char **dtypes,
-                 int width_at, Shapes *s) {
+// layout (2: threads, self_interaction), then ``width_at`` the (B x (D + P))
+// output or output gradient.
+bool TrainShapes(int nparam, int want, void **params, int *ndims, int64_t **shapes,
+                 const char **dtypes, int width_at, Shapes *s) {
   if (nparam != want || ndims[0] != 2 || ndims[1] != 3 || ndims[2] != 1 || shapes[2][0] != 2 ||
       ndims[width_at] != 2) {
     return false;
@@ -314,9 +315,10 @@ bool TrainShapes(int nparam, int want, int *ndims, int64_t **shapes, const char 
   for (int i = 0; i < nparam; ++i) {
     if (!IsType(dtypes[i], i == 2 ? "int32" : "float32")) return false;
   }
-  *s = Shapes{shapes[0][0], shapes[1][1], shapes[0][1], shapes[width_at][1], false};
+  const bool self_interaction = static_cast<const int32_t *>(params[2])[1] != 0;
+  *s = Shapes{shapes[0][0], shapes[1][1], shapes[0][1], shapes[width_at][1], self_interaction};
   return s->dim >= 1 && shapes[1][0] == s->batch && shapes[1][2] == s->dim &&
-         shapes[width_at][0] == s->batch;
+         shapes[width_at][0] == s->batch && s->width == s->dim + s->pairs();
 }
 
 }  // namespace
@@ -324,10 +326,8 @@ bool TrainShapes(int nparam, int want, int *ndims, int64_t **shapes, const char 
 extern "C" int DotPairs(int nparam, void **params, int *ndims, int64_t **shapes,
                         const char **dtypes, void *, void *) {
   Shapes s{};
-  if (!TrainShapes(nparam, 4, ndims, shapes, dtypes, 3, &s)) return 1;
+  if (!TrainShapes(nparam, 4, params, ndims, shapes, dtypes, 3, &s)) return 1;
   const int32_t *layout = static_cast<const int32_t *>(params[2]);
-  s.self_interaction = layout[1] != 0;
-  if (s.width != s.dim + s.pairs()) return 1;
   const float *bottom = static_cast<const float *>(params[0]);
   const float *emb = static_cast<const float *>(params[1]);
   float *out = static_cast<float *>(params[3]);
@@ -341,10 +341,9 @@ extern "C" int DotPairs(int nparam, void **params, int *ndims, int64_t **shapes,
 extern "C" int DotPairsGrad(int nparam, void **params, int *ndims, int64_t **shapes,
                             const char **dtypes, void *, void *) {
   Shapes s{};
-  if (!TrainShapes(nparam, 6, ndims, shapes, dtypes, 3, &s)) return 1;
+  if (!TrainShapes(nparam, 6, params, ndims, shapes, dtypes, 3, &s)) return 1;
   const int32_t *layout = static_cast<const int32_t *>(params[2]);
-  s.self_interaction = layout[1] != 0;
-  if (s.width != s.dim + s.pairs() || ndims[4] != 2 || ndims[5] != 3) return 1;
+  if (ndims[4] != 2 || ndims[5] != 3) return 1;
   for (int k = 0; k < 3; ++k) {   // the gradients have their inputs' shapes
     if (shapes[4][k % 2] != shapes[0][k % 2] || shapes[5][k] != shapes[1][k]) return 1;
   }

@@ -18,7 +18,7 @@ import os
 
 from mindspore import nn, ops
 
-from src.engine.native import build_library, kernel_ints, require_cpu
+from src.engine.native import aot_with_gradient, build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dot_interaction.cc")
 KERNEL = "DotInteraction"
@@ -74,22 +74,11 @@ class DotPairs(nn.Cell):
         require_cpu("train_interaction: native", "set train_interaction: graph")
         self.layout = kernel_ints("DotPairs", threads, bool(self_interaction))
         pairs = pair_count(num_fields, self_interaction)
-        library = library_path(key="train_interaction")
-        gradient = ops.Custom(f"{library}:DotPairsGrad",
-                              out_shape=lambda bottom, emb, _layout, _dout: (bottom, emb),
-                              out_dtype=lambda bottom, emb, _layout, _dout: (bottom, emb),
-                              func_type="aot")
-
-        def bprop(bottom, emb, layout, _out, dout):
-            d_bottom, d_emb = gradient(bottom, emb, layout, dout)
-            return d_bottom, d_emb, ops.zeros_like(layout)
-
         def out_shape(bottom, _emb, _layout):
             return (bottom[0], bottom[1] + pairs)
 
-        self.interact = ops.Custom(f"{library}:DotPairs", out_shape=out_shape,
-                                   out_dtype=lambda bottom, _emb, _layout: bottom,
-                                   func_type="aot", bprop=bprop)
+        self.interact = aot_with_gradient(library_path(key="train_interaction"), "DotPairs", 2,
+                                          out_shape, lambda bottom, _emb, _layout: bottom)
 
     def construct(self, bottom, emb):
         return self.interact(bottom, emb, self.layout)

@@ -15,9 +15,9 @@ on first use and cached (:mod:`src.engine.native`).
 import os
 
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
-from src.engine.native import build_library, require_cpu
+from src.engine.native import aot_with_gradient, build_library, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gated_mixture.cc")
 KERNEL = "GatedMixture"
@@ -51,20 +51,9 @@ class GatedMixture(nn.Cell):
                 raise ValueError(f"GatedMixture: {name} must be a positive integer, got {value}")
         t, e, u = int(num_tasks), int(num_experts), int(expert_units)
         width = t * u
-        library = library_path(key=key)
-        gradient = ops.Custom(f"{library}:{KERNEL}Grad",
-                              out_shape=lambda experts, gates, _layout, _dout: (experts, gates),
-                              out_dtype=lambda experts, gates, _layout, _dout: (experts, gates),
-                              func_type="aot")
-
-        def bprop(experts, gates, layout, _out, dout):
-            d_experts, d_gates = gradient(experts, gates, layout, dout)
-            return d_experts, d_gates, ops.zeros_like(layout)
-
-        self.mix = ops.Custom(f"{library}:{KERNEL}",
-                              out_shape=lambda experts, _gates, _layout: (experts[0], width),
-                              out_dtype=lambda experts, _gates, _layout: experts,
-                              func_type="aot", bprop=bprop)
+        self.mix = aot_with_gradient(library_path(key=key), KERNEL, 2,
+                                     lambda experts, _gates, _layout: (experts[0], width),
+                                     lambda experts, _gates, _layout: experts)
         # T, E, U, the experts' and the gates' first column, threads
         self.apart = Tensor(np.array([t, e, u, 0, 0, int(threads)], np.int32))
         self.together = Tensor(np.array([t, e, u, 0, e * u, int(threads)], np.int32))

@@ -11,9 +11,9 @@ library is compiled with the system's C++ compiler on first use and cached
 """
 import os
 
-from mindspore import nn, ops
+from mindspore import nn
 
-from src.engine.native import build_library, kernel_ints, require_cpu
+from src.engine.native import aot_with_gradient, build_library, kernel_ints, require_cpu
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relu_pool.cc")
 
@@ -34,17 +34,9 @@ class ReluPool(nn.Cell):
         super().__init__()
         require_cpu(f"{key}: native", f"set {key}: graph")
         self.layout = kernel_ints("ReluPool", threads)
-        library = library_path(key)
-        gradient = ops.Custom(f"{library}:ReluPoolGrad",
-                              out_shape=lambda x, _layout, _dout: x,
-                              out_dtype=lambda x, _layout, _dout: x, func_type="aot")
-
-        def bprop(x, layout, _out, dout):
-            return gradient(x, layout, dout), ops.zeros_like(layout)
-
-        self.pool = ops.Custom(f"{library}:ReluPool",
-                               out_shape=lambda x, _layout: (x[0], x[1], x[2] // 2, x[3] // 2),
-                               out_dtype=lambda x, _layout: x, func_type="aot", bprop=bprop)
+        self.pool = aot_with_gradient(library_path(key), "ReluPool", 1,
+                                      lambda x, _layout: (x[0], x[1], x[2] // 2, x[3] // 2),
+                                      lambda x, _layout: x)
 
     def construct(self, x):
         return self.pool(x, self.layout)
