@@ -549,3 +549,37 @@ def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_pa
         run.parse_args(["--reps", "15", "--max_reps", "10"])
     assert run.parse_args(["--reps", "4"]).max_reps == 12
     assert run.parse_args(["--quick"]).max_reps == 1
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="the products are captured from PyTorch")
+def test_the_ceiling_times_each_captured_product():
+    """A step of 8 -> 4 -> 1 on 5 rows runs five products (the input needs no
+    gradient), each captured with its shapes and transposed operands; the
+    ceiling is the batch over the products' summed time."""
+    import torch
+    from bench import ceiling
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x = torch.randn(5, 8)
+    products, convolutions = ceiling.captured(lambda: net(x).sum().backward())
+    assert convolutions == 0
+    assert products == {(False, (5, 8), (8, 4), False, True): 1,    # x W1^T (addmm)
+                        (False, (5, 4), (4, 1), False, True): 1,    # h W2^T
+                        (False, (5, 1), (1, 4), False, False): 1,   # dh = dy W2
+                        (False, (1, 5), (5, 4), False, False): 1,   # dW2 = dy^T h (one row)
+                        (False, (4, 5), (5, 8), True, False): 1}    # dW1 = dh^T x
+    assert sum(ceiling.flops(p) * n for p, n in products.items()) == 152 * 5   # as counted()
+    a, b = torch.randn(3, 2, 4), torch.randn(3, 5, 4).transpose(1, 2)
+    batched, _ = ceiling.captured(lambda: torch.bmm(a, b))
+    assert batched == {(True, (3, 2, 4), (3, 4, 5), False, True): 1}
+    assert ceiling.flops((True, (3, 2, 4), (3, 4, 5), False, True)) == 2 * 3 * 2 * 4 * 5
+    rows, total = ceiling.ceiling(products, 5, seconds=lambda p: 1e-3 * ceiling.flops(p))
+    assert [row["flops"] for row in rows] == sorted((row["flops"] for row in rows), reverse=True)
+    assert all(row["gflop_per_s"] == pytest.approx(1e-6) for row in rows)
+    assert total["flops_per_sample"] == pytest.approx(152)
+    assert total["samples_per_s"] == pytest.approx(5 / 0.76)
+    assert ceiling.numpy_seconds((True, (3, 2, 4), (3, 4, 5), False, True), reps=2) > 0
+    with torch.inference_mode():                          # linear is not decomposed there
+        predicted, _ = ceiling.captured(lambda: net(x))
+    assert predicted == {(False, (5, 8), (8, 4), False, True): 1,
+                         (False, (5, 4), (4, 1), False, True): 1}
