@@ -2,7 +2,7 @@
 its matrix products ran at NumPy's speed (its BLAS, on every core) for its
 shape and nothing else took any time.
 
-    python -m bench.ceiling --kind train --model dlrm --batch_size 2048
+    python -m bench.ceiling --kind train --model NAME --batch_size 2048
 
 The products are the ones the PyTorch peer (the same network) runs in one
 training step or one prediction, captured as it runs them (``mm``,
