@@ -340,12 +340,17 @@ def test_a_checkpoint_of_nn_sgd_resumes_into_gradient_descent(tmp_path):
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-8)
 
 
-def test_threaded_graph_computes_exactly_what_its_cell_computes():
+@pytest.mark.parametrize("from_rows", [1, 64])      # padded, and left as it is
+def test_threaded_graph_computes_exactly_what_its_cell_computes(from_rows):
     """A Threaded graph (101 padding kernels, config key threaded_graphs)
     returns the cell's outputs, follows the cell's phase, and trains to the
-    same losses and weights."""
+    same losses and weights; batches of fewer than from_rows rows are not
+    padded."""
     net = TinyNet(dropout=0.5)
-    call = GraphCall(Threaded(net))
+    threaded_net = Threaded(net, from_rows)
+    assert threaded_net.pads(16) == (from_rows == 1) and threaded_net.pads(64)
+    assert not Threaded(net).pads(1) and Threaded(net).pads(64)      # the default: 64
+    call = GraphCall(threaded_net)
     x = Tensor(np.random.default_rng(3).standard_normal((16, 6)).astype(np.float32))
     net.set_train(False)
     first = call(x).asnumpy()
@@ -362,7 +367,7 @@ def test_threaded_graph_computes_exactly_what_its_cell_computes():
     plain_net, plain = _step(clip_norm=1.0, optimizer="adam")
     ms.set_seed(5)
     padded_net, padded_step = _step(clip_norm=1.0, optimizer="adam")
-    padded = GraphCall(Threaded(padded_step))
+    padded = GraphCall(Threaded(padded_step, from_rows))
     for a, b in batches:
         np.testing.assert_array_equal(plain(Tensor(a), Tensor(b)).asnumpy(),
                                       padded(ms.from_numpy(a), ms.from_numpy(b)).asnumpy())

@@ -22,7 +22,10 @@ handed to the pool's two threads and the caller waits for them by spinning
 product runs slower (bench/notes.md). A graph of more than 100 kernels runs
 on the actor thread, which computes a share itself while the Python thread
 sleeps. For graphs of small kernels the calling thread is the faster (no
-hand-over between threads), so this is a per-model choice.
+hand-over between threads), so this is a per-model choice, and a graph whose
+batch is small (its first input has fewer than ``from_rows`` rows, e.g. a
+prediction of one row) is left as it is: there the padding's fixed cost
+outweighs what it saves (bench/notes.md).
 """
 import mindspore as ms
 from mindspore import Tensor, nn, ops
@@ -75,19 +78,29 @@ class GraphCall:
 # kernels Threaded adds: more than MindSpore 2.10's limit for running a graph
 # on the calling thread (100 kernels), whatever the graph holds
 PADDING_KERNELS = 101
+# the first input's rows from which Threaded pads a graph: below it the padding's
+# fixed cost outweighs its gain (DLRM's and DeepFM's prediction, bench/notes.md)
+PADDED_FROM_ROWS = 64
 
 
 class Threaded(nn.Cell):
     """``Threaded(cell)(*args)`` returns ``cell(*args)``, computed in a graph
     of :data:`PADDING_KERNELS` kernels more: a chain of one-element sines of
-    the first input's first element, which the result waits for. The
+    the first input's first element, which the result waits for; when the
+    first input has fewer than ``from_rows`` rows, the cell's graph as it is
+    (the choice is made when a graph compiles: shapes are fixed then). The
     parameters keep their names; the phase is the
     cell's (``set_train`` on the cell, or on a network inside it, selects
     the graph)."""
 
-    def __init__(self, cell):
+    def __init__(self, cell, from_rows=PADDED_FROM_ROWS):
         super().__init__(auto_prefix=False)
         self.cell = cell
+        self.from_rows = int(from_rows)
+
+    def pads(self, rows):
+        """Whether a graph whose first input has ``rows`` rows is padded."""
+        return rows >= self.from_rows
 
     @property
     def phase(self):
@@ -99,6 +112,8 @@ class Threaded(nn.Cell):
 
     def construct(self, *inputs):
         first = inputs[0]
+        if not self.pads(first.shape[0]):
+            return self.cell(*inputs)
         pad = ops.cast(first.reshape((-1,))[0:1], ms.float32)
         for _ in range(PADDING_KERNELS):
             pad = ops.sin(pad)
