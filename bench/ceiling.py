@@ -131,8 +131,10 @@ def main(argv=None):
         products, convolutions = captured(lambda: peer.peer.train_step(*batch))
     else:
         products, convolutions = captured(lambda: peer.peer.predict(*peer.inputs))
-    before = machine_peak(reps=10)  # the peak's best of two, around the products: a shared
-    rows, total = ceiling(products, args.batch_size,          # machine's load lowers either
+    # the peak: the better of one measurement before the products and one
+    # after them, since a shared machine's load can lower either
+    before = machine_peak(reps=10)
+    rows, total = ceiling(products, args.batch_size,
                           seconds=lambda product: numpy_seconds(product, args.reps))
     peak = max(before, machine_peak(reps=10), key=lambda p: p["flops_per_s"])
     print(f"{args.kind} {args.model} batch {args.batch_size}: {sum(products.values())} matrix "
