@@ -7,9 +7,9 @@ shape and nothing else took any time.
 The products are the ones the PyTorch peer (the same network) runs in one
 training step or one prediction, captured as it runs them (``mm``,
 ``addmm``, ``bmm``, ``baddbmm``, and ``linear`` in inference mode, each with
-its shapes and whether an operand is a transposed view); convolutions are counted apart and not timed. Each
-distinct product is timed with NumPy (best of ``--reps``, operands
-transposed as the peer's were). Printed: every product's GFLOP/s, then the
+its shapes and whether an operand is a transposed view); convolutions are
+counted apart and not timed. Each distinct product is timed with NumPy (best
+of ``--reps``, operands transposed as the peer's were). Printed: every product's GFLOP/s, then the
 ceiling, ``batch / (sum of the products' times)`` samples/s, and its share
 of the machine's peak (:func:`bench.flops.machine_peak`, the better of a
 measurement before and one after the products), beside which the
@@ -18,9 +18,10 @@ without matrix products faster than the BLAS's.
 """
 import argparse
 import collections
-import time
 
 import numpy as np
+
+from bench.flops import machine_peak, product_seconds
 
 PRODUCTS = ("mm", "addmm", "bmm", "baddbmm")
 
@@ -78,14 +79,7 @@ def numpy_seconds(product, reps=10):
             return rng.random(shape, dtype=np.float32)
         flipped = shape[:-2] + (shape[-1], shape[-2])
         return np.swapaxes(rng.random(flipped, dtype=np.float32), -1, -2)
-    a, b = operand(a_shape, a_t), operand(b_shape, b_t)
-    np.matmul(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        np.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return product_seconds(operand(a_shape, a_t), operand(b_shape, b_t), reps)
 
 
 def ceiling(products, batch_size, seconds=numpy_seconds):
@@ -122,7 +116,6 @@ def main(argv=None):
     parser.add_argument("--work_dir", default=None, help="the benchmark's data folder")
     args = parser.parse_args(argv)
     from bench.data import data_path
-    from bench.flops import machine_peak
     from bench.workload import WORK_DIR, Peer
     peer = Peer(args.kind, args.model, args.batch_size,
                 data_path(args.model, args.work_dir or WORK_DIR), variant=args.variant)

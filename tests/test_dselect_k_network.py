@@ -298,15 +298,22 @@ def test_the_trainer_pins_the_project_modules():
         assert linecache.cache[path][1] is None, name
 
 
-def test_gate_start_from_the_config_reaches_every_gate():
+# a small DSelect-k as the registry builds it from the command line
+SMALL_ARGS = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
+              "--expert_units", "16,16", "--tower_units", "16"]
+SMALL_FMAP = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+
+
+def _small_network(extra=(), config_path=None):
     from src.config import parse_config
     from src.registry import get_model_spec
-    args = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
-            "--expert_units", "16,16", "--tower_units", "16", "--seed", "5"]
-    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
-    spec = get_model_spec("dselect_k")
-    paper = spec.build_network(parse_config(args), fmap)
-    apart = spec.build_network(parse_config(args + ["--gate_start", "0.4"]), fmap)
+    cfg = parse_config(SMALL_ARGS + list(extra), config_path=config_path)
+    return get_model_spec("dselect_k").build_network(cfg, SMALL_FMAP)
+
+
+def test_gate_start_from_the_config_reaches_every_gate():
+    paper = _small_network(["--seed", "5"])
+    apart = _small_network(["--seed", "5", "--gate_start", "0.4"])
     for g_paper, g_apart in zip(paper.gates, apart.gates):
         assert np.all(np.abs(g_paper.z.asnumpy()) <= 0.01)
         z = g_apart.z.asnumpy()[0]                                       # (k, bits)
@@ -319,14 +326,10 @@ def test_gate_start_from_the_config_reaches_every_gate():
     (["--predict_conv", "matmul"], "matmul", "matmul"),
 ])
 def test_the_cpu_config_predicts_with_conv2d(extra, train_impl, predict_impl):
-    from src.config import parse_config
     from src.registry import get_model_spec
     from tests.entry import CPU_CONFIG
-    args = ["--model", "dselect_k", "--num_experts", "4", "--conv_channels", "4,8",
-            "--expert_units", "16,16", "--tower_units", "16"] + extra
-    fmap = {"image_shape": (1, 36, 36), "tasks": ["left", "right"], "num_classes": 10}
+    net = _small_network(extra, config_path=CPU_CONFIG)
     spec = get_model_spec("dselect_k")
-    net = spec.build_network(parse_config(args, config_path=CPU_CONFIG), fmap)
     convs = [cell for _, cell in net.cells_and_names() if isinstance(cell, ExpertConv2d)]
     assert [(c.impl, c.predict_impl) for c in convs] == [(train_impl, predict_impl)] * 2
     assert spec.export_overrides["predict_conv"] == "native"
