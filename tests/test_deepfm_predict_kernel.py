@@ -116,5 +116,5 @@ def test_the_config_key_is_checked_and_export_uses_the_graph():
     with pytest.raises(ValueError, match="set predict_fm: graph or amp_level O0"):
         _predict_fm(Config({"predict_fm": "native", "amp_level": "O2"}, config_path=None))
     assert SPEC.export_overrides == {"predict_fm": "graph", "predict_mlp": "graph",
-                                     "train_mlp": "graph"}
+                                     "train_mlp": "graph", "train_fm": "graph"}
     assert {"predict_fm", "predict_mlp"} <= SPEC.compute_keys

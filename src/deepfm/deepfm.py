@@ -33,13 +33,16 @@ class DeepFM(nn.Cell):
     and ReLU in one pass per layer in eval mode
     (:class:`~src.layers.bias_relu.BiasRelu`, config key ``predict_mlp``);
     ``train_mlp``: the same with a gradient, in training (config key
-    ``train_mlp``).
+    ``train_mlp``). ``train_fm``: a cell doing :meth:`forward_rows`'s lookup
+    in the batch's rows, scaling and linear and FM terms in one pass, with
+    its gradient (:class:`~src.layers.fm_lookup.FmRows`, config key
+    ``train_fm``); without it, the graph's operators.
     """
 
     def __init__(self, cardinalities, num_dense=13, embedding_dim=80, deep_units=(1024, 512, 256, 128),
                  dropout=0.0, batch_norm=False, init="xavier_uniform", init_scale=0.01,
                  embedding_scale=0.01, seed=0, shard=None, predict_fm=None, predict_mlp=None,
-                 train_mlp=None):
+                 train_mlp=None, train_fm=None):
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
         if not cardinalities or min(cardinalities) < 1:
@@ -62,6 +65,7 @@ class DeepFM(nn.Cell):
                         make_initializer(init, init_scale), dropout=dropout, batch_norm=batch_norm,
                         bias_relu=predict_mlp, train_bias_relu=train_mlp)
         self.predict_fm = predict_fm
+        self.train_fm = train_fm
 
     def head(self, rows, dense):
         """``rows`` (B, fields, D+1) looked-up embeddings -> logits (B, 1)."""
@@ -82,6 +86,9 @@ class DeepFM(nn.Cell):
         return linear + fm + deep
 
     def forward_rows(self, rows, inverse, dense):
+        if self.train_fm is not None:
+            vectors, first = self.train_fm(rows, inverse, dense)
+            return first + self.bias + self.deep(vectors)
         return self.head(ops.gather(rows, inverse, 0), dense)
 
     def construct(self, cat, dense):

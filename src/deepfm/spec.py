@@ -3,7 +3,7 @@ from src.datasets import CRITEO
 from src.engine.native import kernel_choice
 from src.registry import ModelSpec, Trial
 
-PREDICT_FM = ("graph", "native")
+FM_KERNELS = ("graph", "native")
 
 
 def build_network(cfg, fmap):
@@ -15,7 +15,7 @@ def build_network(cfg, fmap):
                   dropout=cfg.dropout, batch_norm=cfg.batch_norm, init=cfg.init,
                   init_scale=cfg.init_scale, embedding_scale=cfg.embedding_scale, seed=cfg.seed,
                   shard=table_shard(cfg), predict_fm=_predict_fm(cfg), predict_mlp=predict_mlp(cfg),
-                  train_mlp=train_mlp(cfg))
+                  train_mlp=train_mlp(cfg), train_fm=_train_fm(cfg))
 
 
 def _predict_fm(cfg):
@@ -24,7 +24,17 @@ def _predict_fm(cfg):
     def build(threads):
         from src.layers.fm_lookup import FmLookup
         return FmLookup(threads=threads)
-    return kernel_choice(cfg, "predict_fm", PREDICT_FM, build)
+    return kernel_choice(cfg, "predict_fm", FM_KERNELS, build)
+
+
+def _train_fm(cfg):
+    """The training's lookup in the batch's rows and FM terms ``train_fm``
+    names: None for ``graph`` (MindSpore's operators), the CPU kernel with
+    its gradient kernel for ``native``."""
+    def build(threads):
+        from src.layers.fm_lookup import FmRows
+        return FmRows(threads=threads)
+    return kernel_choice(cfg, "train_fm", FM_KERNELS, build)
 
 
 TRIAL = Trial(args=("--embedding_dim", "8", "--deep_units", "32,32", "--batch_size", "300",
@@ -38,8 +48,8 @@ QUICK_START = Trial(args=("--learning_rate", "0.002", "--log_every_steps", "20")
 
 SPEC = ModelSpec(name="deepfm", title="DeepFM", dataset=CRITEO, build_network=build_network,
                  capabilities=frozenset({"sparse_table"}),
-                 compute_keys=frozenset({"predict_fm", "predict_mlp", "train_mlp"}),
+                 compute_keys=frozenset({"predict_fm", "predict_mlp", "train_mlp", "train_fm"}),
                  export_overrides={"predict_fm": "graph", "predict_mlp": "graph",
-                                   "train_mlp": "graph"},
+                                   "train_mlp": "graph", "train_fm": "graph"},
                  bench_train_batches=(1024, 16000), bench_predict_batch=16384,
                  trial=TRIAL, quick_start=QUICK_START)

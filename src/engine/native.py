@@ -6,9 +6,10 @@ dense weights' update (``dense_update.cc``), the sparse-input product
 (``src/layers/sparse_input.cc``), the gated mixture
 (``src/layers/gated_mixture.cc``), the ReLU-and-pooling
 (``src/layers/relu_pool.cc``), and the prediction lookups of DeepFM
-(``src/layers/fm_lookup.cc``) and DLRM (``src/layers/dot_interaction.cc``,
-also DLRM's training interaction) and the bias and ReLU of their MLPs'
-layers (``src/layers/bias_relu.cc``);
+(``src/layers/fm_lookup.cc``, also its training lookup) and DLRM
+(``src/layers/dot_interaction.cc``, also DLRM's training interaction) and
+the bias and ReLU (and dropout) of their MLPs' layers
+(``src/layers/bias_relu.cc``);
 :func:`kernel_choice`, a config key's choice between the graph's operators
 and such a kernel; and :func:`aot_with_gradient`, such a kernel as an
 operator whose gradient is a second kernel."""

@@ -9,12 +9,16 @@ product once and writes the activation. Results equal the graph's to the bit
 For prediction (:class:`~src.layers.mlp.MLP` uses it in eval mode; config
 key ``predict_mlp``) the operator has no gradient; for training (config key
 ``train_mlp``) its gradient is a second kernel, the ReLU's gradient and the
-bias's (the column sums) in one pass too. The library is compiled with the
-system's C++ compiler on first use and cached (:mod:`src.engine.native`).
+bias's (the column sums) in one pass too; a layer followed by dropout in
+training takes its dropout in the same pass (:meth:`BiasRelu.with_dropout`).
+The library is compiled with the system's C++ compiler on first use and
+cached (:mod:`src.engine.native`).
 """
 import os
 
-from mindspore import nn, ops
+import numpy as np
+from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
 
 from src.engine.native import build_library, kernel_choice, kernel_ints, require_cpu
 
@@ -39,6 +43,7 @@ class BiasRelu(nn.Cell):
         super().__init__()
         require_cpu(f"{key}: native", f"set {key}: graph")
         self.threads = kernel_ints("BiasRelu", threads)
+        self.thread_count, self.key = int(threads), key
         library = library_path(key)
         bprop = None
         if gradient:
@@ -57,6 +62,47 @@ class BiasRelu(nn.Cell):
 
     def construct(self, x, bias):
         return self.bias_relu(x, bias, self.threads)
+
+    def with_dropout(self, rate):
+        """A :class:`BiasReluDropout` of rate ``rate`` on as many threads, for
+        one layer (each draws its own masks)."""
+        return BiasReluDropout(self.thread_count, rate, key=self.key)
+
+
+class BiasReluDropout(nn.Cell):
+    """``(x (B, N), bias (N,)) -> dropout(max(x + bias, 0))`` float32 in one
+    pass, on CPU, for training, with its gradient kernel: inverted dropout of
+    rate ``rate`` (kept values scaled by ``1 / (1 - rate)``). Every call draws
+    a new key for its mask from MindSpore's seeded generator (``UniformInt``,
+    as ``nn.Dropout`` draws its masks), and the kernel hashes each value's
+    index with it: the mask does not depend on the threads."""
+
+    def __init__(self, threads, rate, key="train_mlp"):
+        super().__init__()
+        if not 0.0 < rate < 1.0:
+            raise ValueError(f"BiasReluDropout: rate must lie in (0, 1), got {rate}")
+        require_cpu(f"{key}: native", f"set {key}: graph")
+        self.threads = kernel_ints("BiasReluDropout", threads)
+        self.rate = Tensor(np.array([rate], np.float32))
+        self.draw = ops.UniformInt()
+        self.low, self.high = Tensor(0, mstype.int32), Tensor(2 ** 31 - 1, mstype.int32)
+        library = library_path(key)
+        grad = ops.Custom(f"{library}:{KERNEL}DropoutGrad",
+                          out_shape=lambda y, _dy, _threads, _rate: (y, [y[1]]),
+                          out_dtype=lambda y, _dy, _threads, _rate: (y, y), func_type="aot")
+
+        def bprop(_x, _bias, key_pair, threads, rate, out, dout):
+            dx, dbias = grad(out, dout, threads, rate)
+            return (dx, dbias, ops.zeros_like(key_pair), ops.zeros_like(threads),
+                    ops.zeros_like(rate))
+
+        self.dropout = ops.Custom(f"{library}:{KERNEL}Dropout",
+                                  out_shape=lambda x, *_: x, out_dtype=lambda x, *_: x,
+                                  func_type="aot", bprop=bprop)
+
+    def construct(self, x, bias):
+        key_pair = self.draw((2,), self.low, self.high)
+        return self.dropout(x, bias, key_pair, self.threads, self.rate)
 
 
 def predict_mlp(cfg):

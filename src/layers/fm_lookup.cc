@@ -1,23 +1,36 @@
-// DeepFM's prediction up to its MLP in one pass over the batch: the fields'
-// rows looked up, scaled by the fields' values, and the linear and
-// factorisation-machine terms summed. A MindSpore custom operator of the AOT
+// DeepFM's lookup and factorisation machine in one pass over the batch: the
+// fields' rows looked up, scaled by the fields' values, and the linear and
+// factorisation-machine terms summed. MindSpore custom operators of the AOT
 // kind, CPU (see src/layers/fm_lookup.py).
 //
 // FmLookup(table (R x (D+1) float32), cat (B x C int32), dense (B x N float32),
 //          threads (1 int32)) -> vectors (B x (N+C)*D float32), first (B x 1 float32)
+//                                                       prediction: from the table
+// FmRows(rows (U x (D+1)), inverse (B x (N+C) int32), dense, threads)
+//   -> vectors, first                                   training: from the rows
+// FmRowsGrad(rows, inverse, dense, threads, vectors, d_vectors, d_first (B x 1))
+//   -> d_rows (U x (D+1))
 //
-// Field j < N is numeric: its row is row j of the table and its value
-// dense[b, j]; field N + c is categorical: its row is row N + cat[b, c] and its
-// value 1 (the layout of DeepFM's table). With x_j the value, v_j the
-// row's first D values times x_j and w_j its last value times x_j:
+// Field j < N is numeric: its value is dense[b, j]; field N + c is
+// categorical, of value 1. FmLookup takes field j's row from the table (row j
+// for a numeric field, row N + cat[b, c] for a categorical one: the layout of
+// DeepFM's table); FmRows takes row inverse[b, j] of the batch's unique rows.
+// With x_j the value, v_j the row's first D values times x_j and w_j its last
+// value times x_j:
 //   vectors[b, j*D .. j*D + D) = v_j
 //   first[b] = sum_j w_j + 1/2 sum_d ((sum_j v_jd)^2 - sum_j v_jd^2)
 // what the network's graph computes from a gather of the rows (sums in
-// another order). Rows are split among up to ``threads`` threads, at least
-// 128 rows each.
+// another order). The gradient: with s_d = sum_j v_jd, field j's row gets
+// x_j (d_vectors[b, j*D + d] + d_first[b] (s_d - v_jd)) in column d and
+// x_j d_first[b] in column D, summed over the fields and samples that use it.
+// Samples are split among up to ``threads`` threads, at least 128 each; the
+// gradient's rows among a power of two of them, by row number modulo that
+// count, each thread adding its rows' terms in sample order (so the sums do
+// not depend on the number of threads).
 //
 // Error codes: 1 for shapes or dtypes it does not take, 2 for a row outside
-// the table (a categorical id below 0 or at or past R - N).
+// the table (FmLookup: a categorical id below 0 or at or past R - N; FmRows: an
+// inverse below 0 or at or past U).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -29,15 +42,19 @@
 namespace {
 
 constexpr int64_t kRowsPerThread = 128;
+constexpr int64_t kTermsPerThread = 1 << 15;  // the gradient: fewer (b, j) terms stay on one thread
 
 struct Shapes {
   int64_t table_rows, dim, batch, num_cat, num_dense;
+  int64_t fields() const { return num_dense + num_cat; }
 };
 
-// Rows [begin, end) of the batch; false at the first row id outside the table.
-bool Rows(const Shapes &s, const float *table, const int32_t *cat, const float *dense,
-          float *vectors, float *first, int64_t begin, int64_t end) {
-  const int64_t d = s.dim, width = d + 1, fields = s.num_dense + s.num_cat;
+// Samples [begin, end): the FM of each; row(b, j) gives field j's row of sample
+// b, or nullptr for one outside the table (then false, at the first such).
+template <typename RowOf>
+bool Samples(const Shapes &s, const RowOf &row_of, const float *dense, float *vectors, float *first,
+             int64_t begin, int64_t end) {
+  const int64_t d = s.dim, fields = s.fields();
   std::vector<float> sums(d), squares(d);
   for (int64_t b = begin; b < end; ++b) {
     std::fill(sums.begin(), sums.end(), 0.0f);
@@ -45,15 +62,9 @@ bool Rows(const Shapes &s, const float *table, const int32_t *cat, const float *
     float linear = 0.0f;
     float *out = vectors + b * fields * d;
     for (int64_t j = 0; j < fields; ++j) {
-      int64_t id = j;
-      float x = 1.0f;
-      if (j < s.num_dense) {
-        x = dense[b * s.num_dense + j];
-      } else {
-        id = s.num_dense + static_cast<int64_t>(cat[b * s.num_cat + j - s.num_dense]);
-        if (id < s.num_dense || id >= s.table_rows) return false;
-      }
-      const float *row = table + id * width;
+      const float x = j < s.num_dense ? dense[b * s.num_dense + j] : 1.0f;
+      const float *row = row_of(b, j);
+      if (row == nullptr) return false;
       float *o = out + j * d;
       for (int64_t k = 0; k < d; ++k) {
         const float v = row[k] * x;
@@ -70,6 +81,29 @@ bool Rows(const Shapes &s, const float *table, const int32_t *cat, const float *
   return true;
 }
 
+// FmRows' and FmRowsGrad's shapes: rows (U x (D+1)), inverse (B x F), dense
+// (B x N), threads, then float32 matrices of B rows, one per letter of
+// `batch_widths`: 'v' for F*D columns (the vectors), '1' for one (first).
+bool RowsShapes(int nparam, int *ndims, int64_t **shapes, const char **dtypes,
+                const char *batch_widths, Shapes *s) {
+  const int n = 4 + static_cast<int>(std::strlen(batch_widths));
+  if (nparam < n) return false;
+  for (int i = 0; i < n; ++i) {
+    if (ndims[i] != (i == 3 ? 1 : 2)) return false;
+    if (std::strcmp(dtypes[i], i == 1 || i == 3 ? "int32" : "float32") != 0) return false;
+  }
+  *s = Shapes{shapes[0][0], shapes[0][1] - 1, shapes[1][0], shapes[1][1] - shapes[2][1],
+              shapes[2][1]};
+  if (s->dim < 1 || s->num_cat < 0 || shapes[2][0] != s->batch || shapes[3][0] < 1) return false;
+  for (int i = 4; i < n; ++i) {
+    const int64_t cols = batch_widths[i - 4] == '1' ? 1 : s->fields() * s->dim;
+    if (shapes[i][0] != s->batch || shapes[i][1] != cols) return false;
+  }
+  return true;
+}
+
+int Threads(void **params) { return std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]); }
+
 }  // namespace
 
 extern "C" int FmLookup(int nparam, void **params, int *ndims, int64_t **shapes,
@@ -83,19 +117,104 @@ extern "C" int FmLookup(int nparam, void **params, int *ndims, int64_t **shapes,
   }
   const Shapes s{shapes[0][0], shapes[0][1] - 1, shapes[1][0], shapes[1][1], shapes[2][1]};
   if (s.dim < 1 || shapes[2][0] != s.batch || s.table_rows < s.num_dense || shapes[3][0] < 1 ||
-      shapes[4][0] != s.batch || shapes[4][1] != (s.num_dense + s.num_cat) * s.dim ||
+      shapes[4][0] != s.batch || shapes[4][1] != s.fields() * s.dim ||
       shapes[5][0] != s.batch || shapes[5][1] != 1) {
     return 1;
   }
   const float *table = static_cast<const float *>(params[0]);
   const int32_t *cat = static_cast<const int32_t *>(params[1]);
+  const auto row_of = [&](int64_t b, int64_t j) -> const float * {
+    int64_t id = j;
+    if (j >= s.num_dense) {
+      id = s.num_dense + static_cast<int64_t>(cat[b * s.num_cat + j - s.num_dense]);
+      if (id < s.num_dense || id >= s.table_rows) return nullptr;
+    }
+    return table + id * (s.dim + 1);
+  };
   const float *dense = static_cast<const float *>(params[2]);
-  const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]);
   float *vectors = static_cast<float *>(params[4]);
   float *first = static_cast<float *>(params[5]);
   std::atomic<bool> outside{false};
-  recsys::ParallelParts(s.batch, wanted, kRowsPerThread, [&](int64_t, int64_t begin, int64_t end) {
-    if (!Rows(s, table, cat, dense, vectors, first, begin, end)) outside = true;
+  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
+                        [&](int64_t, int64_t begin, int64_t end) {
+    if (!Samples(s, row_of, dense, vectors, first, begin, end)) outside = true;
   });
   return outside ? 2 : 0;
+}
+
+extern "C" int FmRows(int nparam, void **params, int *ndims, int64_t **shapes,
+                      const char **dtypes, void *, void *) {
+  Shapes s;
+  if (nparam != 6 || !RowsShapes(nparam, ndims, shapes, dtypes, "v1", &s)) return 1;
+  const float *rows = static_cast<const float *>(params[0]);
+  const int32_t *inverse = static_cast<const int32_t *>(params[1]);
+  const auto row_of = [&](int64_t b, int64_t j) -> const float * {
+    const int64_t r = inverse[b * s.fields() + j];
+    return r < 0 || r >= s.table_rows ? nullptr : rows + r * (s.dim + 1);
+  };
+  const float *dense = static_cast<const float *>(params[2]);
+  float *vectors = static_cast<float *>(params[4]);
+  float *first = static_cast<float *>(params[5]);
+  std::atomic<bool> outside{false};
+  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
+                        [&](int64_t, int64_t begin, int64_t end) {
+    if (!Samples(s, row_of, dense, vectors, first, begin, end)) outside = true;
+  });
+  return outside ? 2 : 0;
+}
+
+extern "C" int FmRowsGrad(int nparam, void **params, int *ndims, int64_t **shapes,
+                          const char **dtypes, void *, void *) {
+  Shapes s;
+  if (nparam != 8 || !RowsShapes(nparam, ndims, shapes, dtypes, "vv1", &s) || ndims[7] != 2 ||
+      std::strcmp(dtypes[7], "float32") != 0 || shapes[7][0] != s.table_rows ||
+      shapes[7][1] != s.dim + 1) {
+    return 1;
+  }
+  const int64_t d = s.dim, width = d + 1, fields = s.fields();
+  const int32_t *inverse = static_cast<const int32_t *>(params[1]);
+  const float *dense = static_cast<const float *>(params[2]);
+  const float *vectors = static_cast<const float *>(params[4]);
+  const float *d_vectors = static_cast<const float *>(params[5]);
+  const float *d_first = static_cast<const float *>(params[6]);
+  float *d_rows = static_cast<float *>(params[7]);
+  for (int64_t i = 0; i < s.batch * fields; ++i) {
+    if (inverse[i] < 0 || inverse[i] >= s.table_rows) return 2;
+  }
+  // s_d per sample, times d_first: field j's column d gets x_j (d_vectors + g s_d - g v_jd)
+  std::vector<float> scaled_sums(s.batch * d);
+  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
+                        [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      float *sum = &scaled_sums[b * d];
+      std::fill(sum, sum + d, 0.0f);
+      for (int64_t j = 0; j < fields; ++j) {
+        const float *v = vectors + (b * fields + j) * d;
+        for (int64_t k = 0; k < d; ++k) sum[k] += v[k];
+      }
+      for (int64_t k = 0; k < d; ++k) sum[k] *= d_first[b];
+    }
+  });
+  // row r's terms are summed by owner r % owners, a power of two
+  int64_t owners = 1;
+  while (owners * 2 <= std::min<int64_t>(Threads(params), s.batch * fields / kTermsPerThread)) {
+    owners *= 2;
+  }
+  recsys::ParallelParts(owners, owners, 1, [&](int64_t owner, int64_t, int64_t) {
+    for (int64_t r = owner; r < s.table_rows; r += owners) std::fill_n(d_rows + r * width, width, 0.0f);
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const float g = d_first[b];
+      const float *sum = &scaled_sums[b * d];
+      for (int64_t j = 0; j < fields; ++j) {
+        const int64_t r = inverse[b * fields + j];
+        if ((r & (owners - 1)) != owner) continue;
+        const float x = j < s.num_dense ? dense[b * s.num_dense + j] : 1.0f;
+        const float *v = vectors + (b * fields + j) * d, *dv = d_vectors + (b * fields + j) * d;
+        float *out = d_rows + r * width;
+        for (int64_t k = 0; k < d; ++k) out[k] += x * (dv[k] + sum[k] - g * v[k]);
+        out[d] += x * g;
+      }
+    }
+  });
+  return 0;
 }

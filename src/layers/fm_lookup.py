@@ -1,5 +1,5 @@
-"""DeepFM's prediction up to its MLP in one pass on CPU: a MindSpore custom
-operator (AOT, C++: ``fm_lookup.cc``).
+"""DeepFM's lookup and factorisation machine up to its MLP in one pass on
+CPU: MindSpore custom operators (AOT, C++: ``fm_lookup.cc``).
 
 The graph gathers every field's row of the table, splits it into the
 embedding and the linear weight, scales both by the field's value, and sums
@@ -8,9 +8,12 @@ the factorisation machine's terms: half a dozen passes over a
 scaled embeddings (the MLP's input) and each sample's linear-plus-FM term.
 Results equal the graph's up to the order of the sums.
 
-Prediction only: the operator has no gradient (DeepFM selects it in eval
-mode; config key ``predict_fm``). The library is compiled with the system's
-C++ compiler on first use and cached (:mod:`src.engine.native`).
+:class:`FmLookup` looks the rows up in the table, for prediction (DeepFM
+selects it in eval mode; config key ``predict_fm``; it has no gradient).
+:class:`FmRows` takes the batch's unique rows and their inverse, as the
+sparse train step gives them, and has the rows' gradient as a second kernel,
+for training (config key ``train_fm``). The library is compiled with the
+system's C++ compiler on first use and cached (:mod:`src.engine.native`).
 """
 import os
 
@@ -22,8 +25,10 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fm_lookup.cc"
 KERNEL = "FmLookup"
 
 
-def library_path():
-    return build_library(SOURCE, "fm_lookup", "set predict_fm: graph", ("-pthread",))
+def library_path(key="predict_fm"):
+    """The compiled library; ``key``: the config key named in the error
+    without a compiler."""
+    return build_library(SOURCE, "fm_lookup", f"set {key}: graph", ("-pthread",))
 
 
 def _out_shape(table, cat, dense, _threads):
@@ -52,3 +57,36 @@ class FmLookup(nn.Cell):
 
     def construct(self, table, cat, dense):
         return self.lookup(table, cat, dense, self.threads)
+
+
+def _rows_out_shape(rows, inverse, dense, _threads):
+    return ((inverse[0], inverse[1] * (rows[1] - 1)), (inverse[0], 1))
+
+
+class FmRows(nn.Cell):
+    """``(rows (U, D+1), inverse (B, F) int32, dense (B, N)) -> (vectors (B, F*D),
+    first (B, 1))``, float32, on CPU: :class:`FmLookup`'s outputs with field
+    ``j`` of sample ``b`` taking row ``inverse[b, j]`` of ``rows`` (the
+    batch's unique rows), of value ``dense[b, j]`` for ``j < N``, else 1. Its
+    gradient kernel (``FmRowsGrad``) gives the rows' gradient; ``inverse``
+    and ``dense`` (the batch's data) get none (zeros). An inverse outside the
+    rows is an error. Samples are split among up to ``threads`` threads."""
+
+    def __init__(self, threads=1):
+        super().__init__()
+        require_cpu("train_fm: native", "set train_fm: graph")
+        self.threads = kernel_ints("FmRows", threads)
+        library = library_path("train_fm")
+        grad = ops.Custom(f"{library}:FmRowsGrad",
+                          out_shape=lambda rows, *_: rows, out_dtype=lambda rows, *_: rows,
+                          func_type="aot")
+
+        def bprop(rows, inverse, dense, threads, out, dout):
+            d_rows = grad(rows, inverse, dense, threads, out[0], dout[0], dout[1])
+            return d_rows, ops.zeros_like(inverse), ops.zeros_like(dense), ops.zeros_like(threads)
+
+        self.fm = ops.Custom(f"{library}:FmRows", out_shape=_rows_out_shape,
+                             out_dtype=lambda rows, *_: (rows, rows), func_type="aot", bprop=bprop)
+
+    def construct(self, rows, inverse, dense):
+        return self.fm(rows, inverse, dense, self.threads)

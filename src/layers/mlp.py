@@ -88,8 +88,10 @@ class MLP(nn.Cell):
             ``predict_mlp``), used in prediction by every layer with a ReLU
             right after it (without batch norm).
         train_bias_relu: the same with a gradient (config key
-            ``train_mlp``), used in training by the same layers. The layers'
-            cells and parameters are the same either way.
+            ``train_mlp``), used in training by the same layers; a layer
+            followed by dropout takes a copy doing the dropout too
+            (:meth:`~src.layers.bias_relu.BiasRelu.with_dropout`). The
+            parameters are the same either way.
 
     >>> MLP([13, 64, 16], "reference_dlrm")(ops.ones((4, 13), ms.float32)).shape
     (4, 16)
@@ -116,14 +118,17 @@ class MLP(nn.Cell):
             fusable = relu and not (hidden and batch_norm)
             fused = bias_relu if fusable else None
             train_fused = train_bias_relu if fusable else None
+            fused_dropout = train_fused is not None and hidden and dropout > 0
+            if fused_dropout:                 # the layer's dropout in the same pass
+                train_fused = train_fused.with_dropout(dropout)
             layers.append(Dense(weight, bias, bias_relu=fused, train_bias_relu=train_fused))
             if hidden and batch_norm:
                 layers.append(nn.BatchNorm1d(fan_out))
             if relu:
                 layers.append(nn.ReLU() if fused is None and train_fused is None else
                               HiddenReLU(in_train=train_fused is None, in_predict=fused is None))
-            if hidden and dropout > 0:
-                layers.append(nn.Dropout(p=dropout))
+            if hidden and dropout > 0:        # (an identity in its place keeps the names)
+                layers.append(nn.Identity() if fused_dropout else nn.Dropout(p=dropout))
         self.layers = nn.SequentialCell(layers)
         self.out_dim = dims[-1]
 
