@@ -1,7 +1,9 @@
 """Criteo-shaped network inputs for the tests of the Criteo models' networks,
-and the check that a network predicts through a CPU kernel as through its graph."""
+and the checks that a network predicts, or trains, through a CPU kernel as
+through its graph."""
+import mindspore
 import numpy as np
-from mindspore import Tensor
+from mindspore import Tensor, nn
 
 CARD = [30, 5, 70, 11]
 OFFSETS = np.cumsum([0] + CARD[:-1])
@@ -27,3 +29,42 @@ def assert_kernel_predicts_as_graph(plain, kernel, num_dense=13):
                 outs.append(net(Tensor(cat), Tensor(dense)).asnumpy())
         np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(outs[3], outs[2])          # training: the same graph
+
+
+class _RowsLoss(nn.Cell):
+    """A network's training forward (unique rows, their inverse) and a squared loss."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, rows, inverse, dense, target):
+        return ((self.net.forward_rows(rows, inverse, dense) - target) ** 2).mean()
+
+
+def assert_kernel_trains_as_graph(plain, kernel, num_dense=13):
+    """``kernel`` (``plain``'s weights, a training kernel) gives ``plain``'s
+    loss and gradients (the batch's unique rows' and the other weights') in
+    :meth:`forward_rows` on 300 rows; returns ``plain``'s weights' gradients."""
+    mindspore.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()},
+                                  strict_load=True)
+    cat, dense = criteo_inputs(n=300, seed=5, num_dense=num_dense)
+    ids, inverse = np.unique(plain.table_ids(cat), return_inverse=True)
+    rows = plain.embedding.weight.asnumpy()[ids]
+    target = np.random.default_rng(6).random((300, 1)).astype(np.float32)
+    args = (Tensor(rows), Tensor(inverse.reshape(len(cat), -1).astype(np.int32)), Tensor(dense),
+            Tensor(target))
+    results = []
+    for net in (plain, kernel):
+        net.set_train(True)
+        weights = [p for p in net.trainable_params() if "embedding" not in p.name]
+        loss, (d_rows, d_weights) = mindspore.value_and_grad(
+            _RowsLoss(net), grad_position=0, weights=weights)(*args)
+        results.append((loss.asnumpy(), d_rows.asnumpy(), [g.asnumpy() for g in d_weights]))
+    (loss, d_rows, d_weights), (k_loss, k_rows, k_weights) = results
+    np.testing.assert_allclose(k_loss, loss, rtol=1e-5)
+    assert np.abs(d_rows).max() > 0
+    np.testing.assert_allclose(k_rows, d_rows, rtol=1e-4, atol=1e-6)
+    for got, want in zip(k_weights, d_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    return d_weights

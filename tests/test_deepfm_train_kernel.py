@@ -4,12 +4,11 @@ NumPy through their C entry points, and DeepFM's losses and gradients
 through them as through the graph's operators."""
 import ctypes
 
-import mindspore
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
-from criteo_inputs import CARD, criteo_inputs
+from criteo_inputs import CARD, assert_kernel_trains_as_graph
 from src.deepfm.deepfm import DeepFM
 from src.layers import fm_lookup
 from tests.aot import call_aot
@@ -121,44 +120,14 @@ def test_the_kernels_refuse_rows_outside_and_shapes_that_do_not_fit(library):
                                          *grads, np.zeros((39, 6), np.float32)]) == 1
 
 
-class _RowsLoss(nn.Cell):
-    """DeepFM's training forward (unique rows, their inverse) and a squared loss."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def construct(self, rows, inverse, dense, target):
-        return ((self.net.forward_rows(rows, inverse, dense) - target) ** 2).mean()
-
-
 def test_deepfm_trains_through_the_kernels_as_through_the_graph():
     kwargs = dict(num_dense=13, embedding_dim=4, deep_units=(8, 8), dropout=0.0,
                   embedding_scale=0.3, seed=3)
     plain = DeepFM(CARD, **kwargs)
     kernel = DeepFM(CARD, train_fm=fm_lookup.FmRows(threads=2), **kwargs)
     plain.bias.set_data(Tensor(np.array([0.25], np.float32)))
-    mindspore.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()},
-                                  strict_load=True)
-    cat, dense = criteo_inputs(n=300, seed=5)
-    ids, inverse = np.unique(plain.table_ids(cat), return_inverse=True)
-    rows = plain.embedding.weight.asnumpy()[ids]
-    target = np.random.default_rng(6).random((300, 1)).astype(np.float32)
-    args = (Tensor(rows), Tensor(inverse.reshape(len(cat), -1).astype(np.int32)), Tensor(dense),
-            Tensor(target))
-    results = []
-    for net in (plain, kernel):
-        net.set_train(True)
-        weights = [p for p in net.trainable_params() if "embedding" not in p.name]
-        loss, (d_rows, d_weights) = mindspore.value_and_grad(
-            _RowsLoss(net), grad_position=0, weights=weights)(*args)
-        results.append((loss.asnumpy(), d_rows.asnumpy(), [g.asnumpy() for g in d_weights]))
-    (loss, d_rows, d_weights), (k_loss, k_rows, k_weights) = results
-    np.testing.assert_allclose(k_loss, loss, rtol=1e-5)
-    assert np.abs(d_rows).max() > 0 and len(d_weights) == 7          # bias, 3 layers' W and b
-    np.testing.assert_allclose(k_rows, d_rows, rtol=1e-4, atol=1e-6)
-    for got, want in zip(k_weights, d_weights):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    d_weights = assert_kernel_trains_as_graph(plain, kernel)
+    assert len(d_weights) == 7                             # bias, 3 layers' weights and biases
 
 
 def test_the_config_key_is_checked_and_export_uses_the_graph():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from criteo_inputs import CARD, criteo_inputs
+from criteo_inputs import CARD, assert_kernel_trains_as_graph
 from src.dlrm.dlrm import DLRM
 from src.layers import dot_interaction
 from tests.aot import call_aot
@@ -109,17 +109,6 @@ def test_the_operator_has_its_gradient_in_a_graph():
     np.testing.assert_allclose(d_emb.asnumpy(), want_emb, rtol=1e-5, atol=1e-4)
 
 
-class _RowsLoss(nn.Cell):
-    """DLRM's training forward (unique rows, their inverse) and a squared loss."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def construct(self, rows, inverse, dense, target):
-        return ((self.net.forward_rows(rows, inverse, dense) - target) ** 2).mean()
-
-
 @pytest.mark.parametrize("self_interaction", [False, True], ids=["pairs", "self"])
 def test_dlrm_trains_through_the_kernel_as_through_the_graph(self_interaction):
     kwargs = dict(num_dense=13, embedding_dim=4, bottom_units=(8, 4), top_units=(8,),
@@ -127,52 +116,4 @@ def test_dlrm_trains_through_the_kernel_as_through_the_graph(self_interaction):
     plain = DLRM(CARD, **kwargs)
     kernel = DLRM(CARD, train_interaction=dot_interaction.DotPairs(len(CARD), self_interaction,
                                                                    threads=2), **kwargs)
-    mindspore.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()},
-                                  strict_load=True)
-    cat, dense = criteo_inputs(n=300, seed=5)
-    ids, inverse = np.unique(cat, return_inverse=True)
-    rows = plain.embedding.weight.asnumpy()[ids]
-    target = np.random.default_rng(6).random((300, 1)).astype(np.float32)
-    args = (Tensor(rows), Tensor(inverse.reshape(cat.shape).astype(np.int32)), Tensor(dense),
-            Tensor(target))
-    results = []
-    for net in (plain, kernel):
-        net.set_train(True)
-        weights = [p for p in net.trainable_params() if "embedding" not in p.name]
-        loss, (d_rows, d_weights) = mindspore.value_and_grad(
-            _RowsLoss(net), grad_position=0, weights=weights)(*args)
-        results.append((loss.asnumpy(), d_rows.asnumpy(), [g.asnumpy() for g in d_weights]))
-    (loss, d_rows, d_weights), (k_loss, k_rows, k_weights) = results
-    np.testing.assert_allclose(k_loss, loss, rtol=1e-5)
-    assert np.abs(d_rows).max() > 0
-    np.testing.assert_allclose(k_rows, d_rows, rtol=1e-4, atol=1e-6)
-    for got, want in zip(k_weights, d_weights):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-
-
-def test_the_config_key_is_checked_and_export_uses_the_graph(monkeypatch):
-    from src.config import Config
-    from src.dlrm.spec import SPEC, _interaction
-    fmap = {"cardinalities": CARD}
-    with pytest.raises(ValueError, match="train_interaction must be one of graph, native"):
-        _interaction(Config({"train_interaction": "fused"}, config_path=None), fmap, "train")
-    assert _interaction(Config({"train_interaction": "graph"}, config_path=None), fmap,
-                        "train") is None
-    native = _interaction(Config({"train_interaction": "native", "self_interaction": True},
-                                 config_path=None), fmap, "train")
-    assert isinstance(native, dot_interaction.DotPairs)
-    assert native.layout.asnumpy()[1] == 1
-    assert _interaction(Config({"train_interaction": "native", "interaction": "cat"},
-                               config_path=None), fmap, "train") is None
-    with pytest.raises(ValueError, match="train_interaction computes the dot interaction, not cat"):
-        DLRM(CARD, embedding_dim=4, bottom_units=(8, 4), top_units=(8,), interaction="cat",
-             train_interaction=native)
-    with pytest.raises(ValueError, match="set train_interaction: graph or amp_level O0"):
-        _interaction(Config({"train_interaction": "native", "amp_level": "O2"}, config_path=None),
-                     fmap, "train")
-    assert SPEC.export_overrides["train_interaction"] == "graph"
-    assert "train_interaction" in SPEC.compute_keys
-    monkeypatch.setattr(mindspore, "get_context", lambda key: "GPU")
-    with pytest.raises(ValueError, match="train_interaction: native is a CPU kernel; on GPU set "
-                                         "train_interaction: graph"):
-        dot_interaction.DotPairs(3)
+    assert_kernel_trains_as_graph(plain, kernel)

@@ -104,6 +104,21 @@ bool RowsShapes(int nparam, int *ndims, int64_t **shapes, const char **dtypes,
 
 int Threads(void **params) { return std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]); }
 
+// FmLookup's and FmRows' work, over the batch among the threads: params
+// [2] dense, [3] threads, [4] vectors, [5] first; the error code.
+template <typename RowOf>
+int AllSamples(const Shapes &s, const RowOf &row_of, void **params) {
+  const float *dense = static_cast<const float *>(params[2]);
+  float *vectors = static_cast<float *>(params[4]);
+  float *first = static_cast<float *>(params[5]);
+  std::atomic<bool> outside{false};
+  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
+                        [&](int64_t, int64_t begin, int64_t end) {
+    if (!Samples(s, row_of, dense, vectors, first, begin, end)) outside = true;
+  });
+  return outside ? 2 : 0;
+}
+
 }  // namespace
 
 extern "C" int FmLookup(int nparam, void **params, int *ndims, int64_t **shapes,
@@ -131,15 +146,7 @@ extern "C" int FmLookup(int nparam, void **params, int *ndims, int64_t **shapes,
     }
     return table + id * (s.dim + 1);
   };
-  const float *dense = static_cast<const float *>(params[2]);
-  float *vectors = static_cast<float *>(params[4]);
-  float *first = static_cast<float *>(params[5]);
-  std::atomic<bool> outside{false};
-  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
-                        [&](int64_t, int64_t begin, int64_t end) {
-    if (!Samples(s, row_of, dense, vectors, first, begin, end)) outside = true;
-  });
-  return outside ? 2 : 0;
+  return AllSamples(s, row_of, params);
 }
 
 extern "C" int FmRows(int nparam, void **params, int *ndims, int64_t **shapes,
@@ -152,15 +159,7 @@ extern "C" int FmRows(int nparam, void **params, int *ndims, int64_t **shapes,
     const int64_t r = inverse[b * s.fields() + j];
     return r < 0 || r >= s.table_rows ? nullptr : rows + r * (s.dim + 1);
   };
-  const float *dense = static_cast<const float *>(params[2]);
-  float *vectors = static_cast<float *>(params[4]);
-  float *first = static_cast<float *>(params[5]);
-  std::atomic<bool> outside{false};
-  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
-                        [&](int64_t, int64_t begin, int64_t end) {
-    if (!Samples(s, row_of, dense, vectors, first, begin, end)) outside = true;
-  });
-  return outside ? 2 : 0;
+  return AllSamples(s, row_of, params);
 }
 
 extern "C" int FmRowsGrad(int nparam, void **params, int *ndims, int64_t **shapes,
