@@ -14,10 +14,11 @@
 //   -> y = max(x + bias, 0) / (1 - p) where value i is kept, else 0
 // BiasReluDropoutGrad(y, dy, threads, rate) -> dx = dy / (1 - p) where y > 0,
 //   else 0; dbias as above
-// Value i (row-major) is dropped when a hash of i and the key, a uniform
-// 32-bit number, falls below p 2^32 (i taken modulo 2^32): the mask depends on the key and the
-// shape only, not on the threads; a new key (the caller draws one per call)
-// gives a new mask. The gradient needs no mask: a dropped value is 0 in y.
+// Value i (row-major, modulo 2^32) is dropped when a hash of i and the key,
+// a uniform 32-bit number, falls below p 2^32: the mask depends on the key
+// and the shape only, not on the threads; a new key (the caller draws one
+// per call) gives a new mask. The gradient needs no mask: a dropped value is
+// 0 in y.
 //
 // Rows are split among up to ``threads`` threads, at least kValuesPerThread
 // values each (the gradient's column sums per thread, then added in thread
