@@ -33,6 +33,12 @@ def library_path(key="predict_mlp"):
     return build_library(SOURCE, "bias_relu", f"set {key}: graph", ("-pthread",))
 
 
+def _gradient(library, name):
+    """The gradient kernel ``name``: ``(y (B, N), dy, ...) -> (dx (B, N), dbias (N,))``."""
+    return ops.Custom(f"{library}:{name}", out_shape=lambda y, *_: (y, [y[1]]),
+                      out_dtype=lambda y, *_: (y, y), func_type="aot")
+
+
 class BiasRelu(nn.Cell):
     """``(x (B, N), bias (N,)) -> max(x + bias, 0)`` float32, on CPU. Rows
     are split among up to ``threads`` threads. ``gradient``: with its
@@ -47,9 +53,7 @@ class BiasRelu(nn.Cell):
         library = library_path(key)
         bprop = None
         if gradient:
-            grad = ops.Custom(f"{library}:{KERNEL}Grad",
-                              out_shape=lambda y, _dy, _threads: (y, [y[1]]),
-                              out_dtype=lambda y, _dy, _threads: (y, y), func_type="aot")
+            grad = _gradient(library, f"{KERNEL}Grad")
 
             def bprop(_x, _bias, threads, out, dout):
                 dx, dbias = grad(out, dout, threads)
@@ -87,9 +91,7 @@ class BiasReluDropout(nn.Cell):
         self.draw = ops.UniformInt()
         self.low, self.high = Tensor(0, mstype.int32), Tensor(2 ** 31 - 1, mstype.int32)
         library = library_path(key)
-        grad = ops.Custom(f"{library}:{KERNEL}DropoutGrad",
-                          out_shape=lambda y, _dy, _threads, _rate: (y, [y[1]]),
-                          out_dtype=lambda y, _dy, _threads, _rate: (y, y), func_type="aot")
+        grad = _gradient(library, f"{KERNEL}DropoutGrad")
 
         def bprop(_x, _bias, key_pair, threads, rate, out, dout):
             dx, dbias = grad(out, dout, threads, rate)
