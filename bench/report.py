@@ -43,6 +43,21 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
+# the widest vector instructions first: they set what the matrix products of
+# each side can reach, and a model name ("Intel(R) Xeon(R) Processor") may not tell
+SIMD_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("asimd", "NEON"))
+
+
+def _simd(cpuinfo="/proc/cpuinfo"):
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "unknown"
+    return next((name for flag, name in SIMD_FLAGS if flag in flags), "unknown")
+
+
 def _memory_gib():
     try:
         with open("/proc/meminfo") as f:
@@ -75,7 +90,7 @@ def environment(command):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "commit": _commit(),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+        "machine": {"cpu": _cpu_model(), "simd": _simd(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
                     "os": platform.platform()},
         "versions": {"python": platform.python_version(), "mindspore": _version("mindspore"),
                      "torch": _version("torch"), "numpy": _version("numpy")},
@@ -214,7 +229,8 @@ def markdown(report):
         "",
         f"- Date: {env['date']}; commit {env['commit']}",
         f"- Command: `{env['command']}`",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
+        f"- Machine: {m['cpu']} ({m.get('simd', 'vector instructions not recorded')}), "
+        f"{m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
         f"- Versions: Python {v['python']}, MindSpore {v['mindspore']}, PyTorch {v['torch']}, "
         f"NumPy {v['numpy']}",
         f"- Repetitions: {_repetitions(report)}",

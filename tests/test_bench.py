@@ -216,6 +216,26 @@ def test_the_table_gives_flops_per_sample_and_the_share_of_the_peak(tmp_path):
     assert "MFLOP/sample" not in open(md).read()
 
 
+def test_the_table_names_the_widest_vector_instructions_of_the_machine(tmp_path):
+    from bench import report
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, name in (("fpu sse2 avx fma avx2 avx512f avx512bw", "AVX-512"),
+                        ("fpu sse2 avx fma avx2", "AVX2"), ("fp asimd evtstrm", "NEON"),
+                        ("fpu sse2", "unknown")):
+        key = "Features" if "asimd" in flags else "flags"
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: A CPU\n{key}\t\t: {flags}\n\n")
+        assert report._simd(str(cpuinfo)) == name
+    assert report._simd(str(tmp_path / "missing")) == "unknown"
+    table = _table(1.0)
+    table["environment"]["machine"]["simd"] = "AVX-512"
+    md, js = str(tmp_path / "b.md"), str(tmp_path / "b.json")
+    report.write(table, js, md)
+    assert re.search(r"- Machine: .+ \(AVX-512\), \d+ cores", open(md).read())
+    del table["environment"]["machine"]["simd"]           # a table from before the field
+    report.write(table, js, md)
+    assert "(vector instructions not recorded)" in open(md).read()
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="the peers run on PyTorch (bench/requirements.txt)")
 def test_the_peers_run_the_networks_of_the_cpu_config():
     """Every peer against our network under the CPU config and its variants
