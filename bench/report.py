@@ -43,8 +43,9 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
-# the widest vector instructions first: they set what the matrix products of
-# each side can reach, and a model name ("Intel(R) Xeon(R) Processor") may not tell
+# the widest vector instructions first: they set what each side's matrix
+# products can reach, and a model name ("Intel(R) Xeon(R) Processor") may not
+# tell two machines apart
 SIMD_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("asimd", "NEON"))
 
 
@@ -90,8 +91,8 @@ def environment(command):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "commit": _commit(),
-        "machine": {"cpu": _cpu_model(), "simd": _simd(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
-                    "os": platform.platform()},
+        "machine": {"cpu": _cpu_model(), "simd": _simd(), "cores": os.cpu_count(),
+                    "memory_gib": _memory_gib(), "os": platform.platform()},
         "versions": {"python": platform.python_version(), "mindspore": _version("mindspore"),
                      "torch": _version("torch"), "numpy": _version("numpy")},
     }
