@@ -32,15 +32,19 @@ GROUPS = {
 }
 
 
-def _cpu_model():
+def _cpuinfo_field(names, cpuinfo="/proc/cpuinfo"):
+    """The value of the first line of ``cpuinfo`` that starts with one of
+    ``names``, stripped; None without one (or without the file)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open(cpuinfo) as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith(names)), None)
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return None
+
+
+def _cpu_model():
+    return _cpuinfo_field(("model name",)) or platform.processor() or "unknown"
 
 
 # the widest vector instructions first: they set what each side's matrix
@@ -50,12 +54,7 @@ SIMD_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("asimd"
 
 
 def _simd(cpuinfo="/proc/cpuinfo"):
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith(("flags", "Features"))), [])
-    except OSError:
-        return "unknown"
+    flags = (_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split()
     return next((name for flag, name in SIMD_FLAGS if flag in flags), "unknown")
 
 
