@@ -48,7 +48,9 @@ def parse_args(argv=None):
                         help="the A/A standard error further turns try to get down to")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one turn")
     parser.add_argument("--processes", type=int, default=2, help="worker processes per tree")
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up units per process")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="warm-up units per process, at least (a training worker warms up "
+                             "over its first epoch and into the next)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config key's value in this tree's workers (repeatable)")

@@ -119,13 +119,16 @@ def _time_per_unit(worker, first, least_seconds):
 def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
     in turns so machine noise hits all sides: each is warmed up (``warmup``
-    units: graph compiles, first reads), timed (in runs of growing length) to
-    size a repetition of about ``target_seconds``, then the sides take turns
-    ``reps`` times (the order alternating). After those, while ``more(rates)``
-    (rates so far, ``{side: [items/s per turn]}``) is true, they take further
-    turns, up to ``max_reps`` in all. Returns ``{side: {"median", "min", "max",
-    "rates", "units"}}``."""
+    units, or the most any of them asks for in its set-up,
+    ``setup["warmup_units"]``: graph compiles, first reads, a training
+    epoch's end; an older tree's worker may not ask), timed (in runs of
+    growing length) to size a repetition of about ``target_seconds``, then
+    the sides take turns ``reps`` times (the order alternating). After
+    those, while ``more(rates)`` (rates so far, ``{side: [items/s per
+    turn]}``) is true, they take further turns, up to ``max_reps`` in all.
+    Returns ``{side: {"median", "min", "max", "rates", "units"}}``."""
     sides = list(workers)
+    warmup = max([warmup] + [int(w.setup.get("warmup_units") or 0) for w in workers.values()])
     units = {}
     for side in sides:
         workers[side].run(warmup)

@@ -61,7 +61,9 @@ def parse_args(argv):
     p.add_argument("--aa_se", type=float, default=0.02,
                    help="the A/A control's standard error (relative) a training case measures "
                         "down to, within --max_reps turns; the gate is 0.95-1.05")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up units (steps, batches) per side")
+    p.add_argument("--warmup", type=int, default=5,
+                   help="warm-up units (steps, batches) per side, at least: a training worker "
+                        "warms up over its first epoch and into the next")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both frameworks (0: all cores); the peer may take one "
                         "instead, see --peer_setting")

@@ -4,7 +4,8 @@
     python -m bench.worker --side peer --variant NAME ...   # a peer variant (bench/peer/)
 
 Protocol (one line each way): the worker prints ``READY {json}`` once set up
-(its set-up seconds and, from the peer, the FLOPs per sample of its work);
+(its set-up seconds, the units of work it needs before its speed is steady
+and, from the peer, the FLOPs per sample of its work);
 then for every ``RUN n`` line on stdin it runs ``n`` units of work and prints
 ``DONE {"seconds": s, "items": k}``; ``QUIT`` or end of input ends it. Errors
 print ``ERROR message`` and exit 1. Only protocol lines go to stdout; logs go
@@ -47,6 +48,7 @@ def main(argv=None):
         work = SIDES[args.side](args.kind, args.model, args.batch_size, args.data_path,
                                 threads=args.threads, **extra)
         ready = {"setup_s": time.perf_counter() - start,
+                 "warmup_units": getattr(work, "warmup_units", 0),
                  "flops_per_sample": getattr(work, "flops_per_sample", None)}
         protocol.write("READY " + json.dumps(ready) + "\n")
         protocol.flush()

@@ -7,7 +7,10 @@ Every workload is set up once (network, reader, compiled graph) and then
   through the project's reader (:class:`~src.data.reader.BlockDataset`, the
   same for both sides), running forward, backward and the optimizer update
   and fetching the loss (ours as ``Trainer.fit`` runs them, with the CPU
-  config's ``steps_per_call``); items = samples.
+  config's ``steps_per_call``); items = samples. ``warmup_units`` is the
+  steps of the first epoch and the next one's first call: with several steps
+  a graph call, an epoch's last steps that do not fill a call go through a
+  one-step graph, compiled when first used, which must not fall in a turn.
 * ``predict``: ``n`` predictions of one fixed batch, from numpy input to
   numpy probabilities; items = samples.
 * ``pipeline``: ``n`` batches from the reader alone, with the transform
@@ -103,6 +106,7 @@ class Ours:
         reader = self._train_reader()
         trainer = Trainer(self.spec, self.cfg, self.fmap, self.network, len(reader), printer=lambda *a, **k: None)
         self.network.set_train(True)
+        self.warmup_units = len(reader) + trainer.steps_per_call
         set_progress = getattr(trainer.net_with_loss, "set_progress", None)
         if set_progress is not None:                  # the first step's regulariser weight
             set_progress(1 / len(reader))
@@ -160,6 +164,7 @@ class Peer:
             from src.engine.setup import split_reader
             reader = split_reader(self.spec, self.fmap, cfg, "train", training=True)
             self.batches = _forever(reader)
+            self.warmup_units = len(reader) + 1          # as ours': into the second epoch
             self.run = self._run_train
             first = next(self.batches)                 # counted while it trains (a warm-up step)
             self.flops_per_sample = counted(lambda: self.peer.train_step(*first), len(first[-1]))

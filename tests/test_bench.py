@@ -407,7 +407,7 @@ def test_ab_runs_each_tree_from_its_own_root_in_turns(monkeypatch, tmp_path, cap
     class FakeWorker:
         def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
                      settings=()):
-            self.root, self.rate = root, 150.0 if root == ab.ROOT else 100.0
+            self.root, self.rate, self.setup = root, 150.0 if root == ab.ROOT else 100.0, {}
             made.append(self)
 
         def run(self, n):
@@ -438,7 +438,7 @@ def test_ab_gives_each_tree_its_settings(monkeypatch, tmp_path, capsys):
     class FakeWorker:
         def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
                      settings=()):
-            self.root, self.settings = root, list(settings)
+            self.root, self.settings, self.setup = root, list(settings), {}
             self.rate = 110.0 if "k=fast" in self.settings else 100.0
             made.append(self)
 
@@ -485,6 +485,7 @@ def test_ab_takes_further_turns_while_an_a_a_control_is_imprecise(monkeypatch, t
         def __init__(self, side, kind, model, batch, data_path, log, cwd, threads=0, root=None,
                      settings=()):
             self.rate, self.calls, self.flip = 100.0, 0, root == ab.ROOT and len(made) == 3
+            self.setup = {}
             made.append(self)
 
         def run(self, n):
@@ -515,6 +516,46 @@ def test_a_paired_ratio_is_the_geometric_mean_of_the_turns_ratios():
     assert paired_ratio([3.0], [2.0]) == (pytest.approx(1.5), None)
     with pytest.raises(ValueError, match="no turn"):
         paired_ratio([], [])
+
+
+def test_every_worker_of_a_case_warms_up_as_long_as_the_longest_asks():
+    """A worker's set-up may ask for more warm-up units (a training epoch's
+    end); every worker of the case then warms up that long, a worker that
+    does not ask (an older tree's) included, and --warmup stays the least."""
+    from bench.measure import interleaved
+
+    class FakeWorker:
+        def __init__(self, setup):
+            self.setup, self.runs = setup, []
+
+        def run(self, n):
+            self.runs.append(n)
+            return n / 1000.0, n
+
+    for warmup, asked, first in ((5, 62, 62), (100, 62, 100)):
+        workers = {"a": FakeWorker({"warmup_units": asked}), "b": FakeWorker({})}
+        raw = interleaved(workers, warmup, reps=2, target_seconds=0.01)
+        assert [w.runs[0] for w in workers.values()] == [first, first]
+        assert all(len(r["rates"]) == 2 for r in raw.values())
+
+
+def test_a_training_workload_asks_to_warm_up_past_its_first_epoch(tmp_path):
+    """Ours' training workload asks for its first epoch and the next one's
+    first graph call (at 4 steps a call, an epoch's last steps that do not
+    fill a call go through a one-step graph, compiled when first used), the
+    peer's for its first epoch and one step."""
+    from bench import data, workload
+    from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS
+    path = data.data_path(MODEL, str(tmp_path), quick=True, log=lambda *a: None)
+    batch = AUTO_MIN_BATCH                      # the CPU config's steps_per_call 0: 4 a call
+    ours = workload.Ours("train", MODEL, batch, path)
+    steps = sum(1 for _ in ours._train_reader().epoch(1))
+    assert steps % AUTO_STEPS and ours.warmup_units == steps + AUTO_STEPS
+    seconds, samples = ours.run(ours.warmup_units)
+    assert samples == ours.warmup_units * batch and seconds > 0
+    if HAVE_TORCH:
+        peer = workload.Peer("train", MODEL, batch, path, threads=1)
+        assert peer.warmup_units == steps + 1
 
 
 def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_path):
