@@ -322,10 +322,10 @@ def test_gate_start_from_the_config_reaches_every_gate():
 
 
 @pytest.mark.parametrize("extra, train_impl, predict_impl", [
-    ([], "matmul", "native"),                          # the CPU config
-    (["--predict_conv", "matmul"], "matmul", "matmul"),
+    ([], "matmul", "matmul"),                          # the CPU config
+    (["--predict_conv", "native"], "matmul", "native"),
 ])
-def test_the_cpu_config_predicts_with_conv2d(extra, train_impl, predict_impl):
+def test_the_cpu_config_chooses_each_convolution_impl(extra, train_impl, predict_impl):
     from src.registry import get_model_spec
     from tests.entry import CPU_CONFIG
     net = _small_network(extra, config_path=CPU_CONFIG)
