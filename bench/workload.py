@@ -7,7 +7,8 @@ Every workload is set up once (network, reader, compiled graph) and then
   through the project's reader (:class:`~src.data.reader.BlockDataset`, the
   same for both sides), running forward, backward and the optimizer update
   and fetching the loss (ours as ``Trainer.fit`` runs them, with the CPU
-  config's ``steps_per_call``); items = samples. ``warmup_units`` is the
+  config's ``steps_per_call``, in whole graph calls); items = samples
+  trained in the timed interval. ``warmup_units`` is the
   steps of the first epoch and the next one's first call: with several steps
   a graph call, an epoch's last steps that do not fill a call go through a
   one-step graph, compiled when first used, which must not fall in a turn.
@@ -72,10 +73,10 @@ def fixed_batch(spec, fmap, cfg, batch_size):
 
 
 def _trained(trainer, reader):
-    """The losses of training on the reader, epoch after epoch, the way
-    ``Trainer.fit`` runs an epoch (``steps_per_call`` steps per graph call, so
-    a unit of work may finish a few steps ahead: the next run gets them free)."""
-    return _epochs(reader, trainer.run_batches)
+    """The graph calls of training on the reader, epoch after epoch, the way
+    ``Trainer.fit`` runs an epoch (``steps_per_call`` steps per call): each
+    item is the list of one call's losses, yielded once the call has run."""
+    return _epochs(reader, trainer.run_calls)
 
 
 class Ours:
@@ -110,13 +111,15 @@ class Ours:
         set_progress = getattr(trainer.net_with_loss, "set_progress", None)
         if set_progress is not None:                  # the first step's regulariser weight
             set_progress(1 / len(reader))
-        self.losses = _trained(trainer, reader)
+        self.calls = _trained(trainer, reader)
 
     def _run_train(self, n):
-        start = time.perf_counter()
-        for _ in range(n):
-            next(self.losses)
-        return time.perf_counter() - start, n * self.batch_size
+        # whole graph calls until n steps are done: items counts the steps run
+        # in this interval (with k steps a call, up to k - 1 more than n)
+        start, steps = time.perf_counter(), 0
+        while steps < n:
+            steps += len(next(self.calls))
+        return time.perf_counter() - start, steps * self.batch_size
 
     def _setup_predict(self):
         self.network.set_train(False)

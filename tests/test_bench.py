@@ -543,16 +543,26 @@ def test_a_training_workload_asks_to_warm_up_past_its_first_epoch(tmp_path):
     """Ours' training workload asks for its first epoch and the next one's
     first graph call (at 4 steps a call, an epoch's last steps that do not
     fill a call go through a one-step graph, compiled when first used), the
-    peer's for its first epoch and one step."""
+    peer's for its first epoch and one step. A unit of work counts the
+    samples of the whole calls it ran."""
     from bench import data, workload
-    from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS
+    from src.engine.trainer import AUTO_STEPS
     path = data.data_path(MODEL, str(tmp_path), quick=True, log=lambda *a: None)
-    batch = AUTO_MIN_BATCH                      # the CPU config's steps_per_call 0: 4 a call
+    batch = 512                                 # the CPU config's steps_per_call 0: 4 a call
     ours = workload.Ours("train", MODEL, batch, path)
     steps = sum(1 for _ in ours._train_reader().epoch(1))
     assert steps % AUTO_STEPS and ours.warmup_units == steps + AUTO_STEPS
     seconds, samples = ours.run(ours.warmup_units)
     assert samples == ours.warmup_units * batch and seconds > 0
+    # the next epoch's second call: a unit of work runs whole calls and counts
+    # the steps it ran, never steps a previous unit computed ahead
+    calls = ([AUTO_STEPS] * (steps // AUTO_STEPS) + [1] * (steps % AUTO_STEPS)) * 4
+    position = 1                                  # the warm-up ran epoch 2's first call
+    for n in (1, AUTO_STEPS + 1, 2, steps):
+        done = 0
+        while done < n:
+            done, position = done + calls[position], position + 1
+        assert ours.run(n)[1] == done * batch
     if HAVE_TORCH:
         peer = workload.Peer("train", MODEL, batch, path, threads=1)
         assert peer.warmup_units == steps + 1

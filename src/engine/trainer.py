@@ -124,18 +124,24 @@ class Trainer:
         (:class:`~src.engine.train_step.MultiStep`), so losses come k at a
         time; the last batches of ``batches`` that do not fill a call run one
         by one."""
+        for losses in self.run_calls(batches):
+            yield from losses
+
+    def run_calls(self, batches):
+        """:meth:`run_batches` one graph call at a time: yields the list of the
+        losses of each call's steps, after the call has run."""
         if self._run_steps is None:
             for batch in batches:
-                yield self.step(batch)
+                yield [self.step(batch)]
             return
         group = []
         for batch in batches:
             group.append(batch)
             if len(group) == self.steps_per_call:
-                yield from self._steps(group)
+                yield self._steps(group)
                 group = []
         for batch in group:
-            yield self.step(batch)
+            yield [self.step(batch)]
 
     def _steps(self, group):
         if len({tuple(a.shape for a in batch) for batch in group}) > 1:
