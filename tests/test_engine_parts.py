@@ -11,7 +11,7 @@ from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.graph_call import GraphCall, Threaded, threaded
 from src.engine.train_step import MultiStep, build_train_step, clip_by_global_norm, random_cells
-from src.engine.trainer import AUTO_MIN_BATCH, AUTO_STEPS, _steps_per_call
+from src.engine.trainer import AUTO_STEPS, _steps_per_call
 from src.engine.heads import MultiTaskBCELoss, NetWithLoss
 
 
@@ -173,9 +173,9 @@ def test_steps_per_call_choices_and_refusals():
     dropped, step = _step(dropout=0.2)
     assert random_cells(dropped) == ["dropout"] and random_cells(plain) == []
     assert _steps_per_call(Cfg(steps_per_call=1), dense, dropped) == 1
-    # 0 chooses: several steps per call for large batches of a dense step without dropout
-    auto = [_steps_per_call(Cfg(steps_per_call=0, batch_size=b), dense, plain) for b in (32, 511, 512, 4096)]
-    assert auto == [1, 1, AUTO_STEPS, AUTO_STEPS] and AUTO_STEPS > 1 and AUTO_MIN_BATCH == 512
+    # 0 chooses: several steps per call for a dense step without dropout, at any batch size
+    auto = [_steps_per_call(Cfg(steps_per_call=0, batch_size=b), dense, plain) for b in (1, 32, 512, 4096)]
+    assert auto == [AUTO_STEPS] * 4 and AUTO_STEPS == 4
     assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), sparse, plain) == 1
     assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), dense, dropped) == 1
     with pytest.raises(ValueError, match="same masks"):

@@ -107,9 +107,7 @@ class MultiStep(nn.Cell):
     The steps run in order, each on the parameters and optimizer state the
     one before left (MindSpore orders a graph's parameter reads and writes as
     written), so the result is that of ``k`` separate calls. Whether it is
-    faster depends on the batch: MMoE on the 2-core CPU trained 4-18 %
-    faster at batch 512-4096 with the reader running, and 9-12 % slower at
-    32 and 256 (bench/notes.md).
+    faster depends on the model, the batch and the CPU (bench/notes.md).
 
     Every random op of ``step`` would draw the same numbers in each of the
     ``k`` copies within a call (a graph gives each op instance one seeded

@@ -26,22 +26,20 @@ def nonfinite_parameters(cell):
             and not np.isfinite(p.asnumpy()).all()]
 
 
-# steps_per_call 0 (auto): AUTO_STEPS steps per call from AUTO_MIN_BATCH rows a batch
-# (MMoE on the 2-core CPU, bench/notes.md: 4 steps per call trained 4-18 % faster at
-# batch 512-4096 and 9-12 % slower at 32 and 256)
-AUTO_STEPS, AUTO_MIN_BATCH = 4, 512
+# steps_per_call 0 (auto): AUTO_STEPS steps per call for a dense train step without
+# dropout, at any batch size (MMoE on the 2-core CPU, bench/notes.md)
+AUTO_STEPS = 4
 
 
 def _steps_per_call(cfg, spec, network):
-    """``cfg.steps_per_call`` (0: chosen from the batch size), checked against
+    """``cfg.steps_per_call`` (0: chosen from the train step), checked against
     what the model can run that way."""
     steps = int(cfg.get("steps_per_call", 1))
     if steps < 0:
         raise ValueError(f"steps_per_call must be 0 (auto) or at least 1, got {steps}")
     random = random_cells(network) if steps != 1 else []
     if steps == 0:
-        big = int(cfg.get("batch_size", 0)) >= AUTO_MIN_BATCH
-        return AUTO_STEPS if big and not spec.sparse and not random else 1
+        return AUTO_STEPS if not spec.sparse and not random else 1
     if steps > 1 and spec.sparse:
         raise ValueError(f"steps_per_call {steps}: {spec.name} trains its embedding rows with a "
                          "sparse step whose row count changes from batch to batch, so it runs "
