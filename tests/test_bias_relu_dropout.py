@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
+from src.engine.train_step import random_cells
 from src.layers import bias_relu
 from src.layers.mlp import MLP
 from tests.aot import call_aot
@@ -149,6 +150,8 @@ def test_an_mlp_with_dropout_takes_it_in_the_kernel_and_keeps_its_parameters_nam
     droppers = [cell.train_bias_relu for cell in kernel.layers
                 if isinstance(getattr(cell, "train_bias_relu", None), bias_relu.BiasReluDropout)]
     assert len(droppers) == 2 and droppers[0] is not droppers[1]          # a mask each
+    # both count as drawing random numbers: no several train steps in one graph
+    assert len(random_cells(kernel)) == len(random_cells(plain)) == 2
     ms.load_param_into_net(kernel, {p.name: p for p in plain.get_parameters()}, strict_load=True)
     x = Tensor(np.random.default_rng(1).standard_normal((400, 13)).astype(np.float32))
     for net in (plain, kernel):

@@ -129,15 +129,20 @@ class MultiStep(nn.Cell):
 
 
 def random_cells(network):
-    """Names of the cells of ``network`` that draw random numbers in training
-    (dropout with a positive rate). ``nn.Dropout(p=...)`` keeps a meaningless
-    ``keep_prob`` of 0.5; only a cell made with ``keep_prob`` has no ``p``."""
+    """Names of the cells of ``network`` that draw random numbers in training:
+    dropout with a positive rate, and the project's cells that say so
+    (``draws_random``, e.g. the fused bias, ReLU and dropout kernel's).
+    ``nn.Dropout(p=...)`` keeps a meaningless ``keep_prob`` of 0.5; only a
+    cell made with ``keep_prob`` has no ``p``."""
     def drops(cell):
+        if getattr(cell, "draws_random", False):
+            return True
+        if not isinstance(cell, nn.Dropout):
+            return False
         if getattr(cell, "p", None) is not None:
             return cell.p > 0
         return (cell.keep_prob or 1) < 1
-    return [name for name, cell in network.cells_and_names()
-            if isinstance(cell, nn.Dropout) and drops(cell)]
+    return [name for name, cell in network.cells_and_names() if drops(cell)]
 
 
 def build_train_step(net_with_loss, optimizer, loss_scale_mode="none", loss_scale=1.0,

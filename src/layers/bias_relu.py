@@ -81,6 +81,8 @@ class BiasReluDropout(nn.Cell):
     as ``nn.Dropout`` draws its masks), and the kernel hashes each value's
     index with it: the mask does not depend on the threads."""
 
+    draws_random = True          # several train steps in one graph would share its masks
+
     def __init__(self, threads, rate, key="train_mlp"):
         super().__init__()
         if not 0.0 < rate < 1.0:
