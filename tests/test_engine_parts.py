@@ -168,16 +168,28 @@ def test_steps_per_call_choices_and_refusals():
     assert _steps_per_call(Cfg(), dense, plain) == 1 and _steps_per_call(Cfg(steps_per_call=4), dense, plain) == 4
     with pytest.raises(ValueError, match="at least 1"):
         _steps_per_call(Cfg(steps_per_call=-2), dense, plain)
-    with pytest.raises(ValueError, match="sparse step"):
+    # a sparse step runs several steps a call in one process without MindSpore's
+    # copies of a parameter read more than once; not when its rows go between
+    # ranks every step (a sharded table or a data-parallel run)
+    plain.embedding = types.SimpleNamespace(sharded=False)
+    uncopied = dict(parameter_copies="none")
+    assert _steps_per_call(Cfg(steps_per_call=2, **uncopied), sparse, plain) == 2
+    assert _steps_per_call(Cfg(steps_per_call=0, **uncopied), sparse, plain) == AUTO_STEPS
+    assert _steps_per_call(Cfg(steps_per_call=0), sparse, plain) == 1
+    with pytest.raises(ValueError, match="set parameter_copies none"):
         _steps_per_call(Cfg(steps_per_call=2), sparse, plain)
+    plain.embedding = types.SimpleNamespace(sharded=True)
+    with pytest.raises(ValueError, match="distributed run of beta"):
+        _steps_per_call(Cfg(steps_per_call=2, **uncopied), sparse, plain)
+    assert _steps_per_call(Cfg(steps_per_call=0, **uncopied), sparse, plain) == 1
     dropped, step = _step(dropout=0.2)
     assert random_cells(dropped) == ["dropout"] and random_cells(plain) == []
     assert _steps_per_call(Cfg(steps_per_call=1), dense, dropped) == 1
     # 0 chooses: several steps per call for a dense step without dropout, at any batch size
     auto = [_steps_per_call(Cfg(steps_per_call=0, batch_size=b), dense, plain) for b in (1, 32, 512, 4096)]
     assert auto == [AUTO_STEPS] * 4 and AUTO_STEPS == 4
-    assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), sparse, plain) == 1
     assert _steps_per_call(Cfg(steps_per_call=0, batch_size=4096), dense, dropped) == 1
+    del plain.embedding
     with pytest.raises(ValueError, match="same masks"):
         _steps_per_call(Cfg(steps_per_call=2), dense, dropped)
     with pytest.raises(ValueError, match="2 or more"):
@@ -386,3 +398,17 @@ def test_threaded_graphs_choice(choice, device, wrapped):
         cell = threaded(net, cfg, kind)
         assert isinstance(cell, Threaded) == (kind in wrapped)
         assert cell is net or cell.cell is net
+
+
+def test_parameter_copies_none_sets_mindspores_switch_before_any_compile():
+    from src.engine.runtime import LOAD_ELIM, parameter_copies
+    env = {}
+    parameter_copies("default", env)
+    assert env == {}
+    parameter_copies("none", env)
+    assert env == {LOAD_ELIM: "3"}
+    env = {LOAD_ELIM: "1"}                 # what the user's environment says stands
+    parameter_copies("none", env)
+    assert env == {LOAD_ELIM: "1"}
+    with pytest.raises(ValueError, match="default or none"):
+        parameter_copies("off", {})

@@ -26,6 +26,7 @@ def setup_runtime(cfg):
         ms.set_device(cfg.device_target, int(device_id))
     if cfg.device_target == "CPU":
         _set_cpu_threads(cpu_threads(cfg.get("cpu_threads") or 0))
+    parameter_copies(cfg.get("parameter_copies", "default"))
     quick_thread_handoff()
     seed = int(cfg.seed)
     random.seed(seed)
@@ -33,6 +34,22 @@ def setup_runtime(cfg):
     ms.set_seed(seed)
     if cfg.get("deterministic"):
         ms.set_deterministic(True)
+
+
+# MindSpore 2.10 reads it once, when the process compiles its first graph
+LOAD_ELIM = "MS_DEV_SIDE_EFFECT_LOAD_ELIM"
+
+
+def parameter_copies(mode, environ=None):
+    """Config key ``parameter_copies``: ``none`` sets ``MS_DEV_SIDE_EFFECT_LOAD_ELIM=3``
+    in ``environ`` (the process's), so that MindSpore does not copy a parameter
+    read more than once in a graph before each read; ``default`` leaves
+    MindSpore's choice. A value the environment already holds is kept."""
+    if mode not in ("default", "none"):
+        raise ValueError(f"parameter_copies must be default or none, got {mode!r}")
+    env = os.environ if environ is None else environ
+    if mode == "none":
+        env.setdefault(LOAD_ELIM, "3")
 
 
 _CONFIG_OF = {"CPU": "default_config_cpu.yaml", "GPU": "default_config_gpu.yaml",

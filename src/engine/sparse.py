@@ -153,7 +153,8 @@ def sum_copies(index, grads):
     return ops.gather(ops.unsorted_segment_sum(grads, slot, index.shape[0]), slot, 0)
 
 
-def _distributed():
+def distributed_step():
+    """Whether train steps built now exchange gradients between ranks."""
     parallel = ms.get_auto_parallel_context("parallel_mode")
     return parallel in (ms.ParallelMode.DATA_PARALLEL, ms.ParallelMode.HYBRID_PARALLEL)
 
@@ -192,7 +193,7 @@ class SparseTrainStep(nn.Cell):
         self.scale = float(loss_scale)
         self.inverse_scale = Tensor(1.0 / self.scale, ms.float32)
         self.hyper_map = ops.HyperMap()
-        self.distributed = _distributed()
+        self.distributed = distributed_step()
         if self.distributed:
             from mindspore.communication import get_group_size
             self.ranks = get_group_size()
@@ -264,7 +265,7 @@ def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, c
     table = network.embedding
     row_optimizer = RowOptimizer(table.weight, cfg.optimizer, learning_rates,
                                  beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps,
-                                 in_place=in_place_rows(cfg, table.sharded or _distributed()))
+                                 in_place=in_place_rows(cfg, table.sharded or distributed_step()))
     scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
     if table.sharded:
         from src.engine.sharded import ShardedTrainStep, native_alltoall

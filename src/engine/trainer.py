@@ -11,7 +11,7 @@ from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.runtime import as_tensors, kernel_threads
-from src.engine.sparse import build_sparse_train_step
+from src.engine.sparse import build_sparse_train_step, distributed_step
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall, threaded
@@ -26,8 +26,9 @@ def nonfinite_parameters(cell):
             and not np.isfinite(p.asnumpy()).all()]
 
 
-# steps_per_call 0 (auto): AUTO_STEPS steps per call for a dense train step without
-# dropout, at any batch size (MMoE on the 2-core CPU, bench/notes.md)
+# steps_per_call 0 (auto): AUTO_STEPS steps per call for a train step without dropout,
+# at any batch size (MMoE and DLRM on the 2-core CPU, bench/notes.md); a sparse step
+# only in a single process and with parameter_copies none
 AUTO_STEPS = 4
 
 
@@ -38,17 +39,34 @@ def _steps_per_call(cfg, spec, network):
     if steps < 0:
         raise ValueError(f"steps_per_call must be 0 (auto) or at least 1, got {steps}")
     random = random_cells(network) if steps != 1 else []
+    distributed = spec.sparse and steps != 1 and (getattr(network.embedding, "sharded", False)
+                                                  or distributed_step())
+    copies = spec.sparse and cfg.get("parameter_copies", "default") != "none"
     if steps == 0:
-        return AUTO_STEPS if not spec.sparse and not random else 1
-    if steps > 1 and spec.sparse:
-        raise ValueError(f"steps_per_call {steps}: {spec.name} trains its embedding rows with a "
-                         "sparse step whose row count changes from batch to batch, so it runs "
-                         "one step per call; set steps_per_call 1")
+        return AUTO_STEPS if not (random or distributed or copies) else 1
+    if steps > 1 and distributed:
+        raise ValueError(f"steps_per_call {steps}: a distributed run of {spec.name} exchanges "
+                         "its embedding rows between the ranks every step, so it runs one step "
+                         "per call; set steps_per_call 1")
+    if steps > 1 and copies:
+        raise ValueError(f"steps_per_call {steps}: {spec.name}'s sparse step reads its embedding "
+                         "table once a step, and MindSpore would copy the whole table before each "
+                         "read; set parameter_copies none (or steps_per_call 1)")
     if random:
         raise ValueError(f"steps_per_call {steps}: the dropout of {', '.join(random)} would draw "
                          f"the same masks in all {steps} steps of a call (one random stream per "
                          "op of a graph); set steps_per_call 1 or the dropout rate to 0")
     return steps
+
+
+def _same_rows(group, scratch_row):
+    """Sparse-step batches ``(uniq, inverse, ...)`` with every ``uniq`` padded
+    with ``scratch_row`` to the group's longest, so that one graph of
+    ``len(group)`` steps takes them (the row update ignores the padding)."""
+    longest = max(len(batch[0]) for batch in group)
+    return [batch if len(batch[0]) == longest else
+            (np.concatenate((batch[0], np.full(longest - len(batch[0]), scratch_row, batch[0].dtype))),
+             *batch[1:]) for batch in group]
 
 
 class Trainer:
@@ -142,6 +160,8 @@ class Trainer:
             yield [self.step(batch)]
 
     def _steps(self, group):
+        if self.spec.sparse:
+            group = _same_rows(group, self.network.embedding.scratch_row)
         if len({tuple(a.shape for a in batch) for batch in group}) > 1:
             return [self.step(batch) for batch in group]          # a partial last batch
         losses = self._run_steps(*[t for batch in group for t in as_tensors(batch)])
