@@ -7,12 +7,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
-# MindSpore reads this once per process, at its first graph compile; DLRM's CPU
-# config sets it (parameter_copies none) from its run's set-up, which in a test
-# worker would come after other tests' compiles, or not: every test runs with it
-os.environ.setdefault("MS_DEV_SIDE_EFFECT_LOAD_ELIM", "3")
 
 import pytest  # noqa: E402
+
+from src.engine.runtime import parameter_copies  # noqa: E402
+
+# MindSpore reads its switch once per process, at its first graph compile;
+# DLRM's CPU config sets parameter_copies none from its run's set-up, which in a
+# test worker would come after other tests' compiles, or not: so every test runs with it
+parameter_copies("none")
 
 
 def pytest_addoption(parser):

@@ -57,13 +57,13 @@ def test_sparse_steps_several_per_call_train_as_one_per_call(dlrm_data, tmp_path
     graph call against 1: the same table, dense weights and optimizer state
     after an epoch, whose calls pad their batches' rows to the longest."""
     from src.engine import trainer
-    lengths, same_rows = [], trainer._same_rows
+    lengths, same_rows = [], trainer.same_rows
 
     def recorded(group, scratch_row):
         padded = same_rows(group, scratch_row)
         lengths.append(([len(b[0]) for b in group], {len(b[0]) for b in padded}))
         return padded
-    monkeypatch.setattr(trainer, "_same_rows", recorded)
+    monkeypatch.setattr(trainer, "same_rows", recorded)
     runs = {}
     for k in ("1", "4"):
         assert _train(dlrm_data, tmp_path / k, DLRM, "--epoch_size", "1", "--steps_per_call", k,

@@ -46,9 +46,24 @@ def unique_rows(ids, scratch_row, buckets=1):
     if buckets > 1 and size:
         step = -(-size // int(buckets))
         size = min(size, -(-len(values) // step) * step)
+    return padded_rows(values, size, scratch_row), inverse.reshape(ids.shape).astype(np.int32)
+
+
+def padded_rows(ids, size, scratch_row):
+    """``ids`` as ``size`` int32 row ids: then ``scratch_row`` repeated (the
+    row updates ignore a trailing run of one id)."""
     uniq = np.full(size, scratch_row, np.int32)
-    uniq[:len(values)] = values
-    return uniq, inverse.reshape(ids.shape).astype(np.int32)
+    uniq[:len(ids)] = ids
+    return uniq
+
+
+def same_rows(batches, scratch_row):
+    """Batches of the sparse step, ``(uniq, inverse, ...)``, with every
+    ``uniq`` padded (:func:`padded_rows`) to the longest among them, so that
+    one graph of ``len(batches)`` steps takes them all."""
+    longest = max(len(batch[0]) for batch in batches)
+    return [batch if len(batch[0]) == longest else
+            (padded_rows(batch[0], longest, scratch_row), *batch[1:]) for batch in batches]
 
 
 class NetWithRowsLoss(nn.Cell):

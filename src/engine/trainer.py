@@ -11,7 +11,7 @@ from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.runtime import as_tensors, kernel_threads
-from src.engine.sparse import build_sparse_train_step, distributed_step
+from src.engine.sparse import build_sparse_train_step, distributed_step, same_rows
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall, threaded
@@ -57,16 +57,6 @@ def _steps_per_call(cfg, spec, network):
                          f"the same masks in all {steps} steps of a call (one random stream per "
                          "op of a graph); set steps_per_call 1 or the dropout rate to 0")
     return steps
-
-
-def _same_rows(group, scratch_row):
-    """Sparse-step batches ``(uniq, inverse, ...)`` with every ``uniq`` padded
-    with ``scratch_row`` to the group's longest, so that one graph of
-    ``len(group)`` steps takes them (the row update ignores the padding)."""
-    longest = max(len(batch[0]) for batch in group)
-    return [batch if len(batch[0]) == longest else
-            (np.concatenate((batch[0], np.full(longest - len(batch[0]), scratch_row, batch[0].dtype))),
-             *batch[1:]) for batch in group]
 
 
 class Trainer:
@@ -161,7 +151,7 @@ class Trainer:
 
     def _steps(self, group):
         if self.spec.sparse:
-            group = _same_rows(group, self.network.embedding.scratch_row)
+            group = same_rows(group, self.network.embedding.scratch_row)
         if len({tuple(a.shape for a in batch) for batch in group}) > 1:
             return [self.step(batch) for batch in group]          # a partial last batch
         losses = self._run_steps(*[t for batch in group for t in as_tensors(batch)])
