@@ -1,4 +1,5 @@
 """Driving worker processes: warm-up, calibration and interleaved repetitions."""
+import ctypes
 import json
 import math
 import os
@@ -19,6 +20,36 @@ class WorkerError(RuntimeError):
 # for some 30 billion rounds after each parallel region, so an idle worker
 # waiting for its turn would take the cores from the process being timed.
 WAIT_POLICIES = (None, "PASSIVE")
+
+# Linux's personality flag that starts programs without address-space
+# randomisation; a process's flags pass to the programs it starts.
+ADDR_NO_RANDOMIZE = 0x0040000
+_layout = None
+
+
+def fixed_layout():
+    """Whether worker processes start with the same address-space layout, each
+    like the last: the first call clears randomisation for the programs this
+    process starts from then on (Linux ``personality``; a container's seccomp
+    filter may refuse it, and then workers keep random layouts). Where a
+    process's code and buffers lie decides how they share the caches, so with
+    random layouts each process of the same code runs at a speed of its own
+    for its whole life, which the A/A control then reads as noise
+    (bench/notes.md, "How the figures are taken")."""
+    global _layout
+    if _layout is None:
+        _layout = False
+        try:
+            personality = ctypes.CDLL(None, use_errno=True).personality
+            personality.argtypes, personality.restype = [ctypes.c_ulong], ctypes.c_int
+            current = personality(0xFFFFFFFF)                # only asks
+            if current != -1 and not current & ADDR_NO_RANDOMIZE:
+                personality(current | ADDR_NO_RANDOMIZE)
+            after = personality(0xFFFFFFFF)
+            _layout = after != -1 and bool(after & ADDR_NO_RANDOMIZE)
+        except (OSError, AttributeError):                   # not Linux
+            pass
+    return _layout
 
 
 def peer_settings(threads):
@@ -65,6 +96,7 @@ class Worker:
                    "--model", model, "--batch_size", str(batch_size), "--data_path", data_path,
                    "--threads", str(threads)] + (["--variant", variant] if variant else [])
         command += [word for setting in settings for word in ("--set", setting)]
+        fixed_layout()
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, cwd=cwd, env=env)
@@ -116,6 +148,23 @@ def _time_per_unit(worker, first, least_seconds):
         n *= 4
 
 
+def turn_order(sides, rep):
+    """The order of turn ``rep`` (from 0): ``sides``, reversed in odd turns, and
+    in every other pair of turns with its first and last sides swapped. A
+    process starts its turn just after another's ends, whose leftovers (a
+    reader filling its queue, OpenMP threads spinning) take some of its time.
+    With two processes of ours first and last in ``sides``, each of them in
+    four turns follows the other, itself, the first side between them and the
+    last, so neither is more often the one after a given process (a fixed
+    reversal put only ours' first after the peer's first process, and MMoE
+    2048's A/A control read that).
+    """
+    order = list(sides)
+    if rep // 2 % 2 and len(order) > 1:
+        order[0], order[-1] = order[-1], order[0]
+    return order if rep % 2 == 0 else order[::-1]
+
+
 def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
     in turns so machine noise hits all sides: each is warmed up (``warmup``
@@ -123,7 +172,7 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, m
     ``setup["warmup_units"]``: graph compiles, first reads, a training
     epoch's end; an older tree's worker may not ask), timed (in runs of
     growing length) to size a repetition of about ``target_seconds``, then
-    the sides take turns ``reps`` times (the order alternating). After
+    the sides take turns ``reps`` times (in :func:`turn_order`). After
     those, while ``more(rates)`` (rates so far, ``{side: [items/s per
     turn]}``) is true, they take further turns, up to ``max_reps`` in all.
     Returns ``{side: {"median", "min", "max", "rates", "units"}}``."""
@@ -137,8 +186,7 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, m
     rates = {side: [] for side in sides}
     rep = 0
     while rep < reps or (more is not None and rep < (max_reps or reps) and more(rates)):
-        order = sides if rep % 2 == 0 else sides[::-1]
-        for side in order:
+        for side in turn_order(sides, rep):
             seconds, items = workers[side].run(units[side])
             rates[side].append(items / seconds)
         rep += 1

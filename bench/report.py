@@ -194,6 +194,10 @@ def _repetitions(report):
         text += (f", which take further turns while their A/A control's standard error is above "
                  f"{settings['aa_se']} (up to {settings['max_reps']}): "
                  f"{_span(min(turns), max(turns))} turns in this run")
+    if "fixed_layout" in settings:
+        text += ("; worker processes without address-space randomisation" if settings["fixed_layout"]
+                 else "; worker processes with random address-space layouts (the system refused "
+                      "to fix them)")
     return text
 
 

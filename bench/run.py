@@ -21,8 +21,9 @@ import traceback
 
 from bench import data, report
 from bench.flops import machine_peak
-from bench.measure import (Worker, WorkerError, imprecise, interleaved, paired_ratio,
-                           peer_settings, peer_side, pooled, setting_name, settle_turns, side_of)
+from bench.measure import (Worker, WorkerError, fixed_layout, imprecise, interleaved,
+                           paired_ratio, peer_settings, peer_side, pooled, setting_name,
+                           settle_turns, side_of)
 from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
 
@@ -193,7 +194,8 @@ class Suite:
                                     "processes": args.processes,
                                     "threads": args.threads or os.cpu_count(), "quick": args.quick,
                                     "peer_setting": args.peer_setting,
-                                    "sides": args.sides},
+                                    "sides": args.sides,
+                                    "fixed_layout": fixed_layout()},
                        "cases": [], "errors": []}
         self.train_rates = {}
 

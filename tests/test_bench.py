@@ -72,6 +72,7 @@ def test_quick_suite_writes_the_table(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| case | unit | ours |"))
     assert header.startswith(f"| case | unit | ours | peer | ratio | A/A |{flops}")
     assert header.endswith(" target | met |")
+    assert isinstance(report["settings"]["fixed_layout"], bool) and "address-space" in text
 
 
 def test_pooled_joins_the_processes_of_a_side():
@@ -335,6 +336,29 @@ def test_a_workers_setting_reaches_its_environment(monkeypatch, tmp_path):
     assert cmd_0[cmd_0.index("--side") + 1] == "peer" and cmd_0[-2:] == ["--variant", "reference"]
 
 
+def _stack_of_a_new_process():
+    done = subprocess.run([sys.executable, "-c", "print(next(line for line in open('/proc/self/maps') "
+                           "if '[stack]' in line))"], capture_output=True, text=True, check=True)
+    return done.stdout.split()[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux's address-space maps")
+def test_workers_start_with_one_address_space_layout(monkeypatch, tmp_path):
+    """After a worker is made, the processes started from the benchmark have
+    the same layout each time (where the system lets it be fixed), so two
+    processes of the same code are two runs of one process."""
+    from bench import measure
+    seen = _started_workers(monkeypatch)
+    monkeypatch.setattr(measure, "_layout", None)
+    measure.Worker("ours", "train", "m", 8, "d", str(tmp_path / "w.log"), str(tmp_path)).close()
+    fixed = measure._layout             # what the worker asked for, as it started
+    assert len(seen) == 1 and fixed in (True, False)
+    monkeypatch.undo()                  # real processes from here on
+    if not fixed:
+        pytest.skip("the system refused to turn address-space randomisation off")
+    assert _stack_of_a_new_process() == _stack_of_a_new_process()
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="the peer variants are read from bench/peer (torch)")
 def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
     """Driven by fake workers whose speed is known: the peer runs every
@@ -516,6 +540,23 @@ def test_a_paired_ratio_is_the_geometric_mean_of_the_turns_ratios():
     assert paired_ratio([3.0], [2.0]) == (pytest.approx(1.5), None)
     with pytest.raises(ValueError, match="no turn"):
         paired_ratio([], [])
+
+
+def test_the_turns_put_ours_two_processes_after_the_same_processes():
+    """Whoever runs just before a process leaves it some of its load: over the
+    turns, ours' two processes must each follow every other process (and
+    itself) as often as the other does, or the A/A control reads the order."""
+    from collections import Counter
+    from bench.measure import turn_order
+    sides = ["ours#1", "peer@0#1", "peer@1#1", "peer:b@0#1", "ours#2"]
+    stream = [side for rep in range(8) for side in turn_order(sides, rep)]   # the cycle twice
+    after = {side: Counter(stream[i - 1] for i in range(len(stream)) if stream[i] == side)
+             for side in sides}
+    swap = {"ours#1": "ours#2", "ours#2": "ours#1"}
+    assert after["ours#2"] == Counter({swap.get(s, s): n for s, n in after["ours#1"].items()})
+    assert after["ours#1"] == Counter({"ours#1": 2, "ours#2": 2, "peer@0#1": 2, "peer:b@0#1": 2})
+    for rep in range(8):                     # every side once a turn
+        assert sorted(turn_order(sides, rep)) == sorted(sides)
 
 
 def test_every_worker_of_a_case_warms_up_as_long_as_the_longest_asks():
