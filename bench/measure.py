@@ -151,8 +151,9 @@ def _time_per_unit(worker, first, least_seconds):
 def turn_order(sides, rep):
     """The order of turn ``rep`` (from 0): ``sides``, reversed in odd turns, and
     in every other pair of turns with its first and last sides swapped. A
-    process starts its turn just after another's ends, whose leftovers (a
-    reader filling its queue, OpenMP threads spinning) take some of its time.
+    process starts its turn just after another's ends, whose leftovers (such
+    as a reader filling its queue, or OpenMP threads still spinning) may take
+    some of its time.
     With two processes of ours first and last in ``sides``, each of them in
     four turns follows the other, itself, the first side between them and the
     last, so neither is more often the one after a given process (a fixed
