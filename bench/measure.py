@@ -32,9 +32,9 @@ def fixed_layout():
     like the last: the first call clears randomisation for the programs this
     process starts from then on (Linux ``personality``; a container's seccomp
     filter may refuse it, and then workers keep random layouts). Where a
-    process's code and buffers lie decides how they share the caches, so with
-    random layouts each process of the same code runs at a speed of its own
-    for its whole life, which the A/A control then reads as noise
+    process's code and buffers lie can decide how they share the caches: with
+    random layouts, processes of the same code were measured each at a speed
+    of its own for its whole life, which the A/A control then reads as noise
     (bench/notes.md, "How the figures are taken")."""
     global _layout
     if _layout is None:
