@@ -174,6 +174,12 @@ def distributed_step():
     return parallel in (ms.ParallelMode.DATA_PARALLEL, ms.ParallelMode.HYBRID_PARALLEL)
 
 
+def rows_between_ranks(table):
+    """Whether a sparse step built now sends ``table``'s rows or their
+    gradients between ranks every step: a sharded table, or a data-parallel run."""
+    return bool(table.sharded) or distributed_step()
+
+
 def in_place_rows(cfg, distributed):
     """Whether the row optimizer updates rows with the in-place CPU kernel:
     ``row_update: kernel`` in a single-process run (a distributed step may
@@ -280,7 +286,7 @@ def build_sparse_train_step(network, net_with_loss, optimizer, learning_rates, c
     table = network.embedding
     row_optimizer = RowOptimizer(table.weight, cfg.optimizer, learning_rates,
                                  beta1=cfg.adam_beta1, beta2=cfg.adam_beta2, eps=cfg.adam_eps,
-                                 in_place=in_place_rows(cfg, table.sharded or distributed_step()))
+                                 in_place=in_place_rows(cfg, rows_between_ranks(table)))
     scale = float(cfg.loss_scale) if cfg.loss_scale_mode == "static" else 1.0
     if table.sharded:
         from src.engine.sharded import ShardedTrainStep, native_alltoall

@@ -11,7 +11,7 @@ from src.engine.callbacks import TrainState
 from src.engine.lr import learning_rates
 from src.engine.optim import build_optimizer
 from src.engine.runtime import as_tensors, kernel_threads
-from src.engine.sparse import build_sparse_train_step, distributed_step, same_rows
+from src.engine.sparse import build_sparse_train_step, rows_between_ranks, same_rows
 from src.engine.train_step import MultiStep, build_train_step, random_cells
 from src.engine.evaluation import evaluate
 from src.engine.graph_call import GraphCall, threaded
@@ -39,8 +39,7 @@ def _steps_per_call(cfg, spec, network):
     if steps < 0:
         raise ValueError(f"steps_per_call must be 0 (auto) or at least 1, got {steps}")
     random = random_cells(network) if steps != 1 else []
-    distributed = spec.sparse and steps != 1 and (getattr(network.embedding, "sharded", False)
-                                                  or distributed_step())
+    distributed = spec.sparse and steps != 1 and rows_between_ranks(network.embedding)
     copies = spec.sparse and cfg.get("parameter_copies", "default") != "none"
     if steps == 0:
         return AUTO_STEPS if not (random or distributed or copies) else 1
