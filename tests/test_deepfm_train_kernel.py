@@ -65,10 +65,10 @@ def _forward(library, rows, inverse, dense, threads):
     return code, vectors, first
 
 
-def _backward(library, rows, inverse, dense, threads, vectors, d_vectors, d_first):
+def _backward(library, rows, inverse, dense, threads, d_vectors, d_first):
     d_rows = np.full_like(rows, np.nan)
     code = call_aot(library.FmRowsGrad, [rows, inverse, dense, np.array([threads], np.int32),
-                                         vectors, d_vectors, d_first, d_rows])
+                                         d_vectors, d_first, d_rows])
     return code, d_rows
 
 
@@ -90,12 +90,12 @@ def test_the_kernels_compute_the_fm_and_the_rows_gradient(library, unique, field
     rng = np.random.default_rng(batch)
     d_vectors = rng.standard_normal(vectors.shape).astype(np.float32)
     d_first = rng.standard_normal(first.shape).astype(np.float32)
-    code, d_rows = _backward(library, rows, inverse, dense, threads, vectors, d_vectors, d_first)
+    code, d_rows = _backward(library, rows, inverse, dense, threads, d_vectors, d_first)
     assert code == 0
     want = _expected_grad(rows, inverse, dense, d_vectors, d_first)
     np.testing.assert_allclose(d_rows, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
     if threads > 1:                          # the sums' order does not depend on the threads
-        assert np.array_equal(_backward(library, rows, inverse, dense, 1, vectors, d_vectors,
+        assert np.array_equal(_backward(library, rows, inverse, dense, 1, d_vectors,
                                         d_first)[1], d_rows)
 
 
@@ -108,15 +108,15 @@ def test_the_kernels_refuse_rows_outside_and_shapes_that_do_not_fit(library):
         wrong = inverse.copy()
         wrong[299, 5] = bad
         assert _forward(library, rows, wrong, dense, 2)[0] == 2
-        assert _backward(library, rows, wrong, dense, 2, vectors, *grads)[0] == 2
+        assert _backward(library, rows, wrong, dense, 2, *grads)[0] == 2
     assert _forward(library, rows, inverse, dense[:299].copy(), 1)[0] == 1           # batch 299
     assert _forward(library, rows, inverse, np.ones((300, 7), np.float32), 1)[0] == 1  # 7 > 6
     assert _forward(library, rows, inverse.astype(np.int64), dense, 1)[0] == 1
     assert _forward(library, rows.astype(np.float64), inverse, dense, 1)[0] == 1
-    assert _backward(library, rows, inverse, dense, 1, vectors[:, :-1].copy(), *grads)[0] == 1
-    assert _backward(library, rows, inverse, dense, 1, vectors, grads[0],
+    assert _backward(library, rows, inverse, dense, 1, grads[0][:, :-1].copy(), grads[1])[0] == 1
+    assert _backward(library, rows, inverse, dense, 1, grads[0],
                      np.ones((300, 2), np.float32))[0] == 1
-    assert call_aot(library.FmRowsGrad, [rows, inverse, dense, np.array([1], np.int32), vectors,
+    assert call_aot(library.FmRowsGrad, [rows, inverse, dense, np.array([1], np.int32),
                                          *grads, np.zeros((39, 6), np.float32)]) == 1
 
 

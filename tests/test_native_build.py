@@ -4,6 +4,7 @@ kernel that uses it; without a compiler, each kernel's (and the Criteo
 converter's parser's) error names the setting that avoids it."""
 import ctypes
 import os
+import platform
 
 import mindspore as ms
 import numpy as np
@@ -43,6 +44,54 @@ def test_a_changed_header_rebuilds_the_library(tmp_path, monkeypatch):
     second = native.build_library(str(source), "k", "set k: graph")
     assert second != first
     assert ctypes.CDLL(first).Value() == 3 and ctypes.CDLL(second).Value() == 4
+
+
+def _logging_compiler(path, refuse=""):
+    """A compiler script that logs its arguments to path + ".log" and runs
+    g++, failing instead when an argument equals ``refuse``."""
+    _write(path, "#!/bin/sh\n"
+                 f'echo "$@" >> "{path}.log"\n'
+                 f'for a in "$@"; do [ "$a" = "{refuse}" ] && echo "unknown {refuse}" >&2 && exit 1; done\n'
+                 'exec g++ "$@"\n')
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def test_kernels_are_built_for_this_cpu_and_cached_per_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", _logging_compiler(tmp_path / "cxx"))
+    source = tmp_path / "src" / "k.cc"
+    _write(source, 'extern "C" int Value() { return 7; }\n')
+    first = native.build_library(str(source), "k", "set k: graph")
+    assert "-march=native" in (tmp_path / "cxx.log").read_text()
+    assert ctypes.CDLL(first).Value() == 7
+    # another CPU sharing the cache folder (a cluster's home) gets a library of its own
+    monkeypatch.setattr(native, "cpu_key", lambda: "x86_64\nmodel name : another CPU")
+    other = native.build_library(str(source), "k", "set k: graph")
+    assert other != first and os.path.isfile(first) and ctypes.CDLL(other).Value() == 7
+
+
+def test_a_compiler_refusing_the_machine_flags_builds_without_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", _logging_compiler(tmp_path / "cxx", refuse="-march=native"))
+    source = tmp_path / "src" / "k.cc"
+    _write(source, 'extern "C" int Value() { return 5; }\n')
+    assert ctypes.CDLL(native.build_library(str(source), "k", "set k: graph")).Value() == 5
+    calls = (tmp_path / "cxx.log").read_text().splitlines()
+    assert len(calls) == 2 and "-march=native" in calls[0] and "-march=native" not in calls[1]
+    _write(source, 'extern "C" int Value() { return }\n')          # a real error is still one
+    with pytest.raises(native.KernelBuildError, match="failed"):
+        native.build_library(str(source), "k", "set k: graph")
+    assert not [p for p in (tmp_path / "cache" / "recsys-kernels").iterdir() if p.suffix != ".so"
+                or p.name.startswith("tmp")]                 # no partial file left behind
+
+
+def test_the_cpu_key_names_the_architecture_and_the_cpu_features_once():
+    key = native.cpu_key().splitlines()
+    assert key[0] == platform.machine()
+    assert len(key) == len(set(key[2:])) + 2                         # each line once
+    if os.path.isfile("/proc/cpuinfo") and platform.machine() == "x86_64":
+        assert any(line.startswith("flags") for line in key)
 
 
 def test_the_threaded_kernels_include_the_shared_split():

@@ -45,13 +45,14 @@ def test_the_kernel_trains_as_the_graphs_scatters(kind, clip_norm, buckets):
 
 
 class _Sgd(nn.Cell):
-    def __init__(self, table):
+    def __init__(self, table, threads=1):
         super().__init__()
         self.table = Parameter(Tensor(table), name="table")
         self.update = row_update.row_update_op("sgd")
+        self.threads = Tensor(np.array([threads], np.int32))
 
     def construct(self, ids, grad, lr):
-        return self.update(self.table, ids, grad, lr)
+        return self.update(self.table, ids, grad, lr, self.threads)
 
 
 def test_a_row_is_updated_once_and_the_trailing_padding_once():
@@ -96,3 +97,39 @@ def test_the_library_is_compiled_once_and_cached(tmp_path, monkeypatch):
     assert row_update.library_path() == path
     assert (tmp_path / path).stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "recsys-kernels").iterdir()] == [path.rsplit("/", 1)[1]]
+
+
+def _adam_rows(threads, table, ids, grad, moments):
+    import ctypes
+    from tests.aot import call_aot
+    library = ctypes.CDLL(row_update.library_path())
+    table, moments, out = table.copy(), moments.copy(), np.full(1, -1, np.int32)
+    hyper = np.array([0.01, 0.9, 0.999, 1e-8], np.float32)
+    code = call_aot(library.RowAdam, [table, ids, grad, moments, hyper,
+                                      np.array([threads], np.int32), out])
+    return code, out, table, moments
+
+
+def test_adam_rows_split_among_threads_update_as_one_thread_and_as_numpy():
+    rng = np.random.default_rng(0)
+    rows, d, n = 9000, 17, 5000                          # several threads' worth of ids
+    table = rng.standard_normal((rows, d)).astype(np.float32)
+    moments = np.abs(rng.standard_normal((rows, 2, d))).astype(np.float32)
+    ids = np.concatenate([rng.permutation(rows - 1)[:n - 3], [rows - 1] * 3]).astype(np.int32)
+    grad = rng.standard_normal((n, d)).astype(np.float32)
+    code, out, one_table, one_moments = _adam_rows(1, table, ids, grad, moments)
+    assert code == 0 and out[0] == 0
+    for threads in (2, 3):
+        _, _, split_table, split_moments = _adam_rows(threads, table, ids, grad, moments)
+        assert np.array_equal(split_table, one_table) and np.array_equal(split_moments, one_moments)
+    applied = ids[:n - 2]                              # the padding's first id only
+    m = 0.9 * moments[applied, 0] + 0.1 * grad[:n - 2]
+    v = 0.999 * moments[applied, 1] + 0.001 * grad[:n - 2] ** 2
+    want = table.copy()
+    want[applied] -= 0.01 * m / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(one_table, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one_moments[applied, 1], v, rtol=1e-5, atol=1e-6)
+    untouched = np.setdiff1d(np.arange(rows), applied)
+    assert np.array_equal(one_table[untouched], table[untouched])
+    bad = _adam_rows(2, table, ids, grad, moments[:, :, :-1].copy())
+    assert bad[0] == 1 and bad[1][0] == -1

@@ -30,7 +30,7 @@ FALLBACK = "set dense_update: graph"
 
 def library_path():
     """The compiled dense-update library (:func:`src.engine.native.build_library`)."""
-    return build_library(SOURCE, "dense_update", FALLBACK, ("-pthread", "-fno-math-errno"))
+    return build_library(SOURCE, "dense_update", FALLBACK, ("-pthread",))
 
 
 def _one(*_):

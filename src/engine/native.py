@@ -15,6 +15,7 @@ and such a kernel; and :func:`aot_with_gradient`, such a kernel as an
 operator whose gradient is a second kernel."""
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -115,15 +116,55 @@ def source_files(source):
     return found
 
 
+# Added to every kernel's flags: code for the CPU it runs on (its widest
+# vector instructions), and square roots that need not set errno (so loops
+# with them vectorise). A compiler that refuses them builds without them.
+MACHINE_FLAGS = ("-march=native", "-fno-math-errno")
+_CPU_FIELDS = ("model name", "flags", "CPU implementer", "CPU architecture", "CPU part", "Features")
+
+
+def cpu_key():
+    """What ``-march=native`` compiles for, as text: the architecture and
+    the CPU's model and feature lines of ``/proc/cpuinfo`` (each once). It
+    is part of a library's cache key, so a cache folder shared by machines
+    with different CPUs (a home folder on a cluster) holds one library per
+    CPU and never hands one machine another's instructions."""
+    lines = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name = line.split(":", 1)[0].strip()
+                if name in _CPU_FIELDS:
+                    lines.setdefault(line.strip(), None)
+    except OSError:
+        pass
+    return "\n".join([platform.machine(), platform.processor(), *lines])
+
+
+def _compile(compiler, flags, source, folder):
+    """``source`` compiled with ``flags`` into a new file of ``folder``:
+    its path, or None and the compiler's messages."""
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", *flags,
+                             "-o", partial, source], capture_output=True, text=True)
+    if result.returncode != 0:
+        os.unlink(partial)
+        return None, result.stderr
+    return partial, ""
+
+
 def build_library(source, stem, fallback, flags=()):
     """The path of ``source`` compiled into a shared library named ``stem``
-    plus a hash of its text, its local headers' (:func:`source_files`) and the
-    flags, compiling it first if no cached copy exists
-    (``$CXX`` or ``g++``, with ``flags`` added; written under a temporary
-    name and renamed, so concurrent processes never load a partial file).
-    ``fallback`` ends the error raised without a compiler: the setting that
-    avoids the kernel."""
+    plus a hash of its text, its local headers' (:func:`source_files`), the
+    flags and the CPU (:func:`cpu_key`), compiling it first if no cached copy
+    exists (``$CXX`` or ``g++``, with :data:`MACHINE_FLAGS` and ``flags``
+    added, or ``flags`` alone if the compiler refuses the former; written
+    under a temporary name and renamed, so concurrent processes never load a
+    partial file). ``fallback`` ends the error raised without a compiler:
+    the setting that avoids the kernel."""
     digest = hashlib.sha256(" ".join(flags).encode())
+    digest.update(" ".join(MACHINE_FLAGS).encode() + b"\n" + cpu_key().encode())
     for path in source_files(source):
         with open(path, "rb") as f:
             digest.update(f.read())
@@ -143,13 +184,11 @@ def build_library(source, stem, fallback, flags=()):
             raise KernelBuildError(
                 f"{stem}: the kernel needs a C++ compiler to build {source}, and {compiler!r} was "
                 f"not found: install g++ (or set CXX), or {fallback}")
-        fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", *flags,
-                                 "-o", partial, source], capture_output=True, text=True)
-        if result.returncode != 0:
-            os.unlink(partial)
-            raise KernelBuildError(f"compiling {source} with {compiler} failed:\n{result.stderr}")
+        partial, _ = _compile(compiler, (*MACHINE_FLAGS, *flags), source, folder)
+        if partial is None:
+            partial, errors = _compile(compiler, tuple(flags), source, folder)
+            if partial is None:
+                raise KernelBuildError(f"compiling {source} with {compiler} failed:\n{errors}")
         os.replace(partial, path)
         return path
     raise KernelBuildError(f"no writable cache folder for the {stem} library ({last_error})")

@@ -27,7 +27,7 @@ KERNELS = {"sgd": "RowSgd", "adagrad": "RowAdagrad", "adam": "RowAdam"}
 
 def library_path():
     """The compiled row-update library (:func:`src.engine.native.build_library`)."""
-    return build_library(SOURCE, "row_update", "set row_update: graph")
+    return build_library(SOURCE, "row_update", "set row_update: graph", ("-pthread",))
 
 
 def _one_int(*_):
@@ -40,13 +40,15 @@ def _int32(*_):
 
 def row_update_op(kind):
     """The custom operator updating a table's rows in place with optimizer
-    ``kind`` (``sgd``: ``(table, ids, grad, [lr])``; ``adagrad``: ``(table,
-    ids, grad, accum, [lr, eps])``; ``adam``: ``(table, ids, grad, moments,
-    [corrected lr, beta1, beta2, eps])``); it returns a ``(1,)`` int32 zero."""
+    ``kind`` (``sgd``: ``(table, ids, grad, [lr], threads)``; ``adagrad``:
+    ``(table, ids, grad, accum, [lr, eps], threads)``; ``adam``: ``(table,
+    ids, grad, moments, [corrected lr, beta1, beta2, eps], threads)``, with
+    ``threads`` a ``(1,)`` int32 tensor, :func:`src.engine.native.kernel_ints`);
+    it returns a ``(1,)`` int32 zero."""
     if kind not in KERNELS:
         raise ValueError(f"no row-update kernel for optimizer {kind!r}; one of {', '.join(KERNELS)}")
     written = (0,) if kind == "sgd" else (0, 3)          # the table, and the optimizer state
-    inputs = 4 if kind == "sgd" else 5
+    inputs = 5 if kind == "sgd" else 6
     # Declared as writing those inputs, as MindSpore's own ScatterUpdate is:
     # read as plain inputs, the table (loaded again after the dense update)
     # would be copied whole before the kernel, every step.

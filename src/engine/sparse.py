@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.engine.native import require_cpu
+from src.engine.native import kernel_ints, require_cpu
 from src.engine.train_step import clip_by_global_norm, scale_by
 
 ROW_OPTIMIZERS = ("sgd", "adagrad", "adam")
@@ -121,7 +121,9 @@ class RowOptimizer(nn.Cell):
         self.in_place = bool(in_place)
         if self.in_place:
             from src.engine.row_update import row_update_op
+            from src.engine.runtime import kernel_threads
             self.update = row_update_op(kind)
+            self.threads = kernel_ints("RowOptimizer", kernel_threads())
             self.hyper = Tensor(np.array([self.eps] if kind == "adagrad" else
                                          [self.beta1, self.beta2, self.eps], np.float32))
 
@@ -152,12 +154,14 @@ class RowOptimizer(nn.Cell):
         """The same update by one kernel writing the table (and state) rows."""
         lr = lr.reshape((1,))
         if self.kind == "sgd":
-            return self.update(self.table, uniq, grad, lr)
+            return self.update(self.table, uniq, grad, lr, self.threads)
         if self.kind == "adagrad":
-            return self.update(self.table, uniq, grad, self.accum, ops.concat((lr, self.hyper)))
+            return self.update(self.table, uniq, grad, self.accum, ops.concat((lr, self.hyper)),
+                               self.threads)
         t = ops.cast(step, ms.float32)
         corrected = lr * ops.sqrt(1.0 - ops.pow(self.beta2, t)) / (1.0 - ops.pow(self.beta1, t))
-        return self.update(self.table, uniq, grad, self.moments, ops.concat((corrected, self.hyper)))
+        return self.update(self.table, uniq, grad, self.moments, ops.concat((corrected, self.hyper)),
+                           self.threads)
 
 
 def sum_copies(index, grads):

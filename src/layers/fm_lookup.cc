@@ -8,7 +8,7 @@
 //                                                       prediction: from the table
 // FmRows(rows (U x (D+1)), inverse (B x (N+C) int32), dense, threads)
 //   -> vectors, first                                   training: from the rows
-// FmRowsGrad(rows, inverse, dense, threads, vectors, d_vectors, d_first (B x 1))
+// FmRowsGrad(rows, inverse, dense, threads, d_vectors, d_first (B x 1))
 //   -> d_rows (U x (D+1))
 //
 // Field j < N is numeric: its value is dense[b, j]; field N + c is
@@ -22,11 +22,14 @@
 // what the network's graph computes from a gather of the rows (sums in
 // another order). The gradient: with s_d = sum_j v_jd, field j's row gets
 // x_j (d_vectors[b, j*D + d] + d_first[b] (s_d - v_jd)) in column d and
-// x_j d_first[b] in column D, summed over the fields and samples that use it.
-// Samples are split among up to ``threads`` threads, at least 128 each; the
-// gradient's rows among a power of two of them, by row number modulo that
-// count, each thread adding its rows' terms in sample order (so the sums do
-// not depend on the number of threads).
+// x_j d_first[b] in column D, summed over the fields and samples that use it;
+// it computes v_jd again from the rows (a few MB, which stay in cache) rather
+// than read the forward's vectors (B x F x D: as much memory as d_vectors).
+// Samples are split among up to ``threads`` threads, at least 128 each. The
+// gradient cuts the batch into up to 4 runs of samples by its size alone
+// (at least 2^15 (b, j) terms each), each run summing its terms in sample
+// order into a table of its own, then adds the tables in run order; the runs
+// are split among the threads, so the sums do not depend on their number.
 //
 // Error codes: 1 for shapes or dtypes it does not take, 2 for a row outside
 // the table (FmLookup: a categorical id below 0 or at or past R - N; FmRows: an
@@ -43,11 +46,17 @@ namespace {
 
 constexpr int64_t kRowsPerThread = 128;
 constexpr int64_t kTermsPerThread = 1 << 15;  // the gradient: fewer (b, j) terms stay on one thread
+constexpr int64_t kMaxRuns = 4;               // the gradient: runs of samples, each a table of its own
 
 struct Shapes {
   int64_t table_rows, dim, batch, num_cat, num_dense;
   int64_t fields() const { return num_dense + num_cat; }
 };
+
+// Field j's value in sample b.
+float Value(const Shapes &s, const float *dense, int64_t b, int64_t j) {
+  return j < s.num_dense ? dense[b * s.num_dense + j] : 1.0f;
+}
 
 // Samples [begin, end): the FM of each; row(b, j) gives field j's row of sample
 // b, or nullptr for one outside the table (then false, at the first such).
@@ -62,7 +71,7 @@ bool Samples(const Shapes &s, const RowOf &row_of, const float *dense, float *ve
     float linear = 0.0f;
     float *out = vectors + b * fields * d;
     for (int64_t j = 0; j < fields; ++j) {
-      const float x = j < s.num_dense ? dense[b * s.num_dense + j] : 1.0f;
+      const float x = Value(s, dense, b, j);
       const float *row = row_of(b, j);
       if (row == nullptr) return false;
       float *o = out + j * d;
@@ -165,55 +174,61 @@ extern "C" int FmRows(int nparam, void **params, int *ndims, int64_t **shapes,
 extern "C" int FmRowsGrad(int nparam, void **params, int *ndims, int64_t **shapes,
                           const char **dtypes, void *, void *) {
   Shapes s;
-  if (nparam != 8 || !RowsShapes(nparam, ndims, shapes, dtypes, "vv1", &s) || ndims[7] != 2 ||
-      std::strcmp(dtypes[7], "float32") != 0 || shapes[7][0] != s.table_rows ||
-      shapes[7][1] != s.dim + 1) {
+  if (nparam != 7 || !RowsShapes(nparam, ndims, shapes, dtypes, "v1", &s) || ndims[6] != 2 ||
+      std::strcmp(dtypes[6], "float32") != 0 || shapes[6][0] != s.table_rows ||
+      shapes[6][1] != s.dim + 1) {
     return 1;
   }
   const int64_t d = s.dim, width = d + 1, fields = s.fields();
+  const float *rows = static_cast<const float *>(params[0]);
   const int32_t *inverse = static_cast<const int32_t *>(params[1]);
   const float *dense = static_cast<const float *>(params[2]);
-  const float *vectors = static_cast<const float *>(params[4]);
-  const float *d_vectors = static_cast<const float *>(params[5]);
-  const float *d_first = static_cast<const float *>(params[6]);
-  float *d_rows = static_cast<float *>(params[7]);
+  const float *d_vectors = static_cast<const float *>(params[4]);
+  const float *d_first = static_cast<const float *>(params[5]);
+  float *d_rows = static_cast<float *>(params[6]);
   for (int64_t i = 0; i < s.batch * fields; ++i) {
     if (inverse[i] < 0 || inverse[i] >= s.table_rows) return 2;
   }
-  // s_d per sample, times d_first: field j's column d gets x_j (d_vectors + g s_d - g v_jd)
-  std::vector<float> scaled_sums(s.batch * d);
-  recsys::ParallelParts(s.batch, Threads(params), kRowsPerThread,
-                        [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      float *sum = &scaled_sums[b * d];
-      std::fill(sum, sum + d, 0.0f);
-      for (int64_t j = 0; j < fields; ++j) {
-        const float *v = vectors + (b * fields + j) * d;
-        for (int64_t k = 0; k < d; ++k) sum[k] += v[k];
+  // The samples in `parts` runs, a number set by the batch's size alone (not
+  // the threads): run p adds its samples' terms, in sample order, into a
+  // table of its own (run 0 into d_rows), and the tables are then added in
+  // run order; so the sums do not depend on the threads.
+  const int64_t parts = std::clamp<int64_t>(s.batch * fields / kTermsPerThread, 1, kMaxRuns);
+  std::vector<float> own((parts - 1) * s.table_rows * width);
+  recsys::ParallelParts(parts, Threads(params), 1, [&](int64_t, int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      float *table = p == 0 ? d_rows : own.data() + (p - 1) * s.table_rows * width;
+      if (p == 0) std::fill_n(d_rows, s.table_rows * width, 0.0f);
+      std::vector<float> sum(d);
+      for (int64_t b = s.batch * p / parts; b < s.batch * (p + 1) / parts; ++b) {
+        // s_d times d_first: field j's column d gets x_j (d_vectors + g s_d - g v_jd)
+        const float g = d_first[b];
+        std::fill(sum.begin(), sum.end(), 0.0f);
+        for (int64_t j = 0; j < fields; ++j) {
+          const float x = Value(s, dense, b, j);
+          const float *row = rows + inverse[b * fields + j] * width;
+          for (int64_t k = 0; k < d; ++k) sum[k] += row[k] * x;
+        }
+        for (int64_t k = 0; k < d; ++k) sum[k] *= g;
+        for (int64_t j = 0; j < fields; ++j) {
+          const int64_t r = inverse[b * fields + j];
+          const float x = Value(s, dense, b, j);
+          const float *row = rows + r * width, *dv = d_vectors + (b * fields + j) * d;
+          float *out = table + r * width;
+          for (int64_t k = 0; k < d; ++k) out[k] += x * (dv[k] + sum[k] - g * (row[k] * x));
+          out[d] += x * g;
+        }
       }
-      for (int64_t k = 0; k < d; ++k) sum[k] *= d_first[b];
     }
   });
-  // row r's terms are summed by owner r % owners, a power of two
-  int64_t owners = 1;
-  while (owners * 2 <= std::min<int64_t>(Threads(params), s.batch * fields / kTermsPerThread)) {
-    owners *= 2;
+  if (parts > 1) {
+    recsys::ParallelParts(s.table_rows * width, Threads(params), 1 << 16,
+                          [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t p = 1; p < parts; ++p) {
+        const float *add = own.data() + (p - 1) * s.table_rows * width;
+        for (int64_t i = begin; i < end; ++i) d_rows[i] += add[i];
+      }
+    });
   }
-  recsys::ParallelParts(owners, owners, 1, [&](int64_t owner, int64_t, int64_t) {
-    for (int64_t r = owner; r < s.table_rows; r += owners) std::fill_n(d_rows + r * width, width, 0.0f);
-    for (int64_t b = 0; b < s.batch; ++b) {
-      const float g = d_first[b];
-      const float *sum = &scaled_sums[b * d];
-      for (int64_t j = 0; j < fields; ++j) {
-        const int64_t r = inverse[b * fields + j];
-        if ((r & (owners - 1)) != owner) continue;
-        const float x = j < s.num_dense ? dense[b * s.num_dense + j] : 1.0f;
-        const float *v = vectors + (b * fields + j) * d, *dv = d_vectors + (b * fields + j) * d;
-        float *out = d_rows + r * width;
-        for (int64_t k = 0; k < d; ++k) out[k] += x * (dv[k] + sum[k] - g * v[k]);
-        out[d] += x * g;
-      }
-    }
-  });
   return 0;
 }

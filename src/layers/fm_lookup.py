@@ -81,8 +81,8 @@ class FmRows(nn.Cell):
                           out_shape=lambda rows, *_: rows, out_dtype=lambda rows, *_: rows,
                           func_type="aot")
 
-        def bprop(rows, inverse, dense, threads, out, dout):
-            d_rows = grad(rows, inverse, dense, threads, out[0], dout[0], dout[1])
+        def bprop(rows, inverse, dense, threads, _out, dout):
+            d_rows = grad(rows, inverse, dense, threads, dout[0], dout[1])
             return d_rows, ops.zeros_like(inverse), ops.zeros_like(dense), ops.zeros_like(threads)
 
         self.fm = ops.Custom(f"{library}:FmRows", out_shape=_rows_out_shape,
