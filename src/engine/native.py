@@ -13,6 +13,7 @@ the bias and ReLU (and dropout) of their MLPs' layers
 :func:`kernel_choice`, a config key's choice between the graph's operators
 and such a kernel; and :func:`aot_with_gradient`, such a kernel as an
 operator whose gradient is a second kernel."""
+import functools
 import hashlib
 import os
 import platform
@@ -123,6 +124,7 @@ MACHINE_FLAGS = ("-march=native", "-fno-math-errno")
 _CPU_FIELDS = ("model name", "flags", "CPU implementer", "CPU architecture", "CPU part", "Features")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_key():
     """What ``-march=native`` compiles for, as text: the architecture and
     the CPU's model and feature lines of ``/proc/cpuinfo`` (each once). It
