@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../engine/parallel_parts.h"
@@ -194,11 +195,12 @@ extern "C" int FmRowsGrad(int nparam, void **params, int *ndims, int64_t **shape
   // table of its own (run 0 into d_rows), and the tables are then added in
   // run order; so the sums do not depend on the threads.
   const int64_t parts = std::clamp<int64_t>(s.batch * fields / kTermsPerThread, 1, kMaxRuns);
-  std::vector<float> own((parts - 1) * s.table_rows * width);
+  // (uninitialised: each run clears its own table)
+  std::unique_ptr<float[]> own(new float[(parts - 1) * s.table_rows * width]);
   recsys::ParallelParts(parts, Threads(params), 1, [&](int64_t, int64_t first, int64_t last) {
     for (int64_t p = first; p < last; ++p) {
-      float *table = p == 0 ? d_rows : own.data() + (p - 1) * s.table_rows * width;
-      if (p == 0) std::fill_n(d_rows, s.table_rows * width, 0.0f);
+      float *table = p == 0 ? d_rows : own.get() + (p - 1) * s.table_rows * width;
+      std::fill_n(table, s.table_rows * width, 0.0f);
       std::vector<float> sum(d);
       for (int64_t b = s.batch * p / parts; b < s.batch * (p + 1) / parts; ++b) {
         // s_d times d_first: field j's column d gets x_j (d_vectors + g s_d - g v_jd)
@@ -225,7 +227,7 @@ extern "C" int FmRowsGrad(int nparam, void **params, int *ndims, int64_t **shape
     recsys::ParallelParts(s.table_rows * width, Threads(params), 1 << 16,
                           [&](int64_t, int64_t begin, int64_t end) {
       for (int64_t p = 1; p < parts; ++p) {
-        const float *add = own.data() + (p - 1) * s.table_rows * width;
+        const float *add = own.get() + (p - 1) * s.table_rows * width;
         for (int64_t i = begin; i < end; ++i) d_rows[i] += add[i];
       }
     });
