@@ -97,7 +97,7 @@ def test_the_cpu_key_names_the_architecture_and_the_cpu_features_once():
 def test_the_threaded_kernels_include_the_shared_split():
     header = os.path.join(os.path.dirname(native.__file__), "parallel_parts.h")
     for module in (gated_mixture, sparse_input, dense_update, relu_pool, fm_lookup,
-                   dot_interaction, bias_relu):
+                   dot_interaction, bias_relu, row_update):
         assert header in native.source_files(module.SOURCE), module.__name__
 
 

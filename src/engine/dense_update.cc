@@ -207,7 +207,7 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
         int64_t hyper_size, int scalars, int groups, Rate rate, Update update) {
   Weights w;
   if (!Parse(nparam, params, ndims, shapes, dtypes, hyper_size, scalars, groups, &w)) return 1;
-  const int64_t threads = std::max<int32_t>(1, static_cast<const int32_t *>(params[0])[1]);
+  const int64_t threads = recsys::ThreadsAsked(params[0], 1);
   const float lr = rate(StepRate(params, shapes));
   const float factor = ClipFactor(w, Hyper(params, 0), threads);
   recsys::ParallelParts(w.total, threads, kPerThread, [&](int64_t, int64_t begin, int64_t end) {

@@ -1,6 +1,7 @@
 // Work split among threads, for the project's C++ CPU kernels (included by
-// src/engine/dense_update.cc and src/layers/*.cc; src/engine/native.py
-// builds a kernel again when a header it includes changes).
+// src/engine/dense_update.cc, src/engine/row_update.cc and src/layers/*.cc;
+// src/engine/native.py builds a kernel again when a header it includes
+// changes).
 #pragma once
 
 #include <algorithm>
@@ -9,6 +10,12 @@
 #include <vector>
 
 namespace recsys {
+
+// The thread count a kernel's int32 input `ints` holds at position `at`, at
+// least one.
+inline int64_t ThreadsAsked(const void *ints, int64_t at = 0) {
+  return std::max<int32_t>(1, static_cast<const int32_t *>(ints)[at]);
+}
 
 // part(t, begin, end) over the items [0, n), cut into up to `wanted` parts
 // of at least `least` items each (one part when n is smaller). Part 0 runs

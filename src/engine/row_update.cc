@@ -12,7 +12,6 @@
 // the scratch row, see unique_rows in src/engine/sparse.py). A row is updated
 // once, from its value before the step, as a ScatterUpdate of rows computed
 // from a gather would: so only the first id of the trailing run is used.
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -86,7 +85,7 @@ int Parse(int nparam, int expected, void **params, int *ndims, int64_t **shapes,
   if (!Valid(nparam, expected, ndims, shapes, dtypes)) return 1;
   const int at = expected - 2;
   if (ndims[at] != 1 || shapes[at][0] != 1 || std::strcmp(dtypes[at], "int32") != 0) return 1;
-  rows->threads = std::max<int32_t>(1, static_cast<const int32_t *>(params[at])[0]);
+  rows->threads = recsys::ThreadsAsked(params[at]);
   rows->table = static_cast<float *>(params[0]);
   rows->ids = static_cast<const int32_t *>(params[1]);
   rows->grad = static_cast<const float *>(params[2]);

@@ -129,7 +129,7 @@ int Grad(int nparam, void **params, int *ndims, int64_t **shapes, const char **d
   }
   const float *y = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
-  const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[2])[0]);
+  const int64_t wanted = recsys::ThreadsAsked(params[2]);
   float *dx = static_cast<float *>(params[3 + o]);
   float *dbias = static_cast<float *>(params[4 + o]);
   std::vector<float> sums(wanted * cols, 0.0f);
@@ -156,7 +156,7 @@ extern "C" int BiasRelu(int nparam, void **params, int *ndims, int64_t **shapes,
   }
   const float *x = static_cast<const float *>(params[0]);
   const float *bias = static_cast<const float *>(params[1]);
-  const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[2])[0]);
+  const int64_t wanted = recsys::ThreadsAsked(params[2]);
   float *y = static_cast<float *>(params[3]);
   recsys::ParallelParts(rows, wanted, Least(cols), [&](int64_t, int64_t begin, int64_t end) {
     Rows(x, bias, y, cols, begin, end);
@@ -191,7 +191,7 @@ extern "C" int BiasReluDropout(int nparam, void **params, int *ndims, int64_t **
   const int32_t *key = static_cast<const int32_t *>(params[2]);
   const float *x = static_cast<const float *>(params[0]);
   const float *bias = static_cast<const float *>(params[1]);
-  const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]);
+  const int64_t wanted = recsys::ThreadsAsked(params[3]);
   float *y = static_cast<float *>(params[5]);
   recsys::ParallelParts(rows, wanted, Least(cols), [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {

@@ -268,7 +268,7 @@ void GradRows4(const Shapes &s, const float *x, const float *m, const float *g, 
 
 bool IsType(const char *dtype, const char *wanted) { return std::strcmp(dtype, wanted) == 0; }
 
-int64_t Threads(const int32_t *layout) { return std::max<int32_t>(1, layout[0]); }
+int64_t Threads(const int32_t *layout) { return recsys::ThreadsAsked(layout); }
 
 }  // namespace
 

@@ -112,7 +112,7 @@ bool RowsShapes(int nparam, int *ndims, int64_t **shapes, const char **dtypes,
   return true;
 }
 
-int Threads(void **params) { return std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]); }
+int64_t Threads(void **params) { return recsys::ThreadsAsked(params[3]); }
 
 // FmLookup's and FmRows' work, over the batch among the threads: params
 // [2] dense, [3] threads, [4] vectors, [5] first; the error code.

@@ -46,7 +46,7 @@ struct Layout {
 
 // The threads the layout (params[2]) asks for, at least one.
 int64_t Threads(void **params) {
-  return std::max<int32_t>(1, static_cast<const int32_t *>(params[2])[5]);
+  return recsys::ThreadsAsked(params[2], 5);
 }
 
 using ExpFn = void (*)(float *, int64_t);

@@ -44,7 +44,7 @@ bool Parse(int nparam, int want, int *ndims, int64_t **shapes, const char **dtyp
 }
 
 int64_t Threads(void **params) {
-  return std::max<int32_t>(1, static_cast<const int32_t *>(params[1])[0]);
+  return recsys::ThreadsAsked(params[1]);
 }
 
 // The position (0-3: row-major in the window) of the window's first largest

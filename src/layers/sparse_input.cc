@@ -148,7 +148,7 @@ extern "C" int SparseInputProduct(int nparam, void **params, int *ndims, int64_t
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   const float *bias = static_cast<const float *>(params[2]);
-  const int64_t wanted = std::max<int32_t>(1, static_cast<const int32_t *>(params[3])[0]);
+  const int64_t wanted = recsys::ThreadsAsked(params[3]);
   float *out = static_cast<float *>(params[4]);
   static const RowsFn rows_fn = PickRows();
   recsys::ParallelParts(rows, wanted, 256, [&](int64_t, int64_t begin, int64_t end) {
