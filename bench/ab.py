@@ -10,8 +10,9 @@ take turns, as ``python -m bench.run`` measures ours against the peer
 more processes per tree, more turns while either tree's A/A control is less
 precise than ``--aa_se``, up to ``--max_reps`` (bench.run's rule). Printed:
 each tree's median rate, the ratio this tree / base (of the medians, and
-paired turn by turn with its standard error) and each tree's A/A (its first
-process against its second): a ratio means something only where both A/A
+paired turn by turn with its standard error) and each tree's A/A (its
+odd-numbered processes against its even-numbered ones; with two, its first
+against its second): a ratio means something only where both A/A
 lie near 1. Nothing is written to docs/: the figures of a change go to
 bench/notes.md with this command.
 
@@ -21,14 +22,14 @@ measures one setting against another in the same code, e.g. a kernel
 against the graph:
 
     python -m bench.ab --base . --base_set predict_mlp=graph --kind predict --model NAME \
-        --batch_size 16384 --processes 3
+        --batch_size 16384 --processes 4
 """
 import argparse
-import math
 import os
 import sys
 
-from bench.measure import Worker, imprecise, interleaved, paired_ratio, pooled, settle_turns
+from bench.measure import (Worker, halves_control, imprecise, interleaved, paired_ratio, pooled,
+                           settle_turns, turn_means)
 from bench.workload import ROOT, WORK_DIR, setting_args
 
 
@@ -74,24 +75,24 @@ def parse_args(argv=None):
 
 
 def aa_controls(rates, processes):
-    """``{tree: (ratio, standard_error)}``: each tree's first process against
-    its second, paired turn by turn (empty with one process per tree)."""
+    """``{tree: (ratio, standard_error)}``: each tree's odd-numbered processes
+    against its even-numbered ones, paired turn by turn (with two, its first
+    against its second; empty with one process per tree)."""
     if processes < 2:
         return {}
-    return {side: paired_ratio(rates[f"{side}#1"], rates[f"{side}#2"]) for side in ("base", "this")}
+    return {side: halves_control(rates, side) for side in ("base", "this")}
 
 
 def tree_turns(rates, side, processes):
     """Per turn, the geometric mean of a tree's processes' rates."""
-    turns = zip(*(rates[f"{side}#{n}"] for n in range(1, processes + 1)))
-    return [math.exp(sum(math.log(r) for r in turn) / processes) for turn in turns]
+    return turn_means(rates, [f"{side}#{n}" for n in range(1, processes + 1)])
 
 
 def summary(raw, processes):
     """The printed lines of ``raw`` results (:func:`interleaved`) of processes
     ``base#n`` and ``this#n``: the trees' pooled medians and, with two
-    processes per tree, each tree's A/A (its first process against its second,
-    paired turn by turn, ± its standard error)."""
+    processes per tree, each tree's A/A (:func:`aa_controls`, ± its standard
+    error)."""
     results = pooled(raw)
     base, this = results["base"], results["this"]
     rates = {side: r["rates"] for side, r in raw.items()}

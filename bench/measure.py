@@ -148,32 +148,38 @@ def _time_per_unit(worker, first, least_seconds):
         n *= 4
 
 
-def turn_order(sides, rep):
+def turn_order(sides, rep, ends=1):
     """The order of turn ``rep`` (from 0): ``sides``, reversed in odd turns, and
-    in every other pair of turns with its first and last sides swapped. A
-    process starts its turn just after another's ends, whose leftovers (such
-    as a reader filling its queue, or OpenMP threads still spinning) may take
-    some of its time.
-    With two processes of ours first and last in ``sides``, each of them in
-    four turns follows the other, itself, the first side between them and the
-    last, so neither is more often the one after a given process (a fixed
-    reversal put only ours' first after the peer's first process, and MMoE
-    2048's A/A control read that).
+    in every other pair of turns with its first ``ends`` sides and its last
+    ``ends`` swapped (each block reversed). A process starts its turn just
+    after another's ends, whose leftovers (such as a reader filling its
+    queue, or OpenMP threads still spinning) may take some of its time.
+    With ours' processes ``ours#1 .. ours#2e`` in ``sides``, the first ``e``
+    at its start and the others at its end (``ends`` = e), the odd-numbered
+    and the even-numbered ones (the halves of :func:`halves_control`) follow
+    every other process, and each other, equally often over four turns
+    (with e = 1: each of ours' two processes follows the other, itself, the
+    first side between them and the last), so neither half is more often the
+    one after a given process (a fixed reversal put only ours' first after
+    the peer's first process, and MMoE 2048's A/A control read that).
     """
     order = list(sides)
-    if rep // 2 % 2 and len(order) > 1:
-        order[0], order[-1] = order[-1], order[0]
+    ends = min(int(ends), len(order) // 2)
+    if rep // 2 % 2 and ends > 0:
+        order[:ends], order[-ends:] = order[-ends:][::-1], order[:ends][::-1]
     return order if rep % 2 == 0 else order[::-1]
 
 
-def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None):
+def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None,
+                ends=1):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured
     in turns so machine noise hits all sides: each is warmed up (``warmup``
     units, or the most any of them asks for in its set-up,
     ``setup["warmup_units"]``: graph compiles, first reads, a training
     epoch's end; an older tree's worker may not ask), timed (in runs of
     growing length) to size a repetition of about ``target_seconds``, then
-    the sides take turns ``reps`` times (in :func:`turn_order`). After
+    the sides take turns ``reps`` times (in :func:`turn_order`, with
+    ``ends``). After
     those, while ``more(rates)`` (rates so far, ``{side: [items/s per
     turn]}``) is true, they take further turns, up to ``max_reps`` in all.
     Returns ``{side: {"median", "min", "max", "rates", "units"}}``."""
@@ -187,7 +193,7 @@ def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, m
     rates = {side: [] for side in sides}
     rep = 0
     while rep < reps or (more is not None and rep < (max_reps or reps) and more(rates)):
-        for side in turn_order(sides, rep):
+        for side in turn_order(sides, rep, ends):
             seconds, items = workers[side].run(units[side])
             rates[side].append(items / seconds)
         rep += 1
@@ -223,6 +229,29 @@ def paired_ratio(first, second):
         raise ValueError("paired_ratio: no turn measured both sides")
     se = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) >= 2 else None
     return math.exp(statistics.fmean(logs)), se
+
+
+def turn_means(rates, labels):
+    """Per turn, the geometric mean of the rates of ``labels`` (``rates``:
+    ``{label: [items/s per turn]}``)."""
+    turns = list(zip(*(rates[label] for label in labels)))
+    return [math.exp(math.fsum(math.log(r) for r in turn) / len(turn)) for turn in turns]
+
+
+def halves_control(rates, side):
+    """``(ratio, standard_error)``: the A/A control of ``side``'s processes
+    ``side#1 .. side#n`` in ``rates`` (n >= 2): its odd-numbered processes
+    against its even-numbered ones, each half's rates taken per turn as
+    their geometric mean (:func:`turn_means`), paired turn by turn
+    (:func:`paired_ratio`). With two processes, the first against the
+    second. A process's speed has a draw of its own for its whole life, so
+    halves of several processes average several draws each and read less of
+    that chance (bench/notes.md, "How the figures are taken")."""
+    labels = sorted((label for label in rates if side_of(label) == side),
+                    key=lambda label: int(label.rpartition("#")[2]))
+    if len(labels) < 2:
+        raise ValueError(f"halves_control: {side} has {len(labels)} process(es), needs 2")
+    return paired_ratio(turn_means(rates, labels[0::2]), turn_means(rates, labels[1::2]))
 
 
 def side_of(label):

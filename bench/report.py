@@ -205,13 +205,17 @@ def _span(low, high):
     return f"{low}" if low == high else f"{low}-{high}"
 
 
-def _control_line(rows):
-    """What the A/A column holds (the paired control since it has an error)."""
+def _control_line(rows, processes=2):
+    """What the A/A column holds (the paired control since it has an error;
+    halves of ``processes`` processes since there were more than two)."""
     how = ("the geometric mean of their per-turn ratios ± its standard error"
            if any(r.get("control_se") is not None for r in rows)
            else "the ratio of their medians")
-    return (f"A/A: ours' first process against its second, {how}: how far from 1.0 a ratio "
-            "lands by chance on this machine.")
+    who = ("ours' first process against its second" if processes <= 2 else
+           f"ours' odd-numbered processes against its even-numbered ones ({processes // 2} "
+           f"against {processes // 2}, each half's rate per turn the geometric mean of its "
+           "processes')")
+    return f"A/A: {who}, {how}: how far from 1.0 a ratio lands by chance on this machine."
 
 
 def _control(row):
@@ -273,7 +277,7 @@ def markdown(report):
             control = any("control" in r for r in rows)
             flops = any(r.get("flops_per_sample") for r in rows)
             if control:
-                lines += [_control_line(rows), ""]
+                lines += [_control_line(rows, report["settings"].get("processes", 2)), ""]
             if flops:
                 lines += [_peak_line(report), ""]
             as_run = any(r.get("peer_variant") or r.get("peer_setting") for r in rows)

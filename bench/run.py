@@ -21,8 +21,8 @@ import traceback
 
 from bench import data, report
 from bench.flops import machine_peak
-from bench.measure import (Worker, WorkerError, fixed_layout, imprecise, interleaved,
-                           paired_ratio, peer_settings, peer_side, pooled, setting_name,
+from bench.measure import (Worker, WorkerError, fixed_layout, halves_control, imprecise,
+                           interleaved, peer_settings, peer_side, pooled, setting_name,
                            settle_turns, side_of)
 from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
@@ -50,10 +50,12 @@ def parse_args(argv):
                    help="interleaved repetitions (turns) per case, the table giving medians; "
                         "training cases may take more, see --max_reps")
     p.add_argument("--seconds", type=float, default=1.0, help="length of one repetition per process")
-    p.add_argument("--processes", type=int, default=2,
-                   help="worker processes per side in the training cases, measured in turns and "
-                        "pooled; with 2 or more the A/A column compares ours' first two "
-                        "(a process's speed varies by itself, beyond the machine's load)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="worker processes per side in the training cases (1 or an even number; "
+                        "default 4, 2 with --quick), measured in turns and pooled; the A/A "
+                        "column compares ours' odd-numbered processes with its even-numbered "
+                        "ones (a process's speed has a draw of its own, beyond the machine's "
+                        "load, so each half averages several)")
     p.add_argument("--max_reps", type=int, default=None,
                    help="in the training cases, further turns while the A/A control's standard "
                         "error is above --aa_se, up to this many in all (default 3 x --reps; "
@@ -97,6 +99,8 @@ def parse_args(argv):
                           [int(b) for b in _choices(args.train_batches,
                                                     list(map(str, TRAIN_BATCHES)),
                                                     "--train_batches", p)])
+    if args.processes is None:
+        args.processes = 2 if args.quick else 4
     if args.quick:
         args.reps, args.seconds, args.warmup, args.max_reps = 1, 0.2, 2, 1
         args.converter_sizes = "20000"
@@ -105,6 +109,8 @@ def parse_args(argv):
     args.converter_sizes = [int(s) for s in args.converter_sizes.split(",") if s]
     if args.reps < 1 or args.seconds <= 0 or args.warmup < 1 or args.processes < 1:
         p.error("--reps, --warmup and --processes must be at least 1 and --seconds positive")
+    if args.processes > 1 and args.processes % 2:
+        p.error("--processes must be 1 or even: the A/A control compares two equal halves")
     settle_turns(args, p.error)
     return args
 
@@ -134,10 +140,11 @@ def output_path(args):
 
 
 def aa_control(rates):
-    """``(ratio, standard_error)`` of ours' first process against its second
-    (``rates``: ``{label: [items/s per turn]}``), paired turn by turn
-    (:func:`bench.measure.paired_ratio`; the error is None before two turns)."""
-    return paired_ratio(rates["ours#1"], rates["ours#2"])
+    """``(ratio, standard_error)`` of ours' odd-numbered processes against its
+    even-numbered ones (``rates``: ``{label: [items/s per turn]}``), paired
+    turn by turn (:func:`bench.measure.halves_control`; the error is None
+    before two turns)."""
+    return halves_control(rates, "ours")
 
 
 def strongest_peer(model, res, settings=None):
@@ -240,7 +247,9 @@ class Suite:
         """``(labels, settings)``: the workers of a case: ours in ``processes``
         processes; the peer (every variant) in ``processes`` processes, or, with
         ``--peer_setting all``, in one process per thread setting
-        (:func:`bench.measure.peer_settings`), labelled ``@n``."""
+        (:func:`bench.measure.peer_settings`), labelled ``@n``, between the
+        first half of ours' processes and the second (see
+        :func:`bench.measure.turn_order`)."""
         from bench.peer import has_peer, peer_variants
         ours = [f"ours#{n}" for n in range(1, processes + 1)]
         if not with_peer or "peer" not in self.args.sides or not has_peer(model):
@@ -251,14 +260,15 @@ class Suite:
                     for side in ["ours"] + variants], None
         settings = peer_settings(self.args.threads)
         peers = [f"{v}@{n}#1" for v in variants for n in range(len(settings))]
-        return ours[:1] + peers + ours[1:], settings
+        half = max(1, processes // 2)
+        return ours[:half] + peers + ours[half:], settings
 
     def measure(self, kind, model, batch, processes=1, with_peer=True):
         """``({side: figures}, flops, settings)``: the figures (see
         :func:`bench.measure.pooled`) of every side of :meth:`labels` (ours
         alone without ``with_peer``), all measured in turns; the FLOPs per
         sample a worker counted (the peer's) or None; the peer's thread
-        settings (None: fixed). With two processes of ours, the turns go on
+        settings (None: fixed). With two or more processes of ours, the turns go on
         (up to ``--max_reps``) while their A/A control is less precise than
         ``--aa_se``, and ``figures["ours"]`` gets ``control``, ``control_se``
         and ``turns`` (:func:`aa_control`)."""
@@ -270,7 +280,8 @@ class Suite:
             def more(rates):
                 return imprecise(aa_control(rates)[1], a.aa_se)
         try:
-            raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps)
+            raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps,
+                              ends=max(1, processes // 2))
             res = pooled(raw)
             if processes >= 2:
                 control, se = aa_control({k: v["rates"] for k, v in raw.items()})

@@ -395,7 +395,7 @@ def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
     suite.data = lambda m: str(tmp_path)
     suite.train(model, 64)
     row = suite.report["cases"][0]
-    assert sorted(w.side for w in made) == sorted(["ours"] * 2 + ["peer"] * 3 + [f"peer:{other}"] * 3)
+    assert sorted(w.side for w in made) == sorted(["ours"] * 4 + ["peer"] * 3 + [f"peer:{other}"] * 3)
     assert all((w.setting is None) == (w.side == "ours") for w in made)
     assert sorted(str(w.setting) for w in made if w.side == "peer") == sorted(
         str(s) for s in run.peer_settings(2))
@@ -403,8 +403,9 @@ def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
     assert row["peer"] == 104.0 and abs(row["ratio"] - 120.0 / 104.0) < 1e-9
     assert sorted(r["median"] for r in row["peer_runs"]) == [50.0, 50.0, 52.0, 52.0, 100.0, 104.0]
     assert row["target"] == "ratio >= 1.10" and row["met"] is True
-    assert row["control"] == 1.0 and len(row["spread"]["ours"]["processes"]) == 2
+    assert row["control"] == 1.0 and len(row["spread"]["ours"]["processes"]) == 4
     text = report.markdown(suite.report)
+    assert "A/A: ours' odd-numbered processes against its even-numbered ones (2 against 2" in text
     assert "| peer as run | other peer variants | target | met |" in text
     assert f"| {other}; 2 threads, OMP_WAIT_POLICY=PASSIVE | {default} 100.0 | ratio >= 1.10 |" in text
     made.clear()
@@ -412,7 +413,7 @@ def test_a_case_compares_ours_with_the_peers_fastest_run(monkeypatch, tmp_path):
                                       "--peer_setting", "fixed"]), "test")
     fixed.data = suite.data
     fixed.train(model, 64)
-    assert sorted(w.side for w in made) == sorted(["ours", "peer", f"peer:{other}"] * 2)
+    assert sorted(w.side for w in made) == sorted(["ours", "peer", f"peer:{other}"] * 4)
     assert all(w.setting is None for w in made)
     assert fixed.report["cases"][0].get("peer_setting") is None
 
@@ -559,6 +560,56 @@ def test_the_turns_put_ours_two_processes_after_the_same_processes():
         assert sorted(turn_order(sides, rep)) == sorted(sides)
 
 
+def test_the_turns_put_ours_halves_after_the_same_processes():
+    """With four processes of ours, two before the peer's and two after, the
+    A/A control's halves (odd- and even-numbered processes) follow each
+    process as often as each other over the turns; two runs of the turns'
+    cycle, one whole cycle each."""
+    from collections import Counter
+    from bench import run
+    from bench.measure import turn_order
+    suite_labels = run.Suite.labels
+    args = run.parse_args(["--threads", "2"])
+    assert args.processes == 4 and run.parse_args(["--quick"]).processes == 2
+    fake = type("S", (), {"args": args})()
+    sides, _ = suite_labels(fake, MODEL, 4)
+    assert sides[:2] == ["ours#1", "ours#2"] and sides[-2:] == ["ours#3", "ours#4"]
+    stream = [side for rep in range(8) for side in turn_order(sides, rep, ends=2)]
+
+    def after(half):
+        kind = (lambda s: "ours" if s.startswith("ours#") else s)
+        return Counter(kind(stream[i - 1]) for i in range(4 * len(sides), len(stream))
+                       if stream[i] in half)
+
+    assert after({"ours#1", "ours#3"}) == after({"ours#2", "ours#4"})
+    assert after({"ours#1", "ours#3"})[sides[2]] > 0 and after({"ours#2", "ours#4"})[sides[-3]] > 0
+    for rep in range(8):
+        assert sorted(turn_order(sides, rep, ends=2)) == sorted(sides)
+    assert turn_order(["a", "b", "c", "d", "e"], 2, ends=2) == ["e", "d", "c", "b", "a"]
+    assert turn_order(["a", "b", "c", "d", "e"], 2, ends=1) == ["e", "b", "c", "d", "a"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--processes", "3"])           # halves must be equal
+
+
+def test_the_aa_control_compares_ours_halves():
+    """Per turn each half's rate is the geometric mean of its processes'; the
+    control pairs the halves turn by turn. Two processes: first against second."""
+    from bench import ab, run
+    from bench.measure import halves_control, paired_ratio, turn_means
+    rates = {"ours#1": [4.0, 8.0], "ours#2": [1.0, 2.0], "ours#3": [1.0, 2.0], "ours#4": [4.0, 8.0],
+             "peer@0#1": [9.0, 9.0]}
+    assert turn_means(rates, ["ours#1", "ours#2"]) == [pytest.approx(2.0), pytest.approx(4.0)]
+    assert run.aa_control(rates) == (pytest.approx(1.0), pytest.approx(0.0))
+    rates["ours#3"] = [4.0, 2.0]                           # odd half: sqrt(16), sqrt(16)
+    ratio, se = run.aa_control(rates)                      # even half: 2, 4
+    assert (ratio, se) == paired_ratio([4.0, 4.0], [2.0, 4.0])
+    two = {"this#1": [3.0, 3.0], "this#2": [1.0, 3.0], "base#1": [2.0], "base#2": [2.0]}
+    assert halves_control(two, "this") == paired_ratio([3.0, 3.0], [1.0, 3.0])
+    assert ab.aa_controls({**two, "base#1": [2.0, 2.0], "base#2": [2.0, 2.0]}, 2)["base"][0] == 1.0
+    with pytest.raises(ValueError, match="needs 2"):
+        halves_control({"ours#1": [1.0]}, "ours")
+
+
 def test_every_worker_of_a_case_warms_up_as_long_as_the_longest_asks():
     """A worker's set-up may ask for more warm-up units (a training epoch's
     end); every worker of the case then warms up that long, a worker that
@@ -636,7 +687,7 @@ def test_a_training_case_takes_turns_until_its_aa_is_precise(monkeypatch, tmp_pa
         speeds[:] = [first, [110.0]]
         args = run.parse_args(["--work_dir", str(tmp_path), "--reps", "3", "--warmup", "1",
                                "--sides", "ours", "--groups", "train", "--aa_se", str(aa_se),
-                               "--max_reps", str(max_reps)])
+                               "--max_reps", str(max_reps), "--processes", "2"])
         suite = run.Suite(args, "test")
         suite.data = lambda m: str(tmp_path)
         suite.train(MODEL, 64)
