@@ -563,8 +563,8 @@ def test_the_turns_put_ours_two_processes_after_the_same_processes():
 def test_the_turns_put_ours_halves_after_the_same_processes():
     """With four processes of ours, two before the peer's and two after, the
     A/A control's halves (odd- and even-numbered processes) follow each
-    process as often as each other over the turns; two runs of the turns'
-    cycle, one whole cycle each."""
+    process as often as each other: the four-turn cycle runs twice and the
+    second is counted, where every turn has a predecessor."""
     from collections import Counter
     from bench import run
     from bench.measure import turn_order
