@@ -170,6 +170,13 @@ def turn_order(sides, rep, ends=1):
     return order if rep % 2 == 0 else order[::-1]
 
 
+def ours_ends(processes):
+    """How many of ours' ``processes`` stand at each end of a case's sides (the
+    first half before the peer's, the rest after), the ``ends`` of
+    :func:`turn_order`."""
+    return max(1, processes // 2)
+
+
 def interleaved(workers, warmup, reps, target_seconds, calibrate=3, more=None, max_reps=None,
                 ends=1):
     """Rates (items/s) of every worker in ``workers`` ({side: Worker}), measured

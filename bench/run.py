@@ -22,8 +22,8 @@ import traceback
 from bench import data, report
 from bench.flops import machine_peak
 from bench.measure import (Worker, WorkerError, fixed_layout, halves_control, imprecise,
-                           interleaved, peer_settings, peer_side, pooled, setting_name,
-                           settle_turns, side_of)
+                           interleaved, ours_ends, peer_settings, peer_side, pooled,
+                           setting_name, settle_turns, side_of)
 from bench.workload import ROOT, WORK_DIR
 from src.registry import all_specs
 
@@ -260,7 +260,7 @@ class Suite:
                     for side in ["ours"] + variants], None
         settings = peer_settings(self.args.threads)
         peers = [f"{v}@{n}#1" for v in variants for n in range(len(settings))]
-        half = max(1, processes // 2)
+        half = ours_ends(processes)
         return ours[:half] + peers + ours[half:], settings
 
     def measure(self, kind, model, batch, processes=1, with_peer=True):
@@ -281,7 +281,7 @@ class Suite:
                 return imprecise(aa_control(rates)[1], a.aa_se)
         try:
             raw = interleaved(workers, a.warmup, a.reps, a.seconds, more=more, max_reps=a.max_reps,
-                              ends=max(1, processes // 2))
+                              ends=ours_ends(processes))
             res = pooled(raw)
             if processes >= 2:
                 control, se = aa_control({k: v["rates"] for k, v in raw.items()})
