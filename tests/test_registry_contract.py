@@ -229,14 +229,26 @@ def test_cpp_inference_matches_eval(runs, name, tmp_path, monkeypatch):
 
 
 def _check_program_errors(work, name):
-    """The program itself: a wrongly sized input and a missing model are named."""
+    """The program itself: its kernel times (``--profile=true``), and a
+    wrongly sized input, a missing model and a bad option named."""
     main = os.path.join(ROOT, "ascend310_infer", "out", "main")
     names = [i["name"] for i in read_manifest(str(work / "preprocess_Result"))["inputs"]]
+    inputs = "--input_paths=" + ",".join(f"preprocess_Result/{n}" for n in names)
+    run = subprocess.run([main, f"--mindir_path={name}_lite.mindir", inputs, "--device_target=CPU",
+                          "--time_dir=profiled", "--profile=true"], capture_output=True, text=True, cwd=work)
+    assert run.returncode == 0, run.stderr
+    with open(work / "profiled" / "kernel_times.txt") as fh:
+        lines = fh.read().splitlines()
+    assert lines[0].startswith("kernel time per batch, ms") and lines[0] in run.stdout
+    types = {line.split()[1]: float(line.split()[-1]) for line in lines[1:] if line.startswith("type ")}
+    kernels = [float(line.split()[-1]) for line in lines[1:] if line.startswith("kernel ")]
+    assert types and kernels and all(ms >= 0 for ms in list(types.values()) + kernels)
+    assert max(kernels) <= sum(types.values()) + 1e-6      # a kernel's time is part of its type's
+    assert any(t.startswith("MatMul") for t in types), types   # every model holds a dense layer
     folder = work / "preprocess_Result" / names[0]
     first = sorted(os.listdir(folder))[0]
     with open(folder / first, "ab") as fh:
         fh.write(b"\0\0\0\0")
-    inputs = "--input_paths=" + ",".join(f"preprocess_Result/{n}" for n in names)
     run = subprocess.run([main, f"--mindir_path={name}_lite.mindir", inputs,
                           "--device_target=CPU"], capture_output=True, text=True, cwd=work)
     assert run.returncode == 1 and "export and preprocess with the same batch size" in run.stderr
@@ -245,3 +257,6 @@ def _check_program_errors(work, name):
     assert run.returncode == 1 and "cannot build the model from missing.mindir" in run.stderr
     run = subprocess.run([main, "--input_paths=x"], capture_output=True, text=True, cwd=work)
     assert run.returncode == 2 and "--mindir_path is required" in run.stderr
+    run = subprocess.run([main, "--mindir_path=x", "--input_paths=x", "--profile=yes"],
+                         capture_output=True, text=True, cwd=work)
+    assert run.returncode == 2 and "--profile must be true or false" in run.stderr
