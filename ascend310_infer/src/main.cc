@@ -141,6 +141,7 @@ struct KernelTimes {
     std::sort(kernels.rbegin(), kernels.rend());
     std::ostringstream out;
     out << "kernel time per batch, ms (mean over " << batches << " batches)\n";
+    if (types.empty()) out << "no kernel was timed: this runtime does not call Predict's callbacks\n";
     for (const auto &t : types) out << "type " << t.second << " " << t.first << "\n";
     for (size_t i = 0; i < kernels.size() && i < 20; ++i) {
       out << "kernel " << kernels[i].second << " (" << type_of.at(kernels[i].second) << ") " << kernels[i].first
