@@ -64,6 +64,24 @@ def test_buckets_are_train_quantiles_with_a_bucket_for_the_common_value(tmp_path
                   <= n_fields + len(specs))              # one hot per field at most
 
 
+def test_a_column_of_few_values_gets_a_bucket_per_value_and_cuts_are_its_values():
+    rng = np.random.default_rng(0)
+    # a survey code 0/1/2 whose rare middle value sits between the quantiles
+    codes = rng.choice([0.0, 1.0, 2.0], size=5000, p=[0.25, 0.01, 0.74])
+    edges = census_numeric.bucket_edges(codes, 20)
+    assert edges == [0.0, 1.0, 2.0]
+    assert np.searchsorted(edges, [0.0, 1.0, 2.0], side="right").tolist() == [1, 2, 3]
+    # many integer values: every cut point but the common value's end is a value of
+    # the column, so no bucket lies between two neighbouring values
+    ages = rng.integers(0, 91, size=5000).astype(np.float64)
+    ages[:2000] = 0.0
+    edges = census_numeric.bucket_edges(ages, 20)
+    assert 10 <= len(edges) <= 40 and edges == sorted(set(edges))
+    assert set(edges) - set(ages) == {float(np.nextafter(0.0, 1.0))}
+    used = np.unique(np.searchsorted(edges, ages, side="right"))
+    assert used.tolist() == list(range(1, len(edges) + 1))          # no empty bucket
+
+
 def test_upstream_layout_is_the_default_and_bad_options_are_refused(tmp_path):
     table, fmap = fitted(synth_lines(300, seed=3), tmp_path)
     assert all(set(s) == {"name", "mean", "std"} for s in fmap["numeric"])

@@ -12,7 +12,9 @@ feature map so that a converted data set always encodes the same way:
   (one-hot like the other fields), so the network can respond to a range of a
   column, not only to a multiple of it. A value that fills a bucket of its own
   (zero capital gains: 96 % of the rows) keeps it, and the rest of the column
-  is cut at its own quantiles.
+  is cut at its own quantiles. A column of at most N distinct values (a survey
+  code, the year) gets a bucket per value, and the cuts are always values of
+  the column, so no bucket falls between two neighbouring values.
 
 A numeric spec in the feature map is ``{"name", "mean", "std"}`` plus
 ``"transform": "log1p"`` and ``"buckets": {"edges": [...], "offset": k}``
@@ -44,18 +46,24 @@ def transformed(values, spec):
 
 
 def bucket_edges(values, buckets):
-    """Sorted unique cut points: the column's ``buckets``-quantiles, plus the
+    """Sorted unique cut points (bucket ``i`` of a value is the number of cut
+    points at or below it), taken from the column's values.
+
+    A column with at most ``buckets`` distinct values gets a bucket per value.
+    Otherwise the cut points are the column's ``buckets``-quantiles, plus the
     quantiles of the rows off its most common value when that value holds
     more than one bucket's share of the rows."""
-    q = np.linspace(0.0, 1.0, int(buckets) + 1)[1:-1]
-    edges = [np.quantile(values, q)]
     common, counts = np.unique(values, return_counts=True)
+    if len(common) <= int(buckets):
+        return [float(v) for v in common]
+    q = np.linspace(0.0, 1.0, int(buckets) + 1)[1:-1]
+    edges = [np.quantile(values, q, method="higher")]
     top = common[np.argmax(counts)]
     if counts.max() > len(values) / buckets:
         rest = values[values != top]
         edges.append([top, np.nextafter(top, np.inf)])      # [top, top+): top alone
         if len(rest):
-            edges.append(np.quantile(rest, q))
+            edges.append(np.quantile(rest, q, method="higher"))
     return sorted(set(float(e) for part in edges for e in np.asarray(part).ravel()))
 
 
