@@ -42,6 +42,7 @@ hold_lock() {
 need_dir() { [[ -d "$1" ]] || die "$2: directory '$1' does not exist"; }
 need_file() { [[ -f "$1" ]] || die "$2: file '$1' does not exist"; }
 need_int() { [[ "$1" =~ ^[0-9]+$ ]] || die "$2 must be a non-negative integer, got '$1'"; }
+need_bool() { [[ "$1" == true || "$1" == false ]] || die "$2 must be true or false, got '$1'"; }
 
 # usage "ARGUMENTS" "LINE"...: print the usage to stderr and exit 2.
 usage() {

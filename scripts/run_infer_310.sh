@@ -8,7 +8,8 @@
 #   DEVICE_ID        Ascend device
 # Options after "--" go to preprocess.py (e.g. --model NAME --export_batch_size 1024
 # --config_path FILE). INFER_DEVICE_TARGET (default Ascend310; Ascend310P, GPU, CPU)
-# and MINDSPORE_PATH (the package with include/api and lib) are read from the environment.
+# and MINDSPORE_PATH (the package with include/api and lib) are read from the environment;
+# INFER_PROFILE=true also times every kernel (time_Result/kernel_times.txt, shown at the end).
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
@@ -21,6 +22,8 @@ DATA="$(abs_path "$2")"
 need_dir "$DATA" DATA_PATH
 [[ "$3" == y || "$3" == n ]] || die "NEED_PREPROCESS must be y or n, got '$3'"
 need_int "$4" DEVICE_ID
+INFER_PROFILE="${INFER_PROFILE:-false}"
+need_bool "$INFER_PROFILE" INFER_PROFILE
 WORK="$PWD"
 PRE="$WORK/preprocess_Result"
 if [[ "$3" == y ]]; then
@@ -35,8 +38,10 @@ bash "$REPO_ROOT/ascend310_infer/build.sh" "${MINDSPORE_PATH:-}" "${MS_LIB:-mind
 rm -rf "$WORK/result_Files" "$WORK/time_Result"
 "$REPO_ROOT/ascend310_infer/out/main" --mindir_path="$MODEL" --input_paths="$INPUTS" \
   --device_target="${INFER_DEVICE_TARGET:-Ascend310}" --device_id="$4" \
-  --result_dir="$WORK/result_Files" --time_dir="$WORK/time_Result" > "$WORK/infer.log" 2>&1 \
+  --result_dir="$WORK/result_Files" --time_dir="$WORK/time_Result" --profile="$INFER_PROFILE" \
+  > "$WORK/infer.log" 2>&1 \
   || { cat "$WORK/infer.log" >&2; die "inference failed (infer.log)"; }
 cat "$WORK/time_Result/test_perform_static.txt"
+[[ "$INFER_PROFILE" == false ]] || cat "$WORK/time_Result/kernel_times.txt"
 (cd "$WORK" && "$PYTHON" "$REPO_ROOT/postprocess.py" --infer_data_path "$PRE" \
    --result_path "$WORK/result_Files")

@@ -10,6 +10,7 @@
 #   -- --model NAME --export_batch_size 1024 --config_path default_config_cpu.yaml
 # LITE_SDK_DIR sets the SDK cache (default: .cache/mindspore-lite-2.0.0 in the repository).
 # INFER_TIMEOUT stops the inference program after that many seconds (default 3600; 0: never).
+# INFER_PROFILE=true also times every kernel: time_Result/kernel_times.txt, shown at the end.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
@@ -23,6 +24,8 @@ need_dir "$DATA" DATA_PATH
 [[ "$3" == y || "$3" == n ]] || die "NEED_PREPROCESS must be y or n, got '$3'"
 INFER_TIMEOUT="${INFER_TIMEOUT:-3600}"
 need_int "$INFER_TIMEOUT" INFER_TIMEOUT
+INFER_PROFILE="${INFER_PROFILE:-false}"
+need_bool "$INFER_PROFILE" INFER_PROFILE
 WORK="$PWD"
 PRE="$WORK/preprocess_Result"
 if [[ "$3" == y ]]; then
@@ -44,9 +47,11 @@ rm -rf "$WORK/result_Files" "$WORK/time_Result"
 status=0
 timeout "$INFER_TIMEOUT" "$OUT/main" --mindir_path="$MODEL.mindir" --input_paths="$INPUTS" \
   --device_target=CPU --result_dir="$WORK/result_Files" --time_dir="$WORK/time_Result" \
+  --profile="$INFER_PROFILE" \
   > "$WORK/infer.log" 2>&1 || status=$?
 [[ $status -ne 124 ]] || die "inference did not finish within INFER_TIMEOUT=$INFER_TIMEOUT s (infer.log)"
 [[ $status -eq 0 ]] || { cat "$WORK/infer.log" >&2; die "inference failed (infer.log)"; }
 cat "$WORK/time_Result/test_perform_static.txt"
+[[ "$INFER_PROFILE" == false ]] || cat "$WORK/time_Result/kernel_times.txt"
 (cd "$WORK" && "$PYTHON" "$REPO_ROOT/postprocess.py" --infer_data_path "$PRE" \
    --result_path "$WORK/result_Files")

@@ -19,3 +19,20 @@ def test_inference_program_errors(tmp_path):
     run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "n"], capture_output=True,
                          text=True, cwd=tmp_path, env={**os.environ, "INFER_TIMEOUT": "soon"})
     assert run.returncode == 2 and "INFER_TIMEOUT must be a non-negative integer" in run.stderr
+    run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "n"], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "INFER_PROFILE": "yes"})
+    assert run.returncode == 2 and "INFER_PROFILE must be true or false, got 'yes'" in run.stderr
+
+
+def test_ascend_inference_script_checks_its_arguments_before_building(tmp_path):
+    script = os.path.join(ROOT, "scripts", "run_infer_310.sh")
+    (tmp_path / "m.mindir").write_bytes(b"x")
+    run = subprocess.run(["bash", script, "m.mindir", str(tmp_path), "n", "zero"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "DEVICE_ID must be a non-negative integer" in run.stderr
+    run = subprocess.run(["bash", script, "m.mindir", str(tmp_path), "n", "0"], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "INFER_PROFILE": "1"})
+    assert run.returncode == 2 and "INFER_PROFILE must be true or false" in run.stderr
+    run = subprocess.run(["bash", script, "m.mindir", str(tmp_path), "n", "0"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "manifest.json not found" in run.stderr

@@ -213,9 +213,11 @@ def test_cpp_inference_matches_eval(runs, name, tmp_path, monkeypatch):
     run = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_infer_cpu.sh"),
                           f"{name}.onnx", data, "y", "--", "--model", name,
                           "--export_batch_size", EXPORT_BATCH] + list(spec.trial.args),
-                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                         env={**os.environ, "INFER_PROFILE": "true"})
     assert run.returncode == 0, run.stdout + run.stderr
     assert "NN inference cost average time" in run.stdout
+    assert "kernel time per batch, ms" in run.stdout        # INFER_PROFILE: timing scores the same
     with open(tmp_path / "acc.log") as fh:
         cpp = json.loads(fh.read().splitlines()[1])
     assert eval_entry.main(common + ["--ckpt_file", ckpt, "--output_path", str(tmp_path)]) == 0
