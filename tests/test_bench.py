@@ -746,3 +746,26 @@ def test_the_ceiling_times_each_captured_product():
         predicted, _ = ceiling.captured(lambda: net(x))
     assert predicted == {(False, (5, 8), (8, 4), False, True): 1,
                          (False, (5, 4), (4, 1), False, True): 1}
+
+
+def test_reader_cost_alternates_blocks_and_reports_ms_a_step():
+    """bench.reader_cost's blocks: whole calls until a block's steps are done,
+    the sides taking turns to go first, time per step in ms."""
+    from bench.reader_cost import alternate
+    now, order = [0.0], []
+
+    def stream(name, steps_a_call, seconds_a_call):
+        while True:
+            order.append(name)
+            now[0] += seconds_a_call
+            yield [0.5] * steps_a_call
+
+    streams = {"reader": stream("reader", 2, 1.0), "fixed": stream("fixed", 1, 3.0)}
+    times = alternate(streams, steps=5, blocks=3, clock=lambda: now[0])
+    assert times == {"reader": [500.0] * 3, "fixed": [3000.0] * 3}   # 3 calls of 2 / 5 of 1
+    assert order == ["reader"] * 3 + ["fixed"] * 5 + ["fixed"] * 5 + ["reader"] * 3 \
+        + ["reader"] * 3 + ["fixed"] * 5
+    with pytest.raises(ValueError, match="two streams"):
+        alternate({"reader": streams["reader"]}, steps=5, blocks=1)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        alternate(streams, steps=0, blocks=1)
