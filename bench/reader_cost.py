@@ -2,7 +2,7 @@
 reader against steps on a few batches read once and cycled, in alternating
 blocks in one process.
 
-    python -m bench.reader_cost --model deepfm --batch_size 16000
+    python -m bench.reader_cost --model NAME --batch_size 16000 --steps 8
 
 Ours as ``bench.run`` trains it (the CPU config, :class:`bench.workload.Ours`,
 after its warm-up). The reader side is the benchmark's training stream
