@@ -72,17 +72,15 @@ def main(argv=None):
     from bench.data import data_path
     from bench.flops import machine_peak
     from bench.workload import WORK_DIR, Ours
-    from src.engine.trainer import Trainer
     data = data_path(args.model, args.work_dir or WORK_DIR)
     flops = _flops_per_sample(args.model, args.batch_size, data)
     peak = machine_peak()
     ours = Ours("train", args.model, args.batch_size, data)
     ours.run(ours.warmup_units)
-    reader = ours._train_reader()
-    trainer = Trainer(ours.spec, ours.cfg, ours.fmap, ours.network, len(reader),
-                      printer=lambda *a, **k: None)
-    fixed = list(itertools.islice(reader.epoch(2), args.fixed))
-    streams = {"reader": ours.calls, "fixed": trainer.run_calls(itertools.cycle(fixed))}
+    # batches of a reader of their own (the training stream's reader is mid-epoch);
+    # both sides train through the same trainer, its graph and optimizer state
+    fixed = list(itertools.islice(ours._train_reader().epoch(2), args.fixed))
+    streams = {"reader": ours.calls, "fixed": ours.trainer.run_calls(itertools.cycle(fixed))}
     next(streams["fixed"])                      # its first call outside the blocks
     times = alternate(streams, args.steps, args.blocks)
     print(f"train {args.model} batch {args.batch_size}: {args.blocks} blocks of {args.steps} "

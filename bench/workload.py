@@ -105,7 +105,8 @@ class Ours:
     def _setup_train(self):
         from src.engine.trainer import Trainer
         reader = self._train_reader()
-        trainer = Trainer(self.spec, self.cfg, self.fmap, self.network, len(reader), printer=lambda *a, **k: None)
+        self.trainer = trainer = Trainer(self.spec, self.cfg, self.fmap, self.network, len(reader),
+                                         printer=lambda *a, **k: None)
         self.network.set_train(True)
         self.warmup_units = len(reader) + trainer.steps_per_call
         set_progress = getattr(trainer.net_with_loss, "set_progress", None)
