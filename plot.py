@@ -11,8 +11,8 @@ import sys
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from src.engine.cli import ArgumentParser
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (train.py's output_path)")
     parser.add_argument("--out", help="PNG file to write (default: curves.png in the first run)")
     parser.add_argument("--smooth", type=int, default=0,

@@ -13,8 +13,8 @@ import sys
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from src.engine.cli import ArgumentParser
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (train.py's output_path)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"),
                         help="split of the eval.py results to report (default test)")
@@ -61,7 +61,9 @@ def main(argv=None):
         write_text_atomic(args.out, text)
         print(f"table of {len(runs)} run(s) written to {args.out}", flush=True)
     else:
-        print(text, end="", flush=True)
+        from src.engine.cli import plain_stdout    # a table, not log lines: no time stamps
+        plain_stdout().write(text)
+        plain_stdout().flush()
     return 0
 
 

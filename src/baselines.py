@@ -13,11 +13,11 @@ features'.
 ``--breakdown FIELD`` also shows, per value of a categorical field, where each
 chosen model's validation AUC is lost (:func:`src.metrics.misordered_pairs_by_group`).
 """
-import argparse
-import json
 import os
 import sys
 from typing import NamedTuple
+
+from src.engine.cli import ArgumentParser
 
 # the grids searched on the validation split (one fit per setting and task); the
 # slow, small-leaved boosting setting is there so that the bar is a tuned model
@@ -112,7 +112,7 @@ def main(argv=None):
     from src.registry import all_specs
     datasets = {spec.dataset.name: spec.dataset for spec in all_specs()
                 if spec.dataset.task_type == "binary"}
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.baselines",
         description="Logistic regression and gradient boosting per task on a converted "
                     "tabular data set, chosen by validation AUC, reported on val and test.")
@@ -127,9 +127,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = run(datasets[args.dataset], args.data_path, args.seed, breakdown=args.breakdown)
     if args.output:
+        from src.fileio import write_json_atomic
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=1)
+        write_json_atomic(args.output, results)
     return results
 
 

@@ -174,7 +174,8 @@ def _print_help(schema, model, values, types, description, schema_shown, loaded,
             line = (helptext + " " if helptext else "") + "[" + "; ".join(info) + "]"
             group.add_argument(f"--{key}", metavar=meta, help=line.replace("%", "%%"))
     # help is not a log line: around time-stamped output (src/engine/cli.py) it goes out plain
-    parser.print_help(file=getattr(sys.stdout, "plain", sys.stdout))
+    from src.engine.cli import plain_stdout
+    parser.print_help(file=plain_stdout())
 
 
 def parse_config(argv=None, config_path=None, schema_path=None, description=None, datasets=None,

@@ -3,6 +3,8 @@ stays consistent over a resume), plot.py draws a decodable PNG of the
 expected size, report.py computes mean and std over runs."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +90,19 @@ def test_report_gives_mean_and_std_over_runs(tmp_path, capsys):
     assert "| logloss | 0.500000 +- " in text          # (0.45 + 0.35 + 0.7) / 3
     assert "c: best validation" in text and "a: eval_best_avg_auc_test" in text
     assert report_entry.mean_std([2.0]) == (2.0, 0.0)
+
+
+def test_report_prints_a_plain_table_for_a_file(tmp_path):
+    """``python report.py RUN... > results.md``: the table goes out as it is,
+    without the time stamps of the log lines (src/engine/cli.py)."""
+    a = _fake_run(tmp_path / "a", [{"auc": 0.70}], evaluated={"auc": 0.75})
+    b = _fake_run(tmp_path / "b", [{"auc": 0.80}])
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "report.py"), a, b], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == report_entry.table([Run(a), Run(b)], "test")
+    assert done.stdout.startswith("| metric | mean +- std |")
 
 
 def test_plot_and_report_name_a_folder_that_is_not_a_run(tmp_path):

@@ -77,3 +77,15 @@ def test_output_lines_carry_the_time():
     for line, text in zip(lines, ["one", "two", "three", "partial"]):
         assert re.fullmatch(stamp + text, line), line
     assert lines[4:] == ["", ""]                    # an empty line stays empty
+
+
+@pytest.mark.parametrize("command", [["plot.py"], ["report.py"], ["-m", "src.baselines"],
+                                     ["-m", "src.data.census_split"], ["-m", "src.data.criteo"]])
+def test_the_other_commands_help_is_not_time_stamped(command):
+    """Help is not a log line: it goes out as argparse wrote it."""
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, GLOG_v="3",
+                                                            PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: "), done.stdout[:200]
+    assert "--help" in done.stdout

@@ -18,7 +18,6 @@ written under temporary names and renamed only when both are complete.
 (MODEL: any model on Census-Income) gives 60 % train, 20 % validation and
 20 % test rows.
 """
-import argparse
 import gzip
 import hashlib
 import os
@@ -26,6 +25,7 @@ import os
 import numpy as np
 
 from src.data.census_raw import open_lines
+from src.engine.cli import ArgumentParser
 
 OUTPUT_NAMES = {"train": "census-income.data.gz", "test": "census-income.test.gz"}
 
@@ -81,7 +81,7 @@ def split_file(input_path, output_dir, test_fraction=0.4, seed=2026):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.data.census_split",
         description="Split one raw Census-Income file (plain or gzip, 42 columns) into "
                     "census-income.data.gz and census-income.test.gz for prepare_data.py.")

@@ -7,6 +7,7 @@ import argparse
 from src.data.criteo import DEFAULT_SHARD_ROWS, convert
 from src.data.criteo_native import PARSERS
 from src.data.convert.workers import default_workers
+from src.engine.cli import ArgumentParser
 
 
 def _flag(text):
@@ -41,7 +42,7 @@ def fill_defaults(args, model=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Convert Criteo click logs (Kaggle train.txt or Terabyte day_N files, plain or "
                     "gzip) to sharded MindRecord splits plus feature_map.json for DeepFM and DLRM.")
     parser.add_argument("--raw_data_path", required=True, nargs="+",

@@ -6,6 +6,7 @@ stderr that names the file, line or key, with exit code 2 for bad input
 environment (disk full, I/O errors, a diverged run); no traceback. Set
 ``MS_ZOO_TRACEBACK=1`` to see one.
 """
+import argparse
 import errno
 import os
 import sys
@@ -63,6 +64,23 @@ class TimedLines:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+def plain_stdout():
+    """Standard output without :class:`TimedLines`' time stamps: for text
+    that is not a log line (help, or a table a user redirects to a file)."""
+    return getattr(sys.stdout, "plain", sys.stdout)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser for entry points run by :func:`run_main`: its help
+    and usage go to :func:`plain_stdout`, not time-stamped."""
+
+    def print_help(self, file=None):
+        super().print_help(file or plain_stdout())
+
+    def print_usage(self, file=None):
+        super().print_usage(file or plain_stdout())
 
 
 def run_main(main, argv=None):
