@@ -6,15 +6,27 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export GLOG_v="${GLOG_v:-3}"
 
-# The project's environment (made by scripts/setup_env.sh), else python3 on PATH.
-if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
-  PYTHON="$REPO_ROOT/.venv/bin/python"
-  export PATH="$REPO_ROOT/.venv/bin:$PATH"
-else
-  PYTHON="$(command -v python3)"
-fi
+# find_python: PYTHON is the project's environment (made by scripts/setup_env.sh),
+# else python3 on PATH.
+find_python() {
+  if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
+    PYTHON="$REPO_ROOT/.venv/bin/python"
+    export PATH="$REPO_ROOT/.venv/bin:$PATH"
+  else
+    PYTHON="$(command -v python3)"
+  fi
+}
+find_python
 
 die() { echo "error: $*" >&2; exit 2; }
+
+# -h or --help as the script's first argument (this file is sourced without
+# arguments, so $1 is the script's): its header comment, which says what it
+# does and how to call it, on stdout; exit 0.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
 
 # abs_path PATH: absolute form of PATH (which need not exist yet).
 abs_path() {
@@ -49,6 +61,7 @@ usage() {
   echo "Usage: bash $(basename "$0") $1" >&2
   shift
   printf '  %s\n' "$@" >&2
+  echo "(bash $(basename "$0") --help: what it does, and the environment variables it reads)" >&2
   exit 2
 }
 
@@ -213,7 +226,10 @@ report_failed_workers() {
 distribute_msrun() {
   local device="$1" default_cfg="$2"; shift 2
   local what="WORKER_NUM"; [[ "$device" == GPU ]] && what="DEVICE_NUM"
-  [[ $# -ge 3 && $# -le 4 ]] || usage "[$what] [DATA_PATH] [CKPT_PATH] [CONFIG_FILE]"     "$what   processes to start (one per device on GPU)" "$DATA_HELP"     "CKPT_PATH    folder for checkpoints and metrics.jsonl (rank 0) and the workers' logs (log/)"     "CONFIG_FILE  config file (default: $default_cfg)"
+  [[ $# -ge 3 && $# -le 4 ]] || usage "[$what] [DATA_PATH] [CKPT_PATH] [CONFIG_FILE]" \
+    "$what   processes to start (one per device on GPU)" "$DATA_HELP" \
+    "CKPT_PATH    folder for checkpoints and metrics.jsonl (rank 0) and the workers' logs (log/)" \
+    "CONFIG_FILE  config file (default: $default_cfg)"
   need_int "$1" "$what"
   [[ "$1" -ge 1 ]] || die "$what must be at least 1"
   resolve_inputs "$2" "${4:-}" "$default_cfg"

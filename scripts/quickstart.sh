@@ -7,19 +7,25 @@
 # (src/<model>/spec.py, quick_start).
 # Usage: bash scripts/quickstart.sh [MODEL] [WORK_DIR]
 #   MODEL     a registered model (default: default_config.yaml's)
-#   WORK_DIR  default ./quickstart/<MODEL>
+#   WORK_DIR  default ./quickstart/<MODEL> (a relative path is taken from the repository)
 # QUICKSTART_SMALL=1 runs the model's contract trial instead (smaller; what CI runs);
 # QUICKSTART_CPP=0 skips the C++ inference (it fetches the Lite SDK on first use).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$REPO_ROOT/scripts/_common.sh"       # answers --help before the set-up
 bash "$REPO_ROOT/scripts/setup_env.sh"
-source "$REPO_ROOT/scripts/_common.sh"
+find_python                                  # the environment just made
 cd "$REPO_ROOT"
 MODELS="$("$PYTHON" -c 'from src.registry import model_names; print(" ".join(model_names()))')"
 if [[ $# -ge 1 && " $MODELS " == *" $1 "* ]]; then
   CHOSEN="$1"; shift
 elif [[ $# -ge 2 ]]; then
   die "MODEL must be one of: $MODELS (got '$1')"
+elif [[ "${1:-}" == -* ]]; then
+  die "unknown option '$1' (bash scripts/quickstart.sh --help: the usage)"
+elif [[ $# -eq 1 && "$1" != */* && ! -d "$1" ]]; then
+  # a misspelt model must not run the default model into a folder of that name
+  die "'$1' is neither a model ($MODELS) nor an existing folder; for a new WORK_DIR of the default model write ./$1 (--help: the usage)"
 else
   CHOSEN="$("$PYTHON" -c 'from src.config import parse_config; print(parse_config([]).model)')"
 fi

@@ -14,7 +14,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
 [[ $# -eq 4 ]] || usage "[MINDIR_PATH] [DATA_PATH] [NEED_PREPROCESS] [DEVICE_ID]" \
-  "MINDIR_PATH      model exported by export.py" "$DATA_HELP" \
+  "MINDIR_PATH      model exported by export.py" \
+  "DATA_PATH        folder with the converted MindRecord splits (prepare_data.py)" \
   "NEED_PREPROCESS  y or n: write the .bin inputs first" "DEVICE_ID        Ascend device"
 MODEL="$(abs_path "$1")"
 need_file "$MODEL" MINDIR_PATH

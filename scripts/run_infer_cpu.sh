@@ -15,7 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 split_extra "$@"
 set -- "${POSITIONAL[@]}"
 [[ $# -eq 3 ]] || usage "[ONNX_PATH] [DATA_PATH] [NEED_PREPROCESS]" \
-  "ONNX_PATH        model exported by export.py --file_format ONNX" "$DATA_HELP" \
+  "ONNX_PATH        model exported by export.py --file_format ONNX" \
+  "DATA_PATH        folder with the converted MindRecord splits (prepare_data.py)" \
   "NEED_PREPROCESS  y or n: write the .bin inputs first"
 ONNX="$(abs_path "$1")"
 need_file "$ONNX" ONNX_PATH

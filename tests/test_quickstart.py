@@ -52,3 +52,14 @@ def test_an_unknown_model_is_named():
     done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), "resnet", "w"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "MODEL must be one of" in done.stderr
+
+
+@pytest.mark.parametrize("argument", ["mmoee", "--small"])
+def test_a_misspelt_model_or_an_option_runs_nothing(argument, tmp_path):
+    """One argument that is no model, no existing folder and no path must not
+    run the default model into a folder of that name."""
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), argument],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert ("neither a model" in done.stderr) != ("unknown option" in done.stderr)
+    assert not os.path.exists(os.path.join(ROOT, argument))

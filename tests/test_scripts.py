@@ -25,6 +25,22 @@ def test_usage_on_wrong_argument_count(name):
     assert result.returncode == 2 and "Usage: bash " + name in result.stderr
 
 
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(ROOT, "scripts"))
+                                         if n.endswith(".sh") and not n.startswith("_")))
+def test_help_describes_the_script_and_does_nothing(name, tmp_path):
+    """--help prints the script's header comment (what it does, its usage) and
+    exits 0, without acting: no download, no folder named --help."""
+    if name in ("run_tests.sh", "run_bench.sh", "setup_env.sh"):
+        pytest.skip("passes its options to pytest / bench.run, or takes none")
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", name), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(ROOT, "scripts", name)) as fh:
+        first = fh.read().splitlines()[1].lstrip("# ")
+    assert done.stdout.startswith(first) and "Usage: bash " in done.stdout, done.stdout
+    assert not done.stdout.count("\n#") and os.listdir(tmp_path) == []
+
+
 def test_bad_arguments_are_named(tmp_path):
     result = _script("run_standalone_train_cpu.sh", tmp_path / "missing", 0, tmp_path / "ckpt")
     assert result.returncode == 2 and "DATA_PATH: directory" in result.stderr
