@@ -136,8 +136,19 @@ def test_split_errors_and_cli(tmp_path, capsys):
     with pytest.raises(ValueError, match="cannot be split"):
         census_split.split_lines(2, 0.1, 0)
     empty = write(tmp_path / "empty", ["\n", "  \n"])
-    with pytest.raises(ValueError, match="no rows to split"):
+    with pytest.raises(ValueError, match="no rows"):
         census_split.split_file(empty, str(tmp_path / "o"))
+    # a file the converter would refuse is refused before anything is written, by line
+    lines = synth_lines(20, seed=7)
+    wrong = write(tmp_path / "wrong", lines[:3] + ["a,b,c\n"] + lines[3:])
+    with pytest.raises(ValueError, match="line 4: expected 42 comma-separated fields, found 3"):
+        census_split.split_file(wrong, str(tmp_path / "w"))
+    packed = open(write(tmp_path / "all.gz", lines * 20, gz=True), "rb").read()
+    with open(tmp_path / "cut.gz", "wb") as fh:
+        fh.write(packed[:len(packed) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt gzip data"):
+        census_split.split_file(str(tmp_path / "cut.gz"), str(tmp_path / "c"))
+    assert not os.path.exists(tmp_path / "w") and not os.path.exists(tmp_path / "c")
     with pytest.raises(FileNotFoundError, match="no such file"):
         census_split.main(["--input", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
     source = write(tmp_path / "all", synth_lines(20, seed=7))

@@ -7,7 +7,8 @@ vocabularies and scaling on ``census-income.data`` and splits
 is at hand (a share of the UCI test file, say), this tool makes the pair: a
 seeded permutation puts ``test_fraction`` of the non-blank lines into
 ``census-income.test.gz`` and the rest into ``census-income.data.gz``, each
-line as it was (no parsing, no reordering within a part). The two files are
+line as it was (checked as the converter checks it, written unchanged, in
+its order within a part). The two files are
 written under temporary names and renamed only when both are complete.
 
     python -m src.data.census_split --input census-income.real60.gz \\
@@ -24,14 +25,17 @@ import os
 
 import numpy as np
 
-from src.data.census_raw import open_lines
+from src.data.census_raw import open_lines, read_raw
 from src.engine.cli import ArgumentParser
 
 OUTPUT_NAMES = {"train": "census-income.data.gz", "test": "census-income.test.gz"}
 
 
 def read_lines(path):
-    """The non-blank lines of a plain or gzip file, as bytes with their newline."""
+    """The non-blank lines of a plain or gzip file, as bytes with their newline;
+    a file the converter would refuse (:func:`src.data.census_raw.read_raw`:
+    field count, numbers, labels, gzip stream) is refused here, by line."""
+    read_raw(path)
     with open_lines(path) as fh:
         lines = [line if line.endswith(b"\n") else line + b"\n" for line in fh if line.strip()]
     if not lines:
