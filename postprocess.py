@@ -4,6 +4,7 @@ eval.py, and write them to acc.log.
     python postprocess.py --infer_data_path ./preprocess_Result --result_path ./result_Files
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -18,6 +19,14 @@ def collect(infer_data_path, result_path):
     """``(probabilities, labels, manifest)`` gathered from the .bin files."""
     manifest = read_manifest(infer_data_path)
     model, probs, labels = manifest["model"], [], []
+    wanted = [result_file(result_path, model, i) for i in range(manifest["num_batches"])]
+    missing = [path for path in wanted if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"{result_path} lacks {len(missing)} of the {len(wanted)} result files of "
+            f"{infer_data_path}'s batches (first missing: {os.path.basename(missing[0])}): "
+            "run the inference program on them first (scripts/run_infer_cpu.sh or "
+            "run_infer_310.sh), or point --result_path at its result_Files")
     for i in range(manifest["num_batches"]):
         probs.append(read_bin(result_file(result_path, model, i), manifest["output"]["dtype"],
                               manifest["output"]["shape"]))

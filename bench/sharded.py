@@ -17,8 +17,10 @@ docs/benchmarks.md by hand, with the command.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +112,7 @@ def main(argv=None):
     if args.as_rank or args.ranks == 1:
         worker(args)
         return 0
-    log_dir = os.path.join("/tmp", f"bench_sharded_{os.getpid()}")
+    log_dir = tempfile.mkdtemp(prefix="bench_sharded_")
     from src.engine.distributed import free_port
     port = free_port()
     command = ["msrun", f"--worker_num={args.ranks}", f"--local_worker_num={args.ranks}",
@@ -120,12 +122,14 @@ def main(argv=None):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode:
         print(result.stdout[-2000:] + result.stderr[-2000:], file=sys.stderr)
+        print(f"the ranks' logs: {log_dir}", file=sys.stderr)
         return result.returncode
     for rank in range(args.ranks):
         with open(os.path.join(log_dir, f"worker_{rank}.log"), errors="replace") as fh:
             for line in fh:
                 if line.startswith("{"):
                     print(line.strip(), flush=True)
+    shutil.rmtree(log_dir, ignore_errors=True)       # kept above, when a rank failed
     return result.returncode
 
 

@@ -57,6 +57,16 @@ def write_json_atomic(path, obj):
     return write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
+def folder_listing(names, limit=10):
+    """What a folder holds, for an error message: the first ``limit`` of the
+    sorted ``names`` and how many more ("nothing" when empty)."""
+    names = sorted(names)
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def pid_alive(pid):
     """Whether process ``pid`` exists on this machine."""
     try:

@@ -114,9 +114,10 @@ def test_bad_arguments_are_refused():
     assert f"--models: resnet not in {', '.join(model_names())}" in done.stderr
 
 
-def test_sharded_table_memory_bench_reports_each_ranks_share():
+def test_sharded_table_memory_bench_reports_each_ranks_share(tmp_path):
     from roles import sparse_on
-    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(os.environ, GLOG_v="3", TMPDIR=str(tmp_path),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     done = subprocess.run(
         [sys.executable, "bench/sharded.py", "--ranks", "2", "--parallel", "row", "--model",
          sparse_on("criteo"), "--rows", "60000", "--dim", "4", "--batch_size", "64", "--steps", "3"],
@@ -127,6 +128,7 @@ def test_sharded_table_memory_bench_reports_each_ranks_share():
     # DeepFM's table also holds a row per numeric field: 60,013 rows in all
     assert sum(line["table_rows_here"] for line in lines) in (60000, 60013)
     assert all(line["step_ms"] > 0 and line["peak_mb"] >= line["rss_built_mb"] > 0 for line in lines)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("bench_sharded_")]   # logs removed
 
 
 def _table(*controls):
@@ -238,16 +240,17 @@ def test_the_table_names_the_widest_vector_instructions_of_the_machine(tmp_path)
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="the peers run on PyTorch (bench/requirements.txt)")
-def test_the_peers_run_the_networks_of_the_cpu_config():
+def test_the_peers_run_the_networks_of_the_cpu_config(tmp_path):
     """Every peer against our network under the CPU config and its variants
     (forward, three training steps, initialisation): a config change that
     reaches only our side (as per-field embeddings once did) makes the
     benchmark compare two different networks."""
     from bench.peer import has_peer
     done = subprocess.run([sys.executable, "-m", "bench.peer.check"], cwd=ROOT,
-                          env=dict(os.environ, GLOG_v="3"), capture_output=True, text=True,
-                          timeout=900)
+                          env=dict(os.environ, GLOG_v="3", TMPDIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("peer_check_")]   # its scratch folder
     passed, total = map(int, re.search(r"(\d+)/(\d+) checks passed", done.stdout).groups())
     assert passed == total >= 3 * sum(map(has_peer, model_names()))
 

@@ -283,6 +283,13 @@ def test_missing_inputs_give_clear_errors(tmp_path):
         census.convert(str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(FileNotFoundError, match="run the converter first"):
         census.load_feature_map(str(tmp_path))
+    # a crowded folder is named in short: the first ten files and how many more
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(25):
+        (crowded / f"f{i:02d}.txt").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"holds f00.txt, .*, f09.txt and 15 more$"):
+        census.convert(str(crowded), str(tmp_path / "out"))
 
 
 # ---------------------------------------------------------------- generator

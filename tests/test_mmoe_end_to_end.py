@@ -13,6 +13,7 @@ import pytest
 import eval as eval_entry
 import export as export_entry
 import prepare_data
+import postprocess as postprocess_entry
 import preprocess as preprocess_entry
 import train as train_entry
 from src.synth import census as census_synth
@@ -147,6 +148,9 @@ def test_export_and_inference_files_match_eval(trained, data_dir, tmp_path, monk
     manifest = read_manifest("pre")
     assert manifest["rows"] == 1500 and manifest["num_batches"] == 12
     assert manifest["inputs"][0]["shape"][0] == 128
+    # before the inference program has run: postprocess says what is missing and why
+    with pytest.raises(FileNotFoundError, match="lacks 12 of the 12 result files .*mmoe_0_0.bin"):
+        postprocess_entry.main(["--infer_data_path", "pre", "--result_path", "results"])
     run_mindir("mmoe_bs128.mindir", "pre", "results")     # the inference program
     assert_postprocess_matches_eval("pre", "results", common, ckpt, tol=1e-6)
 

@@ -293,8 +293,12 @@ def main(argv=None):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
     # failed graph compiles write rank_*/ folders into the cwd: keep them out of the checkout
+    import atexit
+    import shutil
     import tempfile
-    os.chdir(tempfile.mkdtemp(prefix="peer_check_"))
+    workdir = tempfile.mkdtemp(prefix="peer_check_")
+    atexit.register(shutil.rmtree, workdir, True)
+    os.chdir(workdir)
     torch_threads(2)
     torch.manual_seed(0)
     import warnings

@@ -49,7 +49,7 @@ from src.data.census_raw import (  # noqa: F401  (the raw format's names, used h
 from src.data.convert.shards import SplitWriter
 from src import faults
 from src.data.convert.publish import StagedConversion
-from src.fileio import read_feature_map
+from src.fileio import folder_listing, read_feature_map
 
 FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/convert/publish.py)
 TRAIN_FILE_NAMES = ("census-income.data.gz", "census-income.data")
@@ -179,7 +179,7 @@ def _find_file(raw_dir, wanted, explicit, kind):
             return os.path.join(raw_dir, hits[0])
     raise FileNotFoundError(
         f"no Census-Income {kind} file in {raw_dir}: looked for {' or '.join(wanted)} "
-        f"(any letter case); the folder holds {present or 'nothing'}")
+        f"(any letter case); the folder holds {folder_listing(present)}")
 
 
 VAL_SOURCES = ("test", "train")

@@ -131,7 +131,7 @@ from src.data.criteo_native import make_parser
 from src.data.criteo_parse import CAT_FIELDS, DENSE_FIELDS, NUM_CAT, NUM_DENSE, CriteoFormatError
 from src.data.criteo_passes import COLUMNS, CriteoRun
 from src.data.criteo_vocab import Hasher, Vocabulary
-from src.fileio import read_feature_map
+from src.fileio import folder_listing, read_feature_map
 
 VOCABULARY_FILE = "vocabulary.npz"
 FORMAT_VERSION = 2        # 2: integrity record and fingerprints (src/data/convert/publish.py)
@@ -174,7 +174,7 @@ def find_sources(raw):
     if hits:
         return [os.path.join(raw, hits[0])]
     raise FileNotFoundError(f"no raw Criteo file in {raw}: looked for day_<N>[.gz] and "
-                            f"{' or '.join(TRAIN_FILES)}; the folder holds {present or 'nothing'}")
+                            f"{' or '.join(TRAIN_FILES)}; the folder holds {folder_listing(present)}")
 
 
 # --------------------------------------------------------------------------------------------
