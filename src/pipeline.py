@@ -61,12 +61,17 @@ class _FromCheckpoint:
 
 def checkpoint_config(cfg):
     """``(cfg, loaded checkpoint)`` for ``cfg.ckpt_file``: the config resolved
-    for the model the checkpoint was trained as (unless ``--model`` names
-    another, which :func:`trained_network` then refuses)."""
+    for the model the checkpoint was trained as; ``--model`` naming another is
+    refused."""
     require_path(cfg, "ckpt_file", kind="file")
     loaded = checkpoint.read_checkpoint(cfg.ckpt_file)
     written_by = loaded[1].get("model")
-    if written_by and written_by != cfg.model and "model" not in cfg.cli_keys:
+    if written_by and written_by != cfg.model and "model" in cfg.cli_keys:
+        # before the data set is read: its mismatch would name the wrong culprit
+        raise checkpoint.CheckpointError(
+            f"{cfg.ckpt_file} was written by model '{written_by}', but --model says "
+            f"'{cfg.model}' (leave --model out: the checkpoint names its model)")
+    if written_by and written_by != cfg.model:
         print(f"{cfg.ckpt_file} is a {written_by} checkpoint: using model {written_by}", flush=True)
         cfg = config_for_model(cfg, written_by)
     return cfg, loaded

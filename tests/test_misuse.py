@@ -22,6 +22,7 @@ from src.synth import mnist as mnist_synth
 from src.engine import checkpoint
 from src.engine.callbacks import read_metrics_log
 from roles import default_model, on
+from src.registry import model_names
 
 MODEL = default_model("census")   # what train.py runs here, on generated census files
 
@@ -161,6 +162,12 @@ def test_eval_and_export_take_everything_from_the_checkpoint(data, finished, tmp
                  "--ckpt_file", ckpt, "--num_experts", "8", cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.isfile(finished / f"{MODEL}.mindir") and not os.listdir(tmp_path)
+    # --model naming another model is refused by the checkpoint, before the data set is read
+    other = next(m for m in model_names() if m != MODEL)
+    for script in ("eval.py", "export.py"):
+        line = one_line_error(run(script, "--config_path", CPU_CONFIG, "--data_path", data / "mr_a",
+                                  "--ckpt_file", ckpt, "--model", other), 2)
+        assert f"written by model '{MODEL}', but --model says '{other}'" in line
 
 
 def test_a_damaged_checkpoint_is_refused(data, finished, tmp_path):
