@@ -51,6 +51,10 @@ def main(argv=None):
     bs = int(cfg.export_batch_size)
     if bs < 1:
         raise ValueError(f"export_batch_size must be positive, got {bs}")
+    if cfg.file_format == "AIR" and cfg.device_target != "Ascend":
+        raise ValueError(f"file_format AIR needs MindSpore's Ascend backend (device_target "
+                         f"Ascend, default_config.yaml), not {cfg.device_target}; export MINDIR "
+                         "or ONNX here, or AIR on an Ascend machine")
     cfg, spec, fmap, network, _ = trained_network(cfg, overrides_for="export")
     network.set_train(False)
     predictor = spec.predictor(network)

@@ -89,3 +89,21 @@ def test_the_other_commands_help_is_not_time_stamped(command):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage: "), done.stdout[:200]
     assert "--help" in done.stdout
+
+
+def test_mindspore_call_stacks_are_cut_from_error_lines(capsys):
+    """A bad-input error MindSpore raised carries its C++ call stack: the
+    user's error line keeps the message alone."""
+    from src.engine.cli import run_main
+
+    def main(argv):
+        raise ValueError("Only support export file in 'AIR' format with Ascend backend.\n\n"
+                         "----------------------------------------------------\n"
+                         "- C++ Call Stack: (For framework developers)\n"
+                         "----------------------------------------------------\n"
+                         "mindspore/ccsrc/frontend/jit/ps/executor/graph_executor_py.cc:694 ExportGraph\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, [])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: Only support export file in 'AIR' format with Ascend backend.\n", err

@@ -37,6 +37,12 @@ def describe_os_error(exc):
     return f"{what}: {' -> '.join(map(str, paths))}{hint}" if paths else f"{what}{hint}"
 
 
+def _without_stack(message):
+    """MindSpore's error text without the C++ call stack it appends (a
+    framework developer's aid, not the user's)."""
+    return message.split("\n----------------------------------------------------\n- C++ Call Stack")[0].strip()
+
+
 def _disk_full(exc):
     """MindSpore reports a failed write as RuntimeError; tell disk-full apart."""
     text = str(exc).lower()
@@ -111,7 +117,7 @@ def run_main(main, argv=None):
         elif isinstance(exc, (TrainingDiverged, KernelBuildError)):
             message, code = str(exc), 1
         elif isinstance(exc, bad_input):
-            message, code = str(exc), 2
+            message, code = _without_stack(str(exc)), 2
         elif _disk_full(exc):
             lines = [l.strip() for l in str(exc).splitlines() if "[ERROR]" in l] or [str(exc)]
             message = (f"No space left on device (MindSpore: {lines[0].replace('[ERROR] ', '')}); "
