@@ -20,6 +20,8 @@ set -- "${POSITIONAL[@]}"
   "NEED_PREPROCESS  y or n: write the .bin inputs first"
 ONNX="$(abs_path "$1")"
 need_file "$ONNX" ONNX_PATH
+[[ "${ONNX,,}" == *.onnx ]] || die "ONNX_PATH must be an ONNX export (export.py --file_format ONNX" \
+  "writes <name>.onnx), got '$1'; a MINDIR export runs on Ascend with run_infer_310.sh"
 DATA="$(abs_path "$2")"
 need_dir "$DATA" DATA_PATH
 [[ "$3" == y || "$3" == n ]] || die "NEED_PREPROCESS must be y or n, got '$3'"

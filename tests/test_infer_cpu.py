@@ -22,6 +22,11 @@ def test_inference_program_errors(tmp_path):
     run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "n"], capture_output=True,
                          text=True, cwd=tmp_path, env={**os.environ, "INFER_PROFILE": "yes"})
     assert run.returncode == 2 and "INFER_PROFILE must be true or false, got 'yes'" in run.stderr
+    (tmp_path / "m.mindir").write_bytes(b"x")
+    run = subprocess.run(["bash", script, "m.mindir", str(tmp_path), "y"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "ONNX_PATH must be an ONNX export" in run.stderr
+    assert sorted(os.listdir(tmp_path)) == ["m.mindir", "m.onnx"]     # nothing preprocessed
 
 
 def test_ascend_inference_script_checks_its_arguments_before_building(tmp_path):
