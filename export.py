@@ -1,4 +1,4 @@
-"""Export a checkpoint to MINDIR, AIR or ONNX at a chosen batch size, and
+r"""Export a checkpoint to MINDIR, AIR or ONNX at a chosen batch size, and
 check that the exported MindIR gives the checkpoint's outputs.
 
     python export.py --config_path default_config_cpu.yaml --data_path DIR \

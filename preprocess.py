@@ -1,4 +1,4 @@
-"""Write the evaluation split as raw .bin batches for an inference program
+r"""Write the evaluation split as raw .bin batches for an inference program
 (the Ascend310 C++ app), at the exported model's batch size.
 
     python preprocess.py --config_path default_config_cpu.yaml --data_path DIR \

@@ -1,4 +1,4 @@
-"""Ours against ours: one case run from two source trees, side by side.
+r"""Ours against ours: one case run from two source trees, side by side.
 
     git worktree add --detach /tmp/base HEAD~1          # the code before a change
     python -m bench.ab --base /tmp/base --kind train --model NAME --batch_size 128

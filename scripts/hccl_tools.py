@@ -1,4 +1,4 @@
-"""Write an HCCL rank table for the Ascend devices of this machine.
+r"""Write an HCCL rank table for the Ascend devices of this machine.
 
     python scripts/hccl_tools.py --device_num "[0,8)" [--server_ip 10.0.0.1] \
         [--hccn_conf /etc/hccn.conf] [--output_dir .]

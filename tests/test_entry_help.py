@@ -107,3 +107,30 @@ def test_mindspore_call_stacks_are_cut_from_error_lines(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == "error: Only support export file in 'AIR' format with Ascend backend.\n", err
+
+
+def test_no_docstring_joins_its_example_lines():
+    """A backslash at a line's end inside a plain docstring joins the two lines
+    of a shell example in --help (export.py's once read ``DIR         --ckpt_file``):
+    such docstrings are raw strings."""
+    import ast
+    import glob
+    import re
+    files = [f for pattern in ("*.py", "scripts/*.py", "src/**/*.py", "bench/**/*.py")
+             for f in glob.glob(os.path.join(ROOT, pattern), recursive=True)]
+    joined = []
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            source = fh.read()
+        tree = ast.parse(source)
+        for node in [tree] + [n for n in ast.walk(tree)
+                              if isinstance(n, (ast.FunctionDef, ast.ClassDef))]:
+            if not (node.body and isinstance(node.body[0], ast.Expr)
+                    and isinstance(node.body[0].value, ast.Constant)
+                    and isinstance(node.body[0].value.value, str)):
+                continue
+            text = ast.get_source_segment(source, node.body[0].value)
+            # an odd run of backslashes before a newline: a continuation, not a backslash
+            if not text.lower().startswith("r") and re.search(r"(?<!\\)(\\\\)*\\\n", text):
+                joined.append(f"{os.path.relpath(path, ROOT)}:{node.body[0].lineno}")
+    assert len(files) > 50 and not joined, joined

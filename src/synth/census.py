@@ -1,4 +1,4 @@
-"""Synthetic Census-Income (KDD) files in exactly the raw format.
+r"""Synthetic Census-Income (KDD) files in exactly the raw format.
 
 For tests and demos without the real data: 42 fields per line joined by
 ``", "`` (as in the UCI files), no header, integers where the real columns
