@@ -49,8 +49,6 @@ def main(argv=None):
     import mindspore as ms
     from src.pipeline import trained_network
     bs = int(cfg.export_batch_size)
-    if bs < 1:
-        raise ValueError(f"export_batch_size must be positive, got {bs}")
     if cfg.file_format == "AIR" and cfg.device_target != "Ascend":
         raise ValueError(f"file_format AIR needs MindSpore's Ascend backend (device_target "
                          f"Ascend, default_config.yaml), not {cfg.device_target}; export MINDIR "

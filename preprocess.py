@@ -39,8 +39,6 @@ def main(argv=None):
     if meta is not None:
         checkpoint.check_data(meta, cfg.ckpt_file, fmap, os.path.join(cfg.data_path, FEATURE_MAP_FILE))
     bs = int(cfg.export_batch_size)
-    if bs < 1:
-        raise ValueError(f"export_batch_size must be positive, got {bs}")
     cfg.eval_batch_size = bs
     data = split_reader(spec, fmap, cfg, cfg.eval_split)
     signature = spec.input_signature(fmap)

@@ -30,6 +30,8 @@ from src.fileio import write_text_atomic
 
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "default_config.yaml")
+# sizes that only make sense from 1 up: refused here, by name, before anything runs
+POSITIVE_KEYS = ("epoch_size", "batch_size", "eval_batch_size", "export_batch_size")
 _METAVAR = {"int": "INT", "float": "FLOAT", "bool": "BOOL", "str": "STR",
             "optional": "STR|none", "dict": "YAML", "any": "VALUE"}
 
@@ -253,6 +255,9 @@ def parse_config(argv=None, config_path=None, schema_path=None, description=None
             raise ConfigError(f"--{name}: expected a value")
         values[name] = from_text(text, types[name], f"--{name}")
 
+    for key in POSITIVE_KEYS:
+        if key in values and values[key] is not None and values[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {values[key]}")
     for key, value in values.items():
         choices = schema.lookup(schema.choices, model, key) or []
         items = value if isinstance(value, list) else [value]

@@ -269,6 +269,13 @@ def test_value_outside_choices(schema, tmp_path):
     assert error_of(schema, "--model", "omega") == "model: 'omega' is not one of ['alpha', 'beta']"
 
 
+def test_sizes_below_one_are_refused_by_name(schema, tmp_path):
+    assert error_of(schema, "--batch_size", "0") == "batch_size must be a positive integer, got 0"
+    cfg_file = _write(tmp_path / "c.yaml", "batch_size: -4\n")
+    assert error_of(schema, config_path=cfg_file) == "batch_size must be a positive integer, got -4"
+    assert parse(schema, "--batch_size", "1").batch_size == 1
+
+
 def test_missing_config_file(schema, tmp_path):
     missing = str(tmp_path / "nope.yaml")
     assert error_of(schema, "--config_path", missing) == \
