@@ -256,6 +256,8 @@ def _check_program_errors(work, name, script_output):
     assert run.returncode == 1 and "cannot build the model from missing.mindir" in run.stderr
     run = subprocess.run([main, "--input_paths=x"], capture_output=True, text=True, cwd=work)
     assert run.returncode == 2 and "--mindir_path is required" in run.stderr
+    run = subprocess.run([main, "--help"], capture_output=True, text=True, cwd=work)
+    assert run.returncode == 0 and run.stdout.startswith("usage: main --mindir_path=")
     run = subprocess.run([main, "--mindir_path=x", "--input_paths=x", "--profile=yes"],
                          capture_output=True, text=True, cwd=work)
     assert run.returncode == 2 and "--profile must be true or false" in run.stderr

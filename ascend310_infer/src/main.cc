@@ -50,6 +50,14 @@ const char kUsage[] =
     "usage: main --mindir_path=MODEL.mindir --input_paths=DIR[,DIR...] [--device_target=Ascend310|"
     "Ascend310P|Ascend|GPU|CPU] [--device_id=N] [--result_dir=DIR] [--time_dir=DIR] [--profile=true|false]\n";
 
+const char kHelp[] =
+    "Runs an exported model over preprocess.py's .bin batches and writes one result file per\n"
+    "output and batch (<result_dir>/<model>_<i>_<j>.bin) and the mean latency (<time_dir>).\n"
+    "  --input_paths  one folder per network input, in the model's input order\n"
+    "  --device_target, --device_id  also from INFER_DEVICE_TARGET and DEVICE_ID\n"
+    "  --profile=true  also times every kernel: <time_dir>/kernel_times.txt\n"
+    "Exit status: 0 on success, 1 on an error, 2 on bad arguments.\n";
+
 Options ParseArgs(int argc, char **argv) {
   Options opt;
   if (const char *env = std::getenv("INFER_DEVICE_TARGET")) opt.device_target = env;
@@ -245,6 +253,12 @@ int Run(const Options &opt) {
 }  // namespace
 
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::cout << kUsage << kHelp;
+      return 0;
+    }
+  }
   Options opt;
   try {
     opt = ParseArgs(argc, argv);
