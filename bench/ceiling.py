@@ -108,7 +108,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--kind", choices=("train", "predict"), default="train")
-    parser.add_argument("--model", required=True)
+    from bench.peer import has_peer
+    from src.registry import model_names
+    parser.add_argument("--model", required=True, help="a model with a PyTorch peer (bench/peer/)",
+                        choices=[m for m in model_names() if has_peer(m)])
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--variant", default=None, help="a peer variant (default: its default)")
     parser.add_argument("--reps", type=int, default=10,

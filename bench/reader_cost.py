@@ -12,7 +12,8 @@ thread, which shares the cores with the kernels); the fixed side cycles
 while it runs. Blocks of ``--steps`` steps alternate (reader first in even
 blocks, fixed first in odd ones). Printed: each side's median ms a step over
 its blocks and, with the FLOPs per sample ``bench.run`` counts on the peer's
-same network, its share of the machine's peak: the fixed side's share is
+same network (when the model has a peer), its share of the machine's
+peak: the fixed side's share is
 what the kernels alone reach, a bound on the case's "% of peak" that no
 faster reader can lift.
 """
@@ -59,7 +60,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model", required=True)
+    from src.registry import model_names
+    parser.add_argument("--model", required=True, choices=model_names())
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--steps", type=int, default=20, help="steps a block (default 20)")
     parser.add_argument("--blocks", type=int, default=8, help="blocks a side (default 8)")
@@ -72,8 +74,10 @@ def main(argv=None):
     from bench.data import data_path
     from bench.flops import machine_peak
     from bench.workload import WORK_DIR, Ours
+    from bench.peer import has_peer
     data = data_path(args.model, args.work_dir or WORK_DIR)
-    flops = _flops_per_sample(args.model, args.batch_size, data)
+    # FLOPs are counted on the peer's network: without a peer, no share of the peak
+    flops = _flops_per_sample(args.model, args.batch_size, data) if has_peer(args.model) else None
     peak = machine_peak()
     ours = Ours("train", args.model, args.batch_size, data)
     ours.run(ours.warmup_units)
@@ -83,14 +87,14 @@ def main(argv=None):
     streams = {"reader": ours.calls, "fixed": ours.trainer.run_calls(itertools.cycle(fixed))}
     next(streams["fixed"])                      # its first call outside the blocks
     times = alternate(streams, args.steps, args.blocks)
+    counted = (f"{flops / 1e6:.4g} MFLOP/sample" if flops else "no peer to count FLOPs on")
     print(f"train {args.model} batch {args.batch_size}: {args.blocks} blocks of {args.steps} "
-          f"steps a side; {flops / 1e6:.4g} MFLOP/sample, peak "
-          f"{peak['flops_per_s'] / 1e9:.0f} GFLOP/s ({peak['how']})")
+          f"steps a side; {counted}, peak {peak['flops_per_s'] / 1e9:.0f} GFLOP/s ({peak['how']})")
     for side, ms in times.items():
         median = statistics.median(ms)
-        share = args.batch_size * flops / (median / 1e3) / peak["flops_per_s"]
-        print(f"  {side:6s} {median:9.3f} ms a step ({min(ms):.3f}-{max(ms):.3f}): "
-              f"{share:.1%} of the peak")
+        share = (f": {args.batch_size * flops / (median / 1e3) / peak['flops_per_s']:.1%} of the "
+                 "peak" if flops else "")
+        print(f"  {side:6s} {median:9.3f} ms a step ({min(ms):.3f}-{max(ms):.3f}){share}")
     print(f"  reader / fixed: {statistics.median(times['reader']) / statistics.median(times['fixed']):.3f}")
 
 
