@@ -79,8 +79,12 @@ def test_output_lines_carry_the_time():
     assert lines[4:] == ["", ""]                    # an empty line stays empty
 
 
+GENERATORS = [["-m", "src.synth.census"], ["-m", "src.synth.criteo"], ["-m", "src.synth.mnist"]]
+
+
 @pytest.mark.parametrize("command", [["plot.py"], ["report.py"], ["-m", "src.baselines"],
-                                     ["-m", "src.data.census_split"], ["-m", "src.data.criteo"]])
+                                     ["-m", "src.data.census_split"], ["-m", "src.data.criteo"]]
+                         + GENERATORS)
 def test_the_other_commands_help_is_not_time_stamped(command):
     """Help is not a log line: it goes out as argparse wrote it."""
     done = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True,
@@ -134,3 +138,15 @@ def test_no_docstring_joins_its_example_lines():
             if not text.lower().startswith("r") and re.search(r"(?<!\\)(\\\\)*\\\n", text):
                 joined.append(f"{os.path.relpath(path, ROOT)}:{node.body[0].lineno}")
     assert len(files) > 50 and not joined, joined
+
+
+@pytest.mark.parametrize("command,bad", list(zip(GENERATORS, (["--test_rows", "0"], ["--rows", "0"],
+                                                              ["--train", "3"]))))
+def test_a_generator_refuses_a_bad_size_in_one_line(command, bad, tmp_path):
+    done = subprocess.run([sys.executable, *command, "--output_dir", str(tmp_path / "out"), *bad],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]         # "error: ..." or argparse's "x.py: error: ..."
+    assert last.startswith("error: ") or ": error: " in last, last
+    assert not os.path.exists(tmp_path / "out")

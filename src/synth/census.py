@@ -26,7 +26,6 @@ carry no time stamp or name, so the same seed gives identical bytes.
     python -m src.synth.census --output_dir data/census/synth \
         --train_rows 20000 --test_rows 10000 --seed 1
 """
-import argparse
 import gzip as gzip_module
 import io
 import os
@@ -340,7 +339,8 @@ def generate_dataset(raw_dir, train_rows, test_rows, seed, drop_test_category=Tr
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    from src.engine.cli import ArgumentParser
+    parser = ArgumentParser(
         description="Write synthetic Census-Income (KDD) raw files (census-income.data.gz, "
                     "census-income.test.gz) whose labels follow a known model.")
     parser.add_argument("--output_dir", required=True, help="folder for the two .gz files")
@@ -351,6 +351,8 @@ def main(argv=None):
                         help=f"do not drop {DROPPED_TEST_CATEGORY[0]}={DROPPED_TEST_CATEGORY[1]!r} "
                              "from the test file")
     args = parser.parse_args(argv)
+    if args.train_rows < 1 or args.test_rows < 1:
+        parser.error("--train_rows and --test_rows must be positive")
     for path in generate_dataset(args.output_dir, args.train_rows, args.test_rows, args.seed,
                                  drop_test_category=not args.keep_test_categories):
         print(f"wrote {path}")
@@ -358,4 +360,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from src.engine.cli import run_main     # one-line errors: exit 2 for bad input
+    sys.exit(run_main(main))

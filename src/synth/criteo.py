@@ -36,7 +36,6 @@ files carry no time stamp or name, so the same arguments give identical bytes.
 
     python -m src.synth.criteo --output_dir data/criteo/synth --rows 1000000 --seed 1
 """
-import argparse
 import gzip as gzip_module
 import json
 import os
@@ -351,7 +350,8 @@ def generate(output_dir, rows, seed=1, days=7, gzip=False, day_files=False, save
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    from src.engine.cli import ArgumentParser, plain_stdout
+    parser = ArgumentParser(
         description="Write synthetic Criteo click logs in the Kaggle train.txt format (tab "
                     "separated label, I1..I13, C1..C26) whose labels follow a known logistic "
                     "model, plus synth_info.json with the Bayes-optimal AUC.")
@@ -371,10 +371,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     info = generate(args.output_dir, args.rows, args.seed, days=args.days, gzip=args.gzip,
                     day_files=args.day_files, save_probabilities=args.save_probabilities)
-    print(json.dumps({k: info[k] for k in ("files", "rows", "click_rate", "bayes_auc",
-                                           "auc_of_true_probability")}))
+    summary = json.dumps({k: info[k] for k in ("files", "rows", "click_rate", "bayes_auc",
+                                               "auc_of_true_probability")})
+    plain_stdout().write(summary + "\n")            # data, not a log line: no time stamp
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from src.engine.cli import run_main     # one-line errors: exit 2 for bad input
+    sys.exit(run_main(main))

@@ -11,6 +11,7 @@ tasks. The files are real IDX files (gzip'd), read by the same code as MNIST.
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 
@@ -58,7 +59,8 @@ def generate_idx(out_dir, train=6000, test=1000, seed=1, glyph_seed=7):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    from src.engine.cli import ArgumentParser
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", "--out_dir", dest="out_dir", required=True,
                         help="folder for the four .gz IDX files (as the other generators)")
@@ -74,4 +76,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from src.engine.cli import run_main     # one-line errors: exit 2 for bad input
+    sys.exit(run_main(main))
