@@ -97,3 +97,30 @@ def test_constructor_checks(key):
     kwargs = {"input_dim": 5, key: 0}
     with pytest.raises(ValueError, match=f"{key} must be a positive integer"):
         PLE(**kwargs)
+
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_folded_field_embedding_gives_the_reference_and_the_same_gradients(levels):
+    """From ``fold_batch`` rows on, level 0's products run through the
+    embedding matrix's products with their kernels: the NumPy reference's
+    outputs on the embedded input, and the unfolded network's gradients (the
+    embedding's too)."""
+    from folding import WIDTH, assert_same_gradients, field_layer, one_hot_rows, unfolded_twin
+    from src.layers.fields import fold_from
+
+    def make():
+        layer = field_layer()
+        return PLE(input_dim=layer.output_dim, input_layer=layer, num_tasks=2, num_levels=levels,
+                   task_experts=2, shared_experts=1, expert_units=3, tower_units=[4],
+                   init="normal", init_scale=0.5)
+    folded = make()
+    plain = unfolded_twin(folded, make)
+    products = 2 * 2 * 3 + 2 * 3 + 3 + (2 * 2 + 1 if levels > 1 else 0)   # level 0's widths
+    assert folded.fold_batch == fold_from(WIDTH, folded.input_dim, products) < 2 ** 31 - 1
+    rng = np.random.default_rng(levels)
+    x = one_hot_rows(folded.fold_batch + 5, rng)
+    embedded = x @ folded.input_layer.matrix().asnumpy()
+    np.testing.assert_allclose(folded(Tensor(x)).asnumpy(), _numpy_forward(folded, embedded),
+                               rtol=1e-4, atol=1e-5)
+    assert_same_gradients(plain, folded, x, rng.standard_normal((len(x), 2)).astype(np.float32))

@@ -48,3 +48,25 @@ def test_constructor_checks():
         SharedBottom(input_dim=5, bottom_units=[])
     with pytest.raises(ValueError, match="input_dim and num_tasks must be positive"):
         SharedBottom(input_dim=0)
+
+
+def test_folded_field_embedding_gives_the_reference_and_the_same_gradients():
+    """From ``fold_batch`` rows on, the bottom's first product runs through
+    the embedding matrix times its weight: the NumPy reference's outputs on
+    the embedded input, and the unfolded network's gradients."""
+    from folding import WIDTH, assert_same_gradients, field_layer, one_hot_rows, unfolded_twin
+    from src.layers.fields import fold_from
+
+    def make():
+        layer = field_layer()
+        return SharedBottom(input_dim=layer.output_dim, input_layer=layer, num_tasks=2,
+                            bottom_units=[6, 4], tower_units=[3], init="normal", init_scale=0.5)
+    folded = make()
+    plain = unfolded_twin(folded, make)
+    assert folded.fold_batch == fold_from(WIDTH, folded.input_layer.output_dim, 6) < 2 ** 31 - 1
+    rng = np.random.default_rng(3)
+    x = one_hot_rows(folded.fold_batch + 5, rng)
+    embedded = x @ folded.input_layer.matrix().asnumpy()
+    np.testing.assert_allclose(folded(Tensor(x)).asnumpy(), _numpy_forward(folded, embedded),
+                               rtol=1e-4, atol=1e-5)
+    assert_same_gradients(plain, folded, x, rng.standard_normal((len(x), 2)).astype(np.float32))

@@ -40,7 +40,13 @@ class Dense(nn.Cell):
         self.train_bias_relu = train_bias_relu
 
     def construct(self, x):
-        y = self.matmul(x, self.weight)
+        return self.finish(self.matmul(x, self.weight))
+
+    def finish(self, y):
+        """The layer after its product ``y = x @ W``: the bias (and, through
+        ``bias_relu`` / ``train_bias_relu``, the ReLU); for a caller that
+        computes the product another way (folded, see
+        :class:`src.layers.fields.FieldEmbedding`)."""
         if self.training:
             if self.train_bias_relu is not None:
                 return self.train_bias_relu(y, self.bias)

@@ -37,10 +37,18 @@ class PLE(nn.Cell):
       ones) into the shared input of the next level;
     - the first level's task and shared inputs are all ``x``.
 
-    Per level the task experts and gates are stacked weights ``(T, D, .)``
-    used by batched matrix products, the shared ones plain ``(D, .)``
-    matrices; towers are :class:`src.layers.towers.TaskTowers`.
-    ``num_levels=1`` is the single-level CGC model of the paper.
+    Per level the task experts and gates are stacked weights ``(T, D, .)``,
+    the shared ones plain ``(D, .)`` matrices; towers are
+    :class:`src.layers.towers.TaskTowers`. ``num_levels=1`` is the
+    single-level CGC model of the paper.
+
+    With an ``input_layer`` that can be folded (``matrix()`` and
+    ``fold_from``, as :class:`src.layers.fields.FieldEmbedding` has), batches
+    of ``fold_batch`` rows or more compute the first level from the raw
+    input through the products of the layer's matrix with its kernels, as
+    MMoE does: 2-D products (the level reads one input for every task, so the
+    stacked kernels go side by side, ``(D, T*.)``), fewer multiply-adds from
+    that size on, the same function and parameters.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_levels=2, task_experts=2, shared_experts=2,
@@ -81,27 +89,71 @@ class PLE(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(axis=-1)
+        fold_from = getattr(self.input_layer, "fold_from", None)
+        width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.num_levels > 1 else 0)
+        self.fold_batch = (fold_from(width) if fold_from is not None else None) or 2 ** 31 - 1
 
     def construct(self, x):
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
-        x = self.input_layer(x)
-        task_in = ops.tile(x.reshape((1, -1, self.input_dim)), (t, 1, 1))             # (T, B, D)
-        shared_in = x                                                               # (B, D)
+        own, shared, gates, shared_gate = self._first_level(x)
+        task_in, shared_in = own, shared          # (set again below from level 0 on)
         for level in range(self.num_levels):
-            own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[level])
-                            + self.task_expert_biases[level]).reshape((t, -1, m_t, u))
-            shared = self.relu(self.matmul(shared_in, self.shared_expert_kernels[level])
-                               + self.shared_expert_biases[level]).reshape((-1, m_s, u))
+            if level > 0:
+                own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[level])
+                                + self.task_expert_biases[level]).reshape((t, -1, m_t, u))
+                shared = self.relu(self.matmul(shared_in, self.shared_expert_kernels[level])
+                                   + self.shared_expert_biases[level]).reshape((-1, m_s, u))
+                gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[level])
+                                     + self.task_gate_biases[level])                # (T, B, m_t+m_s)
+                if level < self.num_levels - 1:
+                    shared_gate = self.softmax(self.matmul(shared_in, self.shared_gate_kernels[level])
+                                               + self.shared_gate_biases[level])
             experts = ops.concat((own, ops.tile(shared.reshape((1, -1, m_s, u)), (t, 1, 1, 1))),
                                  axis=2)                                            # (T, B, m_t+m_s, U)
-            gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[level])
-                                 + self.task_gate_biases[level])                    # (T, B, m_t+m_s)
             next_task = (gates.reshape((t, -1, m_t + m_s, 1)) * experts).sum(2)    # (T, B, U)
             if level < self.num_levels - 1:
                 every = ops.concat((ops.transpose(own, (1, 0, 2, 3)).reshape((-1, t * m_t, u)),
                                     shared), axis=1)                                # (B, T*m_t+m_s, U)
-                shared_gate = self.softmax(self.matmul(shared_in, self.shared_gate_kernels[level])
-                                           + self.shared_gate_biases[level])
                 shared_in = (shared_gate.reshape((-1, t * m_t + m_s, 1)) * every).sum(1)
             task_in = next_task
         return self.towers(ops.transpose(task_in, (1, 0, 2))).reshape((-1, t))     # (B, T)
+
+    def _first_level(self, x):
+        """Level 0 from the network input: the task experts ``(T, B, m_t, U)``
+        after ReLU, the shared experts ``(B, m_s, U)`` after ReLU, the task
+        gates ``(T, B, m_t+m_s)`` and the shared gate ``(B, T*m_t+m_s)``
+        after softmax (None with one level). From ``fold_batch`` rows, 2-D
+        products folded through the input layer's matrix; below, batched
+        products over the input repeated per task (fewer kernels a call: the
+        faster form at small batches)."""
+        t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
+        if x.shape[0] < self.fold_batch:
+            x = self.input_layer(x)
+            task_in = ops.tile(x.reshape((1, -1, self.input_dim)), (t, 1, 1))         # (T, B, D)
+            own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[0])
+                            + self.task_expert_biases[0]).reshape((t, -1, m_t, u))
+            gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[0])
+                                 + self.task_gate_biases[0])
+            shared = self.relu(self.matmul(x, self.shared_expert_kernels[0])
+                               + self.shared_expert_biases[0]).reshape((-1, m_s, u))
+            shared_gate = None
+            if self.num_levels > 1:
+                shared_gate = self.softmax(self.matmul(x, self.shared_gate_kernels[0])
+                                           + self.shared_gate_biases[0])
+            return own, shared, gates, shared_gate
+        kernels = [ops.transpose(self.task_expert_kernels[0], (1, 0, 2)).reshape((self.input_dim, -1)),
+                   ops.transpose(self.task_gate_kernels[0], (1, 0, 2)).reshape((self.input_dim, -1)),
+                   self.shared_expert_kernels[0]]
+        if self.num_levels > 1:
+            kernels.append(self.shared_gate_kernels[0])
+        matrix = self.input_layer.matrix()
+        products = [self.matmul(x, self.matmul(matrix, k)) for k in kernels]
+        own = self.relu(products[0] + self.task_expert_biases[0].reshape((-1,)))
+        own = ops.transpose(own.reshape((-1, t, m_t, u)), (1, 0, 2, 3))              # (T, B, m_t, U)
+        gates = products[1] + self.task_gate_biases[0].reshape((-1,))
+        gates = self.softmax(ops.transpose(gates.reshape((-1, t, m_t + m_s)), (1, 0, 2)))
+        shared = self.relu(products[2] + self.shared_expert_biases[0]).reshape((-1, m_s, u))
+        shared_gate = None
+        if self.num_levels > 1:
+            shared_gate = self.softmax(products[3] + self.shared_gate_biases[0])
+        return own, shared, gates, shared_gate

@@ -16,6 +16,12 @@ class SharedBottom(nn.Cell):
       shared by all tasks;
     - towers: per task an MLP ``bottom_units[-1] -> tower_units... -> 1``
       (:class:`src.layers.towers.TaskTowers`), all computed at once.
+
+    With an ``input_layer`` that can be folded (``matrix()`` and
+    ``fold_from``, as :class:`src.layers.fields.FieldEmbedding` has), batches
+    of ``fold_batch`` rows or more compute the bottom's first product from the
+    raw input through the layer's matrix times its weight (fewer multiply-adds
+    from that size on; the same function and parameters), as MMoE does.
     """
 
     def __init__(self, input_dim, num_tasks=2, bottom_units=(32,), tower_units=(8,),
@@ -32,8 +38,19 @@ class SharedBottom(nn.Cell):
         self.bottom = MLP([int(input_dim)] + bottom_units, weight_init, last_activation=True)
         self.towers = TaskTowers(self.num_tasks, self.width, list(tower_units), 1, weight_init,
                                  dropout=tower_dropout)
+        self.matmul = ops.MatMul()
+        fold_from = getattr(self.input_layer, "fold_from", None)
+        self.fold_batch = (fold_from(bottom_units[0]) if fold_from is not None else None) or 2 ** 31 - 1
 
     def construct(self, x):
-        shared = self.bottom(self.input_layer(x)).reshape((-1, 1, self.width))                   # (B, 1, D)
+        if x.shape[0] >= self.fold_batch:
+            layers = self.bottom.layers
+            first = layers[0]
+            h = first.finish(self.matmul(x, self.matmul(self.input_layer.matrix(), first.weight)))
+            for i in range(1, len(layers)):
+                h = layers[i](h)
+        else:
+            h = self.bottom(self.input_layer(x))
+        shared = h.reshape((-1, 1, self.width))                                  # (B, 1, D)
         per_task = ops.tile(shared, (1, self.num_tasks, 1))                     # (B, T, D)
         return self.towers(per_task).reshape((-1, self.num_tasks))              # (B, T)
