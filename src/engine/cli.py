@@ -40,7 +40,8 @@ def describe_os_error(exc):
 def _without_stack(message):
     """MindSpore's error text without the C++ call stack it appends (a
     framework developer's aid, not the user's)."""
-    return message.split("\n----------------------------------------------------\n- C++ Call Stack")[0].strip()
+    stack = "\n----------------------------------------------------\n- C++ Call Stack"
+    return message.split(stack)[0].strip()
 
 
 def _disk_full(exc):

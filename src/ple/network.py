@@ -95,19 +95,16 @@ class PLE(nn.Cell):
 
     def construct(self, x):
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
-        own, shared, gates, shared_gate = self._first_level(x)
-        task_in, shared_in = own, shared          # (set again below from level 0 on)
+        if x.shape[0] >= self.fold_batch:
+            own, shared, gates, shared_gate = self._folded_first_level(x)
+        else:
+            x = self.input_layer(x)
+            own, shared, gates, shared_gate = self._level(
+                0, ops.tile(x.reshape((1, -1, self.input_dim)), (t, 1, 1)), x)
+        task_in, shared_in = own, shared          # placeholders: each level sets them for the next
         for level in range(self.num_levels):
             if level > 0:
-                own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[level])
-                                + self.task_expert_biases[level]).reshape((t, -1, m_t, u))
-                shared = self.relu(self.matmul(shared_in, self.shared_expert_kernels[level])
-                                   + self.shared_expert_biases[level]).reshape((-1, m_s, u))
-                gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[level])
-                                     + self.task_gate_biases[level])                # (T, B, m_t+m_s)
-                if level < self.num_levels - 1:
-                    shared_gate = self.softmax(self.matmul(shared_in, self.shared_gate_kernels[level])
-                                               + self.shared_gate_biases[level])
+                own, shared, gates, shared_gate = self._level(level, task_in, shared_in)
             experts = ops.concat((own, ops.tile(shared.reshape((1, -1, m_s, u)), (t, 1, 1, 1))),
                                  axis=2)                                            # (T, B, m_t+m_s, U)
             next_task = (gates.reshape((t, -1, m_t + m_s, 1)) * experts).sum(2)    # (T, B, U)
@@ -118,31 +115,34 @@ class PLE(nn.Cell):
             task_in = next_task
         return self.towers(ops.transpose(task_in, (1, 0, 2))).reshape((-1, t))     # (B, T)
 
-    def _first_level(self, x):
-        """Level 0 from the network input: the task experts ``(T, B, m_t, U)``
-        after ReLU, the shared experts ``(B, m_s, U)`` after ReLU, the task
-        gates ``(T, B, m_t+m_s)`` and the shared gate ``(B, T*m_t+m_s)``
-        after softmax (None with one level). From ``fold_batch`` rows, 2-D
-        products folded through the input layer's matrix; below, batched
-        products over the input repeated per task (fewer kernels a call: the
-        faster form at small batches)."""
+    def _level(self, level, task_in, shared_in):
+        """A level's experts and gates from the tasks' inputs ``(T, B, D)`` and
+        the shared input ``(B, D)``: the task experts ``(T, B, m_t, U)`` and the
+        shared experts ``(B, m_s, U)`` after ReLU, the task gates ``(T, B,
+        m_t+m_s)`` and the shared gate ``(B, T*m_t+m_s)`` after softmax (None
+        at the top level)."""
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
-        if x.shape[0] < self.fold_batch:
-            x = self.input_layer(x)
-            task_in = ops.tile(x.reshape((1, -1, self.input_dim)), (t, 1, 1))         # (T, B, D)
-            own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[0])
-                            + self.task_expert_biases[0]).reshape((t, -1, m_t, u))
-            gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[0])
-                                 + self.task_gate_biases[0])
-            shared = self.relu(self.matmul(x, self.shared_expert_kernels[0])
-                               + self.shared_expert_biases[0]).reshape((-1, m_s, u))
-            shared_gate = None
-            if self.num_levels > 1:
-                shared_gate = self.softmax(self.matmul(x, self.shared_gate_kernels[0])
-                                           + self.shared_gate_biases[0])
-            return own, shared, gates, shared_gate
-        kernels = [ops.transpose(self.task_expert_kernels[0], (1, 0, 2)).reshape((self.input_dim, -1)),
-                   ops.transpose(self.task_gate_kernels[0], (1, 0, 2)).reshape((self.input_dim, -1)),
+        own = self.relu(self.batch_matmul(task_in, self.task_expert_kernels[level])
+                        + self.task_expert_biases[level]).reshape((t, -1, m_t, u))
+        shared = self.relu(self.matmul(shared_in, self.shared_expert_kernels[level])
+                           + self.shared_expert_biases[level]).reshape((-1, m_s, u))
+        gates = self.softmax(self.batch_matmul(task_in, self.task_gate_kernels[level])
+                             + self.task_gate_biases[level])
+        shared_gate = None
+        if level < self.num_levels - 1:
+            shared_gate = self.softmax(self.matmul(shared_in, self.shared_gate_kernels[level])
+                                       + self.shared_gate_biases[level])
+        return own, shared, gates, shared_gate
+
+    def _folded_first_level(self, x):
+        """Level 0 as :meth:`_level` gives it, from the raw input through the
+        input layer's matrix: 2-D products, the stacked task kernels side by
+        side (used from ``fold_batch`` rows; below, the batched products over
+        the input repeated per task are the faster form)."""
+        t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
+        d = self.input_dim
+        kernels = [ops.transpose(self.task_expert_kernels[0], (1, 0, 2)).reshape((d, -1)),
+                   ops.transpose(self.task_gate_kernels[0], (1, 0, 2)).reshape((d, -1)),
                    self.shared_expert_kernels[0]]
         if self.num_levels > 1:
             kernels.append(self.shared_gate_kernels[0])

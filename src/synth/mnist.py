@@ -60,8 +60,7 @@ def generate_idx(out_dir, train=6000, test=1000, seed=1, glyph_seed=7):
 
 def main(argv=None):
     from src.engine.cli import ArgumentParser
-    parser = ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", "--out_dir", dest="out_dir", required=True,
                         help="folder for the four .gz IDX files (as the other generators)")
     parser.add_argument("--train", type=int, default=6000, help="training digits")
