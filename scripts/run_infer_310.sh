@@ -19,6 +19,8 @@ set -- "${POSITIONAL[@]}"
   "NEED_PREPROCESS  y or n: write the .bin inputs first" "DEVICE_ID        Ascend device"
 MODEL="$(abs_path "$1")"
 need_file "$MODEL" MINDIR_PATH
+[[ "${MODEL,,}" == *.mindir ]] || die "MINDIR_PATH must be a MindIR export (export.py" \
+  "--file_format MINDIR writes <name>.mindir), got '$1'; an ONNX export runs on CPU with run_infer_cpu.sh"
 DATA="$(abs_path "$2")"
 need_dir "$DATA" DATA_PATH
 [[ "$3" == y || "$3" == n ]] || die "NEED_PREPROCESS must be y or n, got '$3'"

@@ -41,3 +41,7 @@ def test_ascend_inference_script_checks_its_arguments_before_building(tmp_path):
     run = subprocess.run(["bash", script, "m.mindir", str(tmp_path), "n", "0"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert run.returncode == 2 and "manifest.json not found" in run.stderr
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    run = subprocess.run(["bash", script, "m.onnx", str(tmp_path), "n", "0"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "MINDIR_PATH must be a MindIR export" in run.stderr
