@@ -27,9 +27,8 @@ def collect(infer_data_path, result_path):
             f"{infer_data_path}'s batches (first missing: {os.path.basename(missing[0])}): "
             "run the inference program on them first (scripts/run_infer_cpu.sh or "
             "run_infer_310.sh), or point --result_path at its result_Files")
-    for i in range(manifest["num_batches"]):
-        probs.append(read_bin(result_file(result_path, model, i), manifest["output"]["dtype"],
-                              manifest["output"]["shape"]))
+    for i, result in enumerate(wanted):
+        probs.append(read_bin(result, manifest["output"]["dtype"], manifest["output"]["shape"]))
         labels.append(read_bin(batch_file(infer_data_path, "labels", model, i),
                                manifest["labels"]["dtype"], manifest["labels"]["shape"]))
     rows = manifest["rows"]

@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
-from src.layers.fields import FieldEmbedding
+from src.layers.fields import NEVER, FieldEmbedding
 from src.layers.initializers import make_initializer
 from weighted import WeightedSum
 
@@ -31,7 +31,7 @@ def unfolded_twin(folded, make):
     """A second network from ``make()`` with ``folded``'s parameters that never folds."""
     plain = make()
     ms.load_param_into_net(plain, {p.name: p for p in folded.get_parameters()}, strict_load=True)
-    plain.fold_batch = 2 ** 31 - 1
+    plain.fold_batch = NEVER
     return plain
 
 

@@ -23,6 +23,17 @@ def fold_from(input_dim, output_dim, width):
     return math.ceil(3 * i * o * k / saving) if saving > 0 else None
 
 
+NEVER = 2 ** 31 - 1        # a batch size no batch reaches: never fold
+
+
+def fold_batch(input_layer, width):
+    """The batch size from which a network folds ``input_layer`` into its
+    next products of ``width`` columns in all (the layer's ``fold_from``), or
+    :data:`NEVER` for a layer that cannot be folded or a fold that never pays."""
+    fold = getattr(input_layer, "fold_from", None)
+    return (fold(width) if fold is not None else None) or NEVER
+
+
 class FieldEmbedding(nn.Cell):
     """One-hot fields to one ``dim``-vector per field; numerics pass through.
 

@@ -2,11 +2,11 @@
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.layers.fields import NEVER, fold_batch
 from src.layers.initializers import init_stack, make_initializer
 from src.layers.towers import TaskTowers
 
 MIXTURES = ("matmul", "batch_matmul", "broadcast")
-_NEVER = 2 ** 31 - 1
 # the smallest batch of the matmul mixture: on CPU it was the faster form at
 # 256 rows and up, the batched product at 32 (bench/notes.md)
 MATMUL_FROM = 256
@@ -79,7 +79,7 @@ class MMoE(nn.Cell):
             raise ValueError(f"MMoE: mixture must be one of {MIXTURES}, got {mixture!r}")
         self.num_tasks, self.num_experts, self.expert_units = num_tasks, num_experts, expert_units
         self.mixture = mixture
-        self.matmul_from = int(matmul_from) if mixture == "matmul" else _NEVER
+        self.matmul_from = int(matmul_from) if mixture == "matmul" else NEVER
         if mixture == "matmul":
             repeat, tile, over_experts = mixture_matrices(num_tasks, num_experts, expert_units)
             self.repeat_gates, self.tile_experts = Tensor(repeat), Tensor(tile)
@@ -101,9 +101,8 @@ class MMoE(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(axis=-1)
-        fold_from = getattr(self.input_layer, "fold_from", None)
-        self.fold_batch = (fold_from(num_experts * expert_units + num_tasks * num_experts)
-                           if fold_from is not None else None) or _NEVER
+        self.fold_batch = fold_batch(self.input_layer,
+                                     num_experts * expert_units + num_tasks * num_experts)
 
     def construct(self, x):
         experts, gates = self._experts_and_gates(x)

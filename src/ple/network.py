@@ -3,6 +3,7 @@ tower per task."""
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from src.layers.fields import fold_batch
 from src.layers.initializers import init_matrix, init_stack, make_initializer
 from src.layers.towers import TaskTowers
 
@@ -89,9 +90,8 @@ class PLE(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(axis=-1)
-        fold_from = getattr(self.input_layer, "fold_from", None)
         width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.num_levels > 1 else 0)
-        self.fold_batch = (fold_from(width) if fold_from is not None else None) or 2 ** 31 - 1
+        self.fold_batch = fold_batch(self.input_layer, width)           # level 0's products
 
     def construct(self, x):
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units

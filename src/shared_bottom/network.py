@@ -1,6 +1,7 @@
 """The Shared-Bottom network: a shared ReLU MLP, then one tower per task."""
 from mindspore import nn, ops
 
+from src.layers.fields import fold_batch
 from src.layers.initializers import make_initializer
 from src.layers.mlp import MLP
 from src.layers.towers import TaskTowers
@@ -39,8 +40,7 @@ class SharedBottom(nn.Cell):
         self.towers = TaskTowers(self.num_tasks, self.width, list(tower_units), 1, weight_init,
                                  dropout=tower_dropout)
         self.matmul = ops.MatMul()
-        fold_from = getattr(self.input_layer, "fold_from", None)
-        self.fold_batch = (fold_from(bottom_units[0]) if fold_from is not None else None) or 2 ** 31 - 1
+        self.fold_batch = fold_batch(self.input_layer, bottom_units[0])
 
     def construct(self, x):
         if x.shape[0] >= self.fold_batch:
