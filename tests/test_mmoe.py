@@ -6,6 +6,7 @@ from mindspore import Tensor
 from src.layers.towers import TaskTowers
 from src.layers.initializers import make_initializer
 from src.mmoe.mmoe import MMoE
+from test_towers import assert_tower_output_init
 from weighted import WeightedSum
 
 
@@ -181,3 +182,9 @@ def test_fold_from_counts_multiply_adds():
     assert fold_from(518, 166, 48) == 85   # generated Census files, CPU layout; 8x4 experts, 2x8 gates
     assert fold_from(60, 10, 48) is None           # a product wider than the embedding: never
     assert MMoE(input_dim=20).fold_batch == 2 ** 31 - 1      # no foldable input layer
+
+
+def test_tower_output_init_reaches_the_towers():
+    assert_tower_output_init(lambda how: MMoE(input_dim=6, num_experts=3, expert_units=4,
+                                              tower_units=[4], init="xavier_uniform",
+                                              tower_output_init=how), 6)

@@ -5,6 +5,7 @@ import pytest
 from mindspore import Tensor
 
 from src.shared_bottom.network import SharedBottom
+from test_towers import assert_tower_output_init
 
 
 def _numpy_forward(net, x):
@@ -70,3 +71,9 @@ def test_folded_field_embedding_gives_the_reference_and_the_same_gradients():
     np.testing.assert_allclose(folded(Tensor(x)).asnumpy(), _numpy_forward(folded, embedded),
                                rtol=1e-4, atol=1e-5)
     assert_same_gradients(plain, folded, x, rng.standard_normal((len(x), 2)).astype(np.float32))
+
+
+def test_tower_output_init_reaches_the_towers():
+    assert_tower_output_init(lambda how: SharedBottom(input_dim=6, bottom_units=[5],
+                                                      tower_units=[4], init="xavier_uniform",
+                                                      tower_output_init=how), 6)

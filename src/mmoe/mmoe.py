@@ -35,7 +35,8 @@ class MMoE(nn.Cell):
       E; export's form, for MindSpore Lite). All give the same outputs and
       take the same checkpoints (the 0/1 matrices are not parameters);
     - towers: per task an MLP ``U -> tower_units... -> 1``
-      (:class:`src.layers.TaskTowers`).
+      (:class:`src.layers.TaskTowers`; ``tower_output_init`` is its
+      ``output_init``).
 
     With an ``input_layer`` that can be folded (``matrix()`` and
     ``fold_from``, as :class:`src.layers.fields.FieldEmbedding` has), batches
@@ -65,7 +66,8 @@ class MMoE(nn.Cell):
     def __init__(self, input_dim, num_tasks=2, num_experts=8, expert_units=4, tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0,
                  mixture="batch_matmul", input_layer=None, matmul_from=MATMUL_FROM,
-                 input_product=None, predict_mixture=None, train_mixture=None):
+                 input_product=None, predict_mixture=None, train_mixture=None,
+                 tower_output_init="init"):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         self.input_product = input_product
@@ -96,7 +98,7 @@ class MMoE(nn.Cell):
             gates.transpose(1, 0, 2).reshape(input_dim, num_tasks * num_experts))), name="gate_kernel")
         self.gate_bias = Parameter(Tensor(np.zeros(num_tasks * num_experts, np.float32)), name="gate_bias")
         self.towers = TaskTowers(num_tasks, expert_units, list(tower_units), 1, weight_init,
-                                 dropout=tower_dropout)
+                                 dropout=tower_dropout, output_init=tower_output_init)
         self.matmul = ops.MatMul()
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()

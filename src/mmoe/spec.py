@@ -18,7 +18,8 @@ def build_network(cfg, fmap):
                 tower_dropout=cfg.tower_dropout, mixture=cfg.mixture,
                 input_product=_input_product(cfg),
                 predict_mixture=_mixture(cfg, fmap, "predict_mixture"),
-                train_mixture=_mixture(cfg, fmap, "train_mixture"))
+                train_mixture=_mixture(cfg, fmap, "train_mixture"),
+                tower_output_init=cfg.tower_output_init)
 
 
 def _input_product(cfg):

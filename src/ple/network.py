@@ -40,7 +40,8 @@ class PLE(nn.Cell):
 
     Per level the task experts and gates are stacked weights ``(T, D, .)``,
     the shared ones plain ``(D, .)`` matrices; towers are
-    :class:`src.layers.towers.TaskTowers`. ``num_levels=1`` is the
+    :class:`src.layers.towers.TaskTowers` (``tower_output_init`` is their
+    ``output_init``). ``num_levels=1`` is the
     single-level CGC model of the paper.
 
     With an ``input_layer`` that can be folded (``matrix()`` and
@@ -54,7 +55,7 @@ class PLE(nn.Cell):
 
     def __init__(self, input_dim, num_tasks=2, num_levels=2, task_experts=2, shared_experts=2,
                  expert_units=8, tower_units=(8,), init="truncated_normal", init_scale=0.01,
-                 tower_dropout=0.0, input_layer=None):
+                 tower_dropout=0.0, input_layer=None, tower_output_init="init"):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
@@ -85,7 +86,8 @@ class PLE(nn.Cell):
         self.shared_expert_biases = ParameterTuple(shared_b)
         self.shared_gate_kernels = ParameterTuple(sgate_k)
         self.shared_gate_biases = ParameterTuple(sgate_b)
-        self.towers = TaskTowers(t, u, list(tower_units), 1, weight_init, dropout=tower_dropout)
+        self.towers = TaskTowers(t, u, list(tower_units), 1, weight_init, dropout=tower_dropout,
+                                 output_init=tower_output_init)
         self.matmul = ops.MatMul()
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()

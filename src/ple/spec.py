@@ -11,7 +11,7 @@ def build_network(cfg, fmap):
                num_levels=cfg.num_levels, task_experts=cfg.task_experts,
                shared_experts=cfg.shared_experts, expert_units=cfg.expert_units,
                tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
-               tower_dropout=cfg.tower_dropout)
+               tower_dropout=cfg.tower_dropout, tower_output_init=cfg.tower_output_init)
 
 
 SPEC = ModelSpec(name="ple", title="PLE", dataset=CENSUS, build_network=build_network,

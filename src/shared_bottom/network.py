@@ -16,7 +16,8 @@ class SharedBottom(nn.Cell):
     - bottom: an MLP ``F -> bottom_units...`` with ReLU after every layer,
       shared by all tasks;
     - towers: per task an MLP ``bottom_units[-1] -> tower_units... -> 1``
-      (:class:`src.layers.towers.TaskTowers`), all computed at once.
+      (:class:`src.layers.towers.TaskTowers`, ``tower_output_init`` its
+      ``output_init``), all computed at once.
 
     With an ``input_layer`` that can be folded (``matrix()`` and
     ``fold_from``, as :class:`src.layers.fields.FieldEmbedding` has), batches
@@ -26,7 +27,8 @@ class SharedBottom(nn.Cell):
     """
 
     def __init__(self, input_dim, num_tasks=2, bottom_units=(32,), tower_units=(8,),
-                 init="truncated_normal", init_scale=0.01, tower_dropout=0.0, input_layer=None):
+                 init="truncated_normal", init_scale=0.01, tower_dropout=0.0, input_layer=None,
+                 tower_output_init="init"):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         bottom_units = [int(u) for u in bottom_units]
@@ -38,7 +40,7 @@ class SharedBottom(nn.Cell):
         self.num_tasks, self.width = int(num_tasks), bottom_units[-1]
         self.bottom = MLP([int(input_dim)] + bottom_units, weight_init, last_activation=True)
         self.towers = TaskTowers(self.num_tasks, self.width, list(tower_units), 1, weight_init,
-                                 dropout=tower_dropout)
+                                 dropout=tower_dropout, output_init=tower_output_init)
         self.matmul = ops.MatMul()
         self.fold_batch = fold_batch(self.input_layer, bottom_units[0])
 

@@ -10,7 +10,8 @@ def build_network(cfg, fmap):
     return SharedBottom(input_dim=width, input_layer=layer, num_tasks=len(fmap["tasks"]),
                         bottom_units=cfg.bottom_units, tower_units=cfg.tower_units,
                         init=cfg.init, init_scale=cfg.init_scale,
-                        tower_dropout=cfg.tower_dropout)
+                        tower_dropout=cfg.tower_dropout,
+                        tower_output_init=cfg.tower_output_init)
 
 
 SPEC = ModelSpec(name="shared_bottom", title="Shared-Bottom", dataset=CENSUS,
