@@ -74,9 +74,11 @@ def test_mmoe_trains_through_the_mixture_kernel_as_through_the_graph(batch):
         (plain, native), x = _mmoe_pair(True, seed=6, mixture=True, train=train)
         weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
         # a weight's gradient sums 600 rows' terms of order 1, in another order
-        # (and with the kernel's exponential): rounding reaches a few 1e-6
+        # (and with the kernel's exponential): rounding reaches a few 1e-6; so
+        # does an output near 0 that sums terms of order 1-6 (once 4.9e-6 under
+        # the whole suite's load, where the threads split the work otherwise)
         _assert_same_function(plain, native, Tensor(x[:batch]), weights, params=9,
-                              grad_atol=2e-5)
+                              grad_atol=2e-5, out_atol=1e-5)
 
 
 def test_the_config_keys_are_checked_and_export_uses_the_graph():
