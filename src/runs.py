@@ -58,6 +58,16 @@ class Run:
                 best[name] = min(values) if "logloss" in name else max(values)
         return best
 
+    def best_epoch(self, metric):
+        """The first epoch with the best validation ``metric`` (the one whose
+        ``best_<metric>.ckpt`` train.py kept); ValueError when no epoch has it."""
+        scored = [(r["val"][metric], r["epoch"]) for r in self.epochs
+                  if r.get("val") and _finite(r["val"].get(metric))]
+        if not scored:
+            raise ValueError(f"{self.path}: no epoch has a validation {metric}")
+        sign = 1 if "logloss" in metric else -1
+        return min(scored, key=lambda item: (sign * item[0], item[1]))[1]
+
     def result(self, split="test"):
         """``(where, {metric: value})``: eval.py's result on ``split`` (of the
         best checkpoint of the run's monitored metric when there are several),

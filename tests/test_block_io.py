@@ -144,3 +144,33 @@ def test_equal_shards_give_every_rank_the_same_steps(tmp_path, buffer):
         assert len(list(data.epoch(1))) == len(data)
         lengths.append(len(data))
     assert lengths == [6, 6]                              # 50 // 8
+
+
+@pytest.mark.parametrize("buffer", [0, 40])
+def test_splits_read_together_as_one(tmp_path, buffer):
+    """A list of splits (train_splits train,val) reads every row of each once
+    per epoch, shuffled across the two, in memory or streamed, and sharded
+    without overlap."""
+    _write(str(tmp_path), n=103)
+    with BlockWriter(split_file(str(tmp_path), "val"), {"id": (np.int32, 1), "x": (np.float32, 3)},
+                     block_rows=10) as writer:
+        writer.write({"id": np.arange(1000, 1050)[:, None],
+                      "x": np.repeat(np.arange(1000, 1050)[:, None], 3, 1) * 0.5})
+    both = sorted(list(range(103)) + list(range(1000, 1050)))
+    data = BlockDataset(str(tmp_path), ["train", "val"], {"id": 1, "x": 3}, batch_size=16,
+                        shuffle=True, seed=4, shuffle_buffer_rows=buffer)
+    assert data.num_rows == data.total_rows == 153 and data.split == "train+val"
+    assert "train.mindrecord + " in data.path and data.path.endswith("val.mindrecord")
+    batches = list(data.epoch(1))
+    ids = np.concatenate([b["id"] for b in batches]).ravel()
+    assert sorted(ids) == both
+    assert any(len({i >= 1000 for i in b["id"].ravel()}) == 2 for b in batches)   # mixed
+    np.testing.assert_array_equal(batches[0]["x"][:, 0], batches[0]["id"][:, 0] * 0.5)
+    seen = [set(np.concatenate([b["id"] for b in BlockDataset(
+        str(tmp_path), ["train", "val"], {"id": 1}, batch_size=8, num_shards=2, shard_id=k,
+        shuffle_buffer_rows=buffer).epoch(0)]).ravel()) for k in range(2)]
+    assert not (seen[0] & seen[1]) and sorted(seen[0] | seen[1]) == both
+    with pytest.raises(ValueError, match="must be distinct"):
+        BlockDataset(str(tmp_path), ["train", "train"], {"id": 1}, batch_size=8)
+    with pytest.raises(FileNotFoundError, match="split 'test'"):
+        BlockDataset(str(tmp_path), ["train", "test"], {"id": 1}, batch_size=8)

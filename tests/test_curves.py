@@ -92,6 +92,18 @@ def test_report_gives_mean_and_std_over_runs(tmp_path, capsys):
     assert report_entry.mean_std([2.0]) == (2.0, 0.0)
 
 
+def test_best_epoch_is_the_first_best_one(tmp_path):
+    """The epoch whose best_<metric>.ckpt train.py kept: the first of equal
+    bests (it saves on strict improvement), the lowest for a log loss, and
+    epochs without validation passed over."""
+    run = Run(_fake_run(tmp_path / "a", [{"auc": 0.7, "logloss": 0.5}, {"auc": 0.8, "logloss": 0.3},
+                                         None, {"auc": 0.8, "logloss": 0.4}]))
+    assert run.best_epoch("auc") == 2 and run.best_epoch("logloss") == 2
+    with pytest.raises(ValueError, match="no epoch has a validation avg_auc"):
+        run.best_epoch("avg_auc")
+    assert Run(_fake_run(tmp_path / "b", [{"auc": 0.7}, {"auc": 0.9}])).best_epoch("auc") == 2
+
+
 def test_report_prints_a_plain_table_for_a_file(tmp_path):
     """``python report.py RUN... > results.md``: the table goes out as it is,
     without the time stamps of the log lines (src/engine/cli.py)."""

@@ -122,6 +122,29 @@ def test_fresh_run_refuses_a_used_output_path(trained, data_dir, capsys):
         _train(data_dir, trained, "--epoch_size", "1")
 
 
+def test_a_final_fit_trains_on_the_validation_rows_too(data_dir, tmp_path, capsys):
+    """train_splits train,val: 6,000 + 2,000 rows a epoch (62 steps of 128
+    where train alone gives 46), no validation and no best checkpoints; the
+    last epoch's checkpoint is the result and evaluates on the test split."""
+    from src.config import ConfigError
+    assert _train(data_dir, tmp_path, "--epoch_size", "2", "--train_splits", "train,val") == 0
+    out = capsys.readouterr().out
+    assert "8000 training rows (62 steps/epoch), no validation" in out
+    last = tmp_path / "mmoe-2_62.ckpt"
+    assert f"checkpoint of the last epoch (the result of this run): {last}" in out
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("best_")]
+    log = read_metrics_log(str(tmp_path / "metrics.jsonl"))
+    assert [(r["epoch"], r["global_step"], r["val"]) for r in log] == [(1, 62, None), (2, 124, None)]
+    assert eval_entry.main(["--config_path", CPU_CONFIG, "--data_path", data_dir,
+                            "--ckpt_file", str(last)]) == 0
+    with open(tmp_path / "eval_mmoe-2_62_test.json") as fh:
+        metrics = json.load(fh)["metrics"]
+    assert metrics["income_auc"] > 0.8 and metrics["marital_auc"] > 0.8, metrics
+    for wrong in ("val", "train,train", "val,train"):
+        with pytest.raises(ConfigError, match="train_splits must be train, or train,val"):
+            _train(data_dir, tmp_path / "bad", "--train_splits", wrong)
+
+
 def test_divergence_stops_with_a_clear_message(data_dir, tmp_path):
     from src.engine.trainer import TrainingDiverged
     with pytest.raises(TrainingDiverged, match="loss became|exceeds 1000 times"):

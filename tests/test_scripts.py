@@ -84,26 +84,35 @@ def test_download_script_fetches_and_checks_files(tmp_path):
     assert not (tmp_path / "b" / "t10k-labels-idx1-ubyte.gz").exists()
 
 
-def _census_results(tmp_path, models):
+def _census_results(tmp_path, models, refit=False):
     """scripts/run_census_results.sh on a small generated pair, for ``models``
     (None: every Census-Income model, the script's default): one table per
-    model with both seeds' test figures, and the baselines."""
+    model with both seeds' test figures, and the baselines; with ``refit``
+    (REFIT=1) also each seed's final fit on train and val and its table."""
     from src.registry import models_on
     census_synth.generate_dataset(str(tmp_path / "raw"), train_rows=2400, test_rows=800, seed=3)
+    env = {} if models is None else {"MODELS": ",".join(models)}
     result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", "1,2", "--",
                      "--epoch_size", 1, "--batch_size", 256, "--log_every_steps", 1000,
-                     env=None if models is None else {"MODELS": ",".join(models)})
+                     env=dict(env, REFIT="1") if refit else env or None)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "out" / "baselines.json") as fh:
         baselines = json.load(fh)
     assert {"logistic_regression/income", "gradient_boosting/marital"} <= set(baselines)
+    assert all(("refit_test_auc" in row) == refit for row in baselines.values())
     expected = models_on("census") if models is None else models
+    tables = [f"{model}{end}" for model in expected for end in ("", "_refit")[:1 + refit]]
     assert sorted(p.name for p in (tmp_path / "out").glob("results_*.md")) == sorted(
-        f"results_{model}.md" for model in expected)
+        f"results_{name}.md" for name in tables)
+    runs = tmp_path / "out" / "runs"
     for model in expected:
         table = (tmp_path / "out" / f"results_{model}.md").read_text()
         assert "income_auc" in table and f"{model}_s1" in table and f"{model}_s2" in table
-        assert (tmp_path / "out" / "runs" / f"{model}_s2" / "eval_best_avg_auc_test.json").is_file()
+        assert (runs / f"{model}_s2" / "eval_best_avg_auc_test.json").is_file()
+        if refit:     # 1,800 training + 600 validation rows: 9 steps of 256
+            table = (tmp_path / "out" / f"results_{model}_refit.md").read_text()
+            assert f"{model}_s1_refit: eval_{model}-1_9_test" in table
+            assert (runs / f"{model}_s2_refit" / f"eval_{model}-1_9_test.json").is_file()
 
 
 def test_census_results_script_runs_the_models_it_is_given_and_the_baselines(tmp_path):
@@ -114,7 +123,9 @@ def test_census_results_script_runs_the_models_it_is_given_and_the_baselines(tmp
     result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out",
                      env={"MODELS": "no_such_model"})
     assert result.returncode == 2 and "MODELS: 'no_such_model' is not a Census-Income model" in result.stderr
-    _census_results(tmp_path, [models_on("census")[-1]])
+    result = _script("run_census_results.sh", tmp_path / "raw", tmp_path / "out", env={"REFIT": "yes"})
+    assert result.returncode == 2 and "REFIT must be 0 or 1, got 'yes'" in result.stderr
+    _census_results(tmp_path, [models_on("census")[-1]], refit=True)
 
 
 @pytest.mark.slow

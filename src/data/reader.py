@@ -58,7 +58,9 @@ class BlockDataset:
     Args:
         data_dir: folder holding ``<split>.mindrecord`` or the shard files
             ``<split>_000.mindrecord``, ``<split>_001.mindrecord``, ...
-        split: ``train``, ``val`` or ``test``.
+        split: ``train``, ``val`` or ``test``, or a list of them, read as one
+            split (their files one after the other: e.g. train and val for a
+            final fit on every non-test row).
         columns: ``{name: width}`` of the columns to read.
         batch_size: rows per batch.
         shuffle: permute rows every epoch (seeded by ``seed`` and the epoch).
@@ -85,11 +87,17 @@ class BlockDataset:
     def __init__(self, data_dir, split, columns, batch_size, shuffle=False, seed=0,
                  drop_remainder=False, num_shards=1, shard_id=0, transform=None, prefetch=2,
                  shuffle_buffer_rows=0, equal_shards=False, digests=None):
-        self.paths = split_files(data_dir, split)
+        splits = [split] if isinstance(split, str) else list(split)
+        if not splits or len(set(splits)) < len(splits):
+            raise ValueError(f"splits to read must be distinct and at least one, got {splits}")
+        files = {name: split_files(data_dir, name) for name in splits}
+        self.paths = [path for name in splits for path in files[name]]
         for path in self.paths:
             if not os.path.isfile(path + ".db"):
                 raise FileNotFoundError(f"{path}.db (the index of {path}) not found: convert the data first")
-        path = self.paths[0] if len(self.paths) == 1 else os.path.join(data_dir, f"{split}_*.mindrecord")
+        path = " + ".join(files[name][0] if len(files[name]) == 1
+                          else os.path.join(data_dir, f"{name}_*.mindrecord") for name in splits)
+        split = "+".join(splits)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= shard_id < num_shards:

@@ -15,8 +15,10 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
     """A :class:`BlockDataset` over ``split`` with the model's batch transform
     (or ``transform``, e.g. :meth:`ModelSpec.train_transform`), checked
     against the feature map's record of the split: its files, their sizes and
-    its row count (a split cut short or from another conversion is refused)."""
-    expected = verify_split(cfg.data_path, feature_map, split)
+    its row count (a split cut short or from another conversion is refused).
+    ``split`` may be a list of splits, read as one (``train_splits``)."""
+    splits = [split] if isinstance(split, str) else list(split)
+    expected = sum(verify_split(cfg.data_path, feature_map, name) for name in splits)
     data = BlockDataset(cfg.data_path, split, spec.columns(feature_map),
                         cfg.batch_size if training else cfg.eval_batch_size,
                         shuffle=training, seed=cfg.seed,
@@ -30,7 +32,10 @@ def split_reader(spec, feature_map, cfg, split, training=False, num_shards=1, sh
         raise DataSetError(f"{data.path} holds {data.total_rows} rows but "
                            f"{os.path.join(cfg.data_path, FEATURE_MAP_FILE)} records {expected}: "
                            "the split does not belong to this conversion; convert the data again")
-    data.guard = lambda: _unchanged(cfg.data_path, feature_map, split)
+    def guard():
+        for name in splits:
+            _unchanged(cfg.data_path, feature_map, name)
+    data.guard = guard
     return data
 
 
