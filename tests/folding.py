@@ -1,14 +1,12 @@
 """Shared by the tests of networks that fold a per-field embedding into
 their first products (src.layers.fields.FieldEmbedding): a small field
-layout, one-hot rows of it, and the check that a folded network computes the
-unfolded one's gradients."""
+layout, one-hot rows of it, and the network's twin that never folds (which
+weighted.assert_same_function compares it with)."""
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor
 
 from src.layers.fields import NEVER, FieldEmbedding
 from src.layers.initializers import make_initializer
-from weighted import WeightedSum
 
 FIELDS, NUMERIC, DIM = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)], 2, 8
 WIDTH = 82                                  # the one-hot columns and the numerics
@@ -33,21 +31,3 @@ def unfolded_twin(folded, make):
     ms.load_param_into_net(plain, {p.name: p for p in folded.get_parameters()}, strict_load=True)
     plain.fold_batch = NEVER
     return plain
-
-
-def assert_same_gradients(first, second, x, weights, params=None):
-    """In training mode, ``second`` gives ``first``'s outputs on ``x`` and the
-    same gradients of the ``weights``-weighted sum of them for each parameter
-    (``params`` of them, if given; every one non-zero)."""
-    outputs, grads = [], []
-    for net in (first, second):
-        net.set_train(True)
-        outputs.append(net(Tensor(x)).asnumpy())
-        grad = ms.grad(WeightedSum(net, Tensor(weights)), grad_position=None,
-                       weights=net.trainable_params())
-        grads.append([g.asnumpy() for g in grad(Tensor(x))])
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
-    assert len(grads[0]) == len(grads[1]) == (params or len(first.trainable_params()))
-    for a, b in zip(*grads):
-        assert np.abs(a).max() > 0
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -7,7 +7,7 @@ from src.layers.towers import TaskTowers
 from src.layers.initializers import make_initializer
 from src.mmoe.mmoe import MMoE
 from test_towers import assert_tower_output_init
-from weighted import WeightedSum
+from weighted import assert_same_function
 
 
 def _x(b, f, seed=0):
@@ -85,7 +85,7 @@ def test_mixture_forms_give_the_same_outputs_and_gradients(other):
     ms.load_param_into_net(second, {p.name: p for p in matmul.get_parameters()}, strict_load=True)
     x = _x(9, 12, seed=3)
     weights = Tensor(np.random.default_rng(4).standard_normal((9, 3)).astype(np.float32))
-    _assert_same_function(matmul, second, x, weights, params=8)
+    assert_same_function(matmul, second, x, weights, params=8)
 
 
 def test_matmul_mixture_keeps_no_extra_parameters():
@@ -110,23 +110,6 @@ def test_matmul_mixture_takes_the_batched_product_below_its_batch():
         assert calls == [(8, 2, 8)]
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)
-
-
-def _assert_same_function(first, second, x, weights, params, grad_atol=1e-6, out_atol=1e-6):
-    """``second`` gives ``first``'s outputs on ``x`` and the same gradients of
-    the ``weights``-weighted sum of them for each of its ``params`` parameters
-    (every one non-zero), in training mode."""
-    outputs, grads = [], []
-    for net in (first, second):
-        net.set_train(True)
-        outputs.append(net(x).asnumpy())
-        grad = ms.grad(WeightedSum(net, weights), grad_position=None, weights=net.trainable_params())
-        grads.append([g.asnumpy() for g in grad(x)])
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=out_atol)
-    assert len(grads[0]) == len(grads[1]) == params
-    for a, b in zip(*grads):
-        assert np.abs(a).max() > 0
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=grad_atol)
 
 
 def test_tower_dropout_is_active_only_in_training():
@@ -174,7 +157,7 @@ def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
     x[:, 80:] = rng.standard_normal((batch, 2))
     x = Tensor(x)
     weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
-    _assert_same_function(plain, folded, x, weights, params=9)
+    assert_same_function(plain, folded, x, weights, params=9)
 
 
 def test_fold_from_counts_multiply_adds():

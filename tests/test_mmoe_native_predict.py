@@ -68,7 +68,7 @@ def test_mmoe_trains_through_the_mixture_kernel_as_through_the_graph(batch):
     network's outputs and gradients (against the graph's mixture in both its
     forms: 2-D products from ``matmul_from`` rows, per-sample products below);
     ``predict_mixture`` alone leaves training to the graph."""
-    from tests.test_mmoe import _assert_same_function
+    from weighted import assert_same_function
     rng = np.random.default_rng(3)
     for train in (True, False):
         (plain, native), x = _mmoe_pair(True, seed=6, mixture=True, train=train)
@@ -77,7 +77,7 @@ def test_mmoe_trains_through_the_mixture_kernel_as_through_the_graph(batch):
         # (and with the kernel's exponential): rounding reaches a few 1e-6; so
         # does an output near 0 that sums terms of order 1-6 (once 4.9e-6 under
         # the whole suite's load, where the threads split the work otherwise)
-        _assert_same_function(plain, native, Tensor(x[:batch]), weights, params=9,
+        assert_same_function(plain, native, Tensor(x[:batch]), weights, params=9,
                               grad_atol=2e-5, out_atol=1e-5)
 
 

@@ -107,7 +107,8 @@ def test_folded_field_embedding_gives_the_reference_and_the_same_gradients(level
     embedding matrix's products with their kernels: the NumPy reference's
     outputs on the embedded input, and the unfolded network's gradients (the
     embedding's too)."""
-    from folding import WIDTH, assert_same_gradients, field_layer, one_hot_rows, unfolded_twin
+    from folding import WIDTH, field_layer, one_hot_rows, unfolded_twin
+    from weighted import assert_same_function
     from src.layers.fields import fold_from
 
     def make():
@@ -124,7 +125,7 @@ def test_folded_field_embedding_gives_the_reference_and_the_same_gradients(level
     embedded = x @ folded.input_layer.matrix().asnumpy()
     np.testing.assert_allclose(folded(Tensor(x)).asnumpy(), _numpy_forward(folded, embedded),
                                rtol=1e-4, atol=1e-5)
-    assert_same_gradients(plain, folded, x, rng.standard_normal((len(x), 2)).astype(np.float32))
+    assert_same_function(plain, folded, x, rng.standard_normal((len(x), 2)).astype(np.float32))
 
 
 def test_tower_output_init_reaches_the_towers():
