@@ -135,28 +135,21 @@ def test_folded_field_embedding_gives_the_same_outputs_and_gradients():
     """From ``fold_batch`` rows on, the experts and gates are computed through
     the embedding matrix's products with their kernels: the same outputs and
     gradients (the embedding's too) as applying the embedding first."""
-    from src.layers.fields import FieldEmbedding, fold_from
-    fields, dim = [(0, 30), (30, 20), (50, 10), (60, 5), (65, 9), (74, 6)], 8
-    kwargs = dict(num_tasks=2, num_experts=3, expert_units=2, tower_units=[4], init="normal",
-                  init_scale=0.5)
-    nets = []
-    for _ in range(2):
-        layer = FieldEmbedding(fields, 2, dim, make_initializer("normal", 0.5))
-        nets.append(MMoE(input_dim=layer.output_dim, input_layer=layer, **kwargs))
-    folded, plain = nets
-    ms.load_param_into_net(plain, {p.name: p for p in folded.get_parameters()}, strict_load=True)
-    i, o, k = 82, 50, 3 * 2 + 2 * 3           # input, embedding and first products' widths
+    from folding import WIDTH, field_layer, one_hot_rows, unfolded_twin
+    from src.layers.fields import fold_from
+
+    def make():
+        layer = field_layer()
+        return MMoE(input_dim=layer.output_dim, input_layer=layer, num_tasks=2, num_experts=3,
+                    expert_units=2, tower_units=[4], init="normal", init_scale=0.5)
+    folded = make()
+    plain = unfolded_twin(folded, make)
+    i, o, k = WIDTH, 50, 3 * 2 + 2 * 3        # input, embedding and first products' widths
     fixed, saving = 3 * i * o * k, 2 * i * o + 3 * o * k - 2 * i * k     # per call, per row
     assert folded.fold_batch == fold_from(i, o, k) == -(-fixed // saving) == 19
-    plain.fold_batch = 2 ** 31 - 1
-    batch = folded.fold_batch + 5
     rng = np.random.default_rng(7)
-    x = np.zeros((batch, 82), np.float32)
-    for offset, size in fields:
-        x[np.arange(batch), offset + rng.integers(0, size, batch)] = 1.0
-    x[:, 80:] = rng.standard_normal((batch, 2))
-    x = Tensor(x)
-    weights = Tensor(rng.standard_normal((batch, 2)).astype(np.float32))
+    x = one_hot_rows(folded.fold_batch + 5, rng)
+    weights = rng.standard_normal((len(x), 2)).astype(np.float32)
     assert_same_function(plain, folded, x, weights, params=9)
 
 
