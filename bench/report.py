@@ -146,6 +146,14 @@ def _met(row, validity=None):
     return {True: "yes", False: "**no**", None: "-"}[row.get("met")]
 
 
+def _target(row):
+    """A case measured against the peer without one (no peer module, or
+    ``--sides ours``) has no ratio to hold to its target."""
+    if row["group"] in AGAINST_PEER and row.get("ratio") is None:
+        return "- (no peer)"
+    return row["target"]
+
+
 def _mflop(flops):
     return "-" if not flops else f"{flops / 1e6:.4g}"
 
@@ -302,7 +310,7 @@ def markdown(report):
                 if as_run:
                     extra += f" {_peer_as_run(r)} | {_other_variants(r)} |"
                 lines.append(f"| {r['case']} | {r['unit']} | {num(r['ours'])} | {num(r.get('peer'))} | "
-                             f"{_ratio(r.get('ratio'))} |{extra} {r['target']} | {_met(r, validity)} |")
+                             f"{_ratio(r.get('ratio'))} |{extra} {_target(r)} | {_met(r, validity)} |")
         lines.append("")
     if report.get("errors"):
         lines += ["## Cases that failed", ""] + [f"- {e}" for e in report["errors"]] + [""]

@@ -173,6 +173,20 @@ def test_a_run_whose_aa_is_off_claims_no_target_against_the_peer(tmp_path):
     assert "not claimed (no A/A)" in open(md).read()
 
 
+def test_a_case_without_a_peer_shows_no_target_to_meet(tmp_path):
+    """A model with no PyTorch peer (or a run of ours alone) has no ratio:
+    its row names no ratio target, and meets none."""
+    from bench import report
+    md, js = str(tmp_path / "b.md"), str(tmp_path / "b.json")
+    table = _table(1.0, 1.01)
+    table["cases"][1].update(peer=None, ratio=None, met=None)
+    report.write(table, js, md)
+    rows = [line for line in open(md).read().splitlines() if line.startswith("| m batch")]
+    assert rows[0].endswith("| 1.100 | 1.000 | ratio >= 1.0 | yes |"), rows[0]
+    assert rows[1].endswith("| - | 1.010 | - (no peer) | - |"), rows[1]
+    assert rows[2].endswith("| reader >= 3x training | yes |"), rows[2]
+
+
 def test_a_partial_run_never_writes_over_the_committed_table(tmp_path):
     from bench import run
     work = str(tmp_path / "w")
