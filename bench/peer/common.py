@@ -84,18 +84,47 @@ def init_stack(count, fan_in, fan_out, name, scale, generator):
 
 
 # ---------------------------------------------------------------- layers
+class FieldEmbedding(nn.Module):
+    """``src.layers.fields.FieldEmbedding``: ``x @ (weight * mask + passthrough)``."""
+
+    def __init__(self, fields, num_numeric, dim, init, init_scale, generator):
+        super().__init__()
+        n_onehot = max(o + s for o, s in fields)
+        rows, cols = n_onehot + num_numeric, len(fields) * dim + num_numeric
+        mask, passthrough = torch.zeros(rows, cols), torch.zeros(rows, cols)
+        for f, (offset, size) in enumerate(fields):
+            mask[offset:offset + size, f * dim:(f + 1) * dim] = 1.0
+        numeric = torch.arange(num_numeric)
+        passthrough[n_onehot + numeric, len(fields) * dim + numeric] = 1.0
+        self.register_buffer("mask", mask)
+        self.register_buffer("passthrough", passthrough)
+        weight = init_matrix_(torch.empty(rows, cols), init, init_scale, rows, cols, generator)
+        self.weight = nn.Parameter(weight * mask)
+        self.input_dim, self.output_dim = rows, cols
+
+    def matrix(self):
+        return self.weight * self.mask + self.passthrough
+
+    def forward(self, x):
+        return x @ self.matrix()
+
+
 class TaskTowers(nn.Module):
     """One MLP per task, all tasks at once (``src.layers.towers.TaskTowers``):
     ``(B, T, D) -> (B, T, out)``; layer ``l`` has ``weight{l}`` ``(T, d_l, d_l+1)``
-    and ``bias{l}`` ``(T, 1, d_l+1)``; ReLU and dropout after hidden layers."""
+    and ``bias{l}`` ``(T, 1, d_l+1)``; ReLU and dropout after hidden layers;
+    ``output_init="zero"``: the last layer's weights start at zero."""
 
-    def __init__(self, num_tasks, in_dim, hidden_units, out_dim, init, scale, dropout, generator):
+    def __init__(self, num_tasks, in_dim, hidden_units, out_dim, init, scale, dropout, generator,
+                 output_init="init"):
         super().__init__()
         dims = [int(in_dim)] + [int(u) for u in hidden_units] + [int(out_dim)]
         self.num_layers = len(dims) - 1
         for i in range(self.num_layers):
-            self.register_parameter(f"weight{i}", nn.Parameter(
-                init_stack(num_tasks, dims[i], dims[i + 1], init, scale, generator)))
+            weight = init_stack(num_tasks, dims[i], dims[i + 1], init, scale, generator)
+            if output_init == "zero" and i == self.num_layers - 1:
+                weight.zero_()
+            self.register_parameter(f"weight{i}", nn.Parameter(weight))
             self.register_parameter(f"bias{i}", nn.Parameter(torch.zeros(num_tasks, 1, dims[i + 1])))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self._layers = [(f"weight{i}", f"bias{i}") for i in range(self.num_layers)]
