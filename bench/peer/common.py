@@ -1,4 +1,4 @@
-"""Pieces the four PyTorch peers share: initialisers, stacked per-task towers,
+"""Pieces the PyTorch peers share: initialisers, stacked per-task towers,
 MLPs, the optimizer mapping, the learning-rate table and the
 :class:`PeerModel` train/predict loop.
 
@@ -84,31 +84,6 @@ def init_stack(count, fan_in, fan_out, name, scale, generator):
 
 
 # ---------------------------------------------------------------- layers
-class FieldEmbedding(nn.Module):
-    """``src.layers.fields.FieldEmbedding``: ``x @ (weight * mask + passthrough)``."""
-
-    def __init__(self, fields, num_numeric, dim, init, init_scale, generator):
-        super().__init__()
-        n_onehot = max(o + s for o, s in fields)
-        rows, cols = n_onehot + num_numeric, len(fields) * dim + num_numeric
-        mask, passthrough = torch.zeros(rows, cols), torch.zeros(rows, cols)
-        for f, (offset, size) in enumerate(fields):
-            mask[offset:offset + size, f * dim:(f + 1) * dim] = 1.0
-        numeric = torch.arange(num_numeric)
-        passthrough[n_onehot + numeric, len(fields) * dim + numeric] = 1.0
-        self.register_buffer("mask", mask)
-        self.register_buffer("passthrough", passthrough)
-        weight = init_matrix_(torch.empty(rows, cols), init, init_scale, rows, cols, generator)
-        self.weight = nn.Parameter(weight * mask)
-        self.input_dim, self.output_dim = rows, cols
-
-    def matrix(self):
-        return self.weight * self.mask + self.passthrough
-
-    def forward(self, x):
-        return x @ self.matrix()
-
-
 class TaskTowers(nn.Module):
     """One MLP per task, all tasks at once (``src.layers.towers.TaskTowers``):
     ``(B, T, D) -> (B, T, out)``; layer ``l`` has ``weight{l}`` ``(T, d_l, d_l+1)``

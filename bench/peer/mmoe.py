@@ -8,19 +8,17 @@ one matrix each (every expert's / gate's ``(F, U)`` / ``(F, E)`` block drawn
 separately with its own fans), per-task towers as stacked weights
 (``TaskTowers``). Loss: per-task mean BCE-with-logits, weighted sum over tasks.
 
-Variants (``VARIANTS``): ``folded`` computes, as ours does from the batch
-size ``src.layers.fields.fold_from`` gives, the experts and gates of the
-per-field embeddings as ``x @ (embedding matrix @ kernel)``; ``unfolded``
-always applies the embedding first. With the one-hot input they are the same.
+Variants (``VARIANTS``): ``bench.peer.census.FOLD_VARIANTS``, folded and
+unfolded per-field embeddings (see there).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.peer.common import (FieldEmbedding, PeerModel, TaskTowers, init_stack,
-                               weighted_bce)
+from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.common import TaskTowers, init_stack
 
-VARIANTS = ("folded", "unfolded")
+VARIANTS = FOLD_VARIANTS
 
 
 class MMoENet(nn.Module):
@@ -60,28 +58,13 @@ class MMoENet(nn.Module):
         return self.towers(mixed).reshape(-1, self.num_tasks)                     # (B, T)
 
 
-class MMoEPeer(PeerModel):
-    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None, variant=None):
-        if (variant or VARIANTS[0]) not in VARIANTS:
-            raise ValueError(f"unknown MMoE peer variant {variant!r}; choose one of {VARIANTS}")
-        generator = torch.Generator().manual_seed(int(seed))
-        tasks = list(feature_map["tasks"])
-        layer = None
-        if int(cfg.get("field_embedding_dim", 0)) > 0:
-            from src.datasets.census import fields_of
-            fields, num_numeric = fields_of(feature_map)
-            layer = FieldEmbedding(fields, num_numeric, int(cfg.field_embedding_dim), cfg.init,
-                                   cfg.init_scale, generator)
-        module = MMoENet(feature_map["input_dim"], len(tasks), cfg.num_experts, cfg.expert_units,
-                         cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator,
-                         input_layer=layer, fold=(variant or VARIANTS[0]) == "folded")
-        weights = cfg.get("task_weights") or [1.0] * len(tasks)
-        self.task_weights = torch.tensor(weights, dtype=torch.float32)
-        super().__init__(module, cfg, feature_map, module.parameters(),
-                         steps_per_epoch=steps_per_epoch)
+class MMoEPeer(CensusPeer):
+    TITLE = "MMoE"
 
-    def loss(self, x, labels):
-        return weighted_bce(self.module(x), labels, self.task_weights)
+    def network(self, cfg, feature_map, num_tasks, input_layer, fold, generator):
+        return MMoENet(feature_map["input_dim"], num_tasks, cfg.num_experts, cfg.expert_units,
+                       cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout, generator,
+                       input_layer=input_layer, fold=fold)
 
 
 PEER = MMoEPeer

@@ -8,20 +8,17 @@ gate as plain ``(D, .)`` matrices; per-task towers as stacked weights
 (``TaskTowers``). Each level's mixtures are weighted sums over the experts'
 axis. Loss: per-task mean BCE-with-logits, weighted sum over tasks.
 
-Variants (``VARIANTS``): ``folded`` computes, as ours does from the batch
-size ``src.layers.fields.fold_from`` gives, the first level of the
-per-field embeddings as 2-D products ``x @ (embedding matrix @ kernel)``,
-the task kernels side by side; ``unfolded`` always applies the embedding
-first. With the one-hot input they are the same.
+Variants (``VARIANTS``): ``bench.peer.census.FOLD_VARIANTS``, folded and
+unfolded per-field embeddings (see there).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.peer.common import (FieldEmbedding, PeerModel, TaskTowers, init_matrix_, init_stack,
-                               weighted_bce)
+from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.common import TaskTowers, init_matrix_, init_stack
 
-VARIANTS = ("folded", "unfolded")
+VARIANTS = FOLD_VARIANTS
 
 
 class PLENet(nn.Module):
@@ -58,7 +55,8 @@ class PLENet(nn.Module):
         self.fold_batch = None
         if fold and input_layer is not None:
             from src.layers.fields import fold_from
-            width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.levels > 1 else 0)
+            width = (t * m_t * u + t * (m_t + m_s) + m_s * u
+                     + (t * m_t + m_s if self.levels > 1 else 0))
             self.fold_batch = fold_from(input_layer.input_dim, self.input_dim, width)
 
     def p(self, name, level):
@@ -98,7 +96,7 @@ class PLENet(nn.Module):
         return own, shared, gates, shared_gate
 
     def forward(self, x):
-        t, m_t, m_s, u = self.t, self.m_t, self.m_s, self.u
+        t, m_t, u = self.t, self.m_t, self.u
         if self.fold_batch is not None and x.shape[0] >= self.fold_batch:
             own, shared, gates, shared_gate = self._folded_first_level(x)
         else:
@@ -117,29 +115,14 @@ class PLENet(nn.Module):
         return self.towers(task_in.transpose(0, 1)).reshape(-1, t)                 # (B, T)
 
 
-class PLEPeer(PeerModel):
-    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None, variant=None):
-        if (variant or VARIANTS[0]) not in VARIANTS:
-            raise ValueError(f"unknown PLE peer variant {variant!r}; choose one of {VARIANTS}")
-        generator = torch.Generator().manual_seed(int(seed))
-        tasks = list(feature_map["tasks"])
-        layer = None
-        if int(cfg.get("field_embedding_dim", 0)) > 0:
-            from src.datasets.census import fields_of
-            fields, num_numeric = fields_of(feature_map)
-            layer = FieldEmbedding(fields, num_numeric, int(cfg.field_embedding_dim), cfg.init,
-                                   cfg.init_scale, generator)
-        module = PLENet(feature_map["input_dim"], len(tasks), cfg.num_levels, cfg.task_experts,
-                        cfg.shared_experts, cfg.expert_units, cfg.tower_units, cfg.init,
-                        cfg.init_scale, cfg.tower_dropout, cfg.tower_output_init, generator,
-                        input_layer=layer, fold=(variant or VARIANTS[0]) == "folded")
-        weights = cfg.get("task_weights") or [1.0] * len(tasks)
-        self.task_weights = torch.tensor(weights, dtype=torch.float32)
-        super().__init__(module, cfg, feature_map, module.parameters(),
-                         steps_per_epoch=steps_per_epoch)
+class PLEPeer(CensusPeer):
+    TITLE = "PLE"
 
-    def loss(self, x, labels):
-        return weighted_bce(self.module(x), labels, self.task_weights)
+    def network(self, cfg, feature_map, num_tasks, input_layer, fold, generator):
+        return PLENet(feature_map["input_dim"], num_tasks, cfg.num_levels, cfg.task_experts,
+                      cfg.shared_experts, cfg.expert_units, cfg.tower_units, cfg.init,
+                      cfg.init_scale, cfg.tower_dropout, cfg.tower_output_init, generator,
+                      input_layer=input_layer, fold=fold)
 
 
 PEER = PLEPeer

@@ -7,17 +7,16 @@ weights (``TaskTowers``, its output weights at zero with
 ``tower_output_init: zero``). Loss: per-task mean BCE-with-logits, weighted
 sum over tasks.
 
-Variants (``VARIANTS``): ``folded`` computes, as ours does from the batch
-size ``src.layers.fields.fold_from`` gives, the bottom's first layer of the
-per-field embeddings as ``x @ (embedding matrix @ weight)``; ``unfolded``
-always applies the embedding first. With the one-hot input they are the same.
+Variants (``VARIANTS``): ``bench.peer.census.FOLD_VARIANTS``, folded and
+unfolded per-field embeddings (see there).
 """
 import torch
 from torch import nn
 
-from bench.peer.common import FieldEmbedding, PeerModel, TaskTowers, mlp, weighted_bce
+from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.common import TaskTowers, mlp
 
-VARIANTS = ("folded", "unfolded")
+VARIANTS = FOLD_VARIANTS
 
 
 class SharedBottomNet(nn.Module):
@@ -32,7 +31,8 @@ class SharedBottomNet(nn.Module):
         self.bottom = mlp([int(input_dim)] + units, init, init_scale, last_activation=True,
                           generator=generator)
         self.towers = TaskTowers(self.num_tasks, self.width, list(tower_units), 1, init,
-                                 init_scale, tower_dropout, generator, output_init=tower_output_init)
+                                 init_scale, tower_dropout, generator,
+                                 output_init=tower_output_init)
         self.fold_batch = None
         if fold and input_layer is not None:
             from src.layers.fields import fold_from
@@ -49,30 +49,14 @@ class SharedBottomNet(nn.Module):
         return self.towers(per_task).reshape(-1, self.num_tasks)                  # (B, T)
 
 
-class SharedBottomPeer(PeerModel):
-    def __init__(self, cfg, feature_map, seed=1, steps_per_epoch=None, variant=None):
-        if (variant or VARIANTS[0]) not in VARIANTS:
-            raise ValueError(f"unknown Shared-Bottom peer variant {variant!r}; choose one of "
-                             f"{VARIANTS}")
-        generator = torch.Generator().manual_seed(int(seed))
-        tasks = list(feature_map["tasks"])
-        layer = None
-        if int(cfg.get("field_embedding_dim", 0)) > 0:
-            from src.datasets.census import fields_of
-            fields, num_numeric = fields_of(feature_map)
-            layer = FieldEmbedding(fields, num_numeric, int(cfg.field_embedding_dim), cfg.init,
-                                   cfg.init_scale, generator)
-        module = SharedBottomNet(feature_map["input_dim"], len(tasks), cfg.bottom_units,
-                                 cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout,
-                                 cfg.tower_output_init, generator, input_layer=layer,
-                                 fold=(variant or VARIANTS[0]) == "folded")
-        weights = cfg.get("task_weights") or [1.0] * len(tasks)
-        self.task_weights = torch.tensor(weights, dtype=torch.float32)
-        super().__init__(module, cfg, feature_map, module.parameters(),
-                         steps_per_epoch=steps_per_epoch)
+class SharedBottomPeer(CensusPeer):
+    TITLE = "Shared-Bottom"
 
-    def loss(self, x, labels):
-        return weighted_bce(self.module(x), labels, self.task_weights)
+    def network(self, cfg, feature_map, num_tasks, input_layer, fold, generator):
+        return SharedBottomNet(feature_map["input_dim"], num_tasks, cfg.bottom_units,
+                               cfg.tower_units, cfg.init, cfg.init_scale, cfg.tower_dropout,
+                               cfg.tower_output_init, generator, input_layer=input_layer,
+                               fold=fold)
 
 
 PEER = SharedBottomPeer
