@@ -83,7 +83,8 @@ def test_mmoe_trains_through_the_mixture_kernel_as_through_the_graph(batch):
 
 def test_the_config_keys_are_checked_and_export_uses_the_graph():
     from src.config import Config
-    from src.mmoe.spec import SPEC, _input_product, _mixture
+    from src.datasets.census import input_product as _input_product
+    from src.mmoe.spec import SPEC, _mixture
     with pytest.raises(ValueError, match="input_product must be one of matmul, sparse"):
         _input_product(Config({"input_product": "dense"}, config_path=None))
     assert _input_product(Config({"input_product": "matmul"}, config_path=None)) is None

@@ -132,3 +132,14 @@ def test_tower_output_init_reaches_the_towers():
     assert_tower_output_init(lambda how: PLE(input_dim=6, num_levels=2, task_experts=1,
                                              shared_experts=1, expert_units=4, tower_units=[4],
                                              init="xavier_uniform", tower_output_init=how), 6)
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_prediction_through_the_sparse_input_product(levels):
+    from folding import assert_input_product_predicts_the_same
+
+    def make(layer, product):
+        return PLE(input_dim=layer.output_dim if layer else 82, input_layer=layer, num_tasks=2,
+                   num_levels=levels, task_experts=2, shared_experts=1, expert_units=3,
+                   tower_units=[3], init="normal", init_scale=0.5, input_product=product)
+    assert_input_product_predicts_the_same(make, np.random.default_rng(12))

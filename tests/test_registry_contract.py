@@ -182,7 +182,7 @@ def test_checkpoint_runs_with_another_devices_choices(runs, name, tmp_path):
     gpu = parse_config(["--config_path", GPU_CONFIG, "--model", name])
     with open(CPU_CONFIG) as fh:
         doc = yaml.safe_load(fh)
-    doc[name].update({key: gpu.get(key) for key in spec.compute_keys})
+    doc.setdefault(name, {}).update({key: gpu.get(key) for key in spec.compute_keys})
     other = tmp_path / "gpu_choices.yaml"
     other.write_text(yaml.safe_dump(doc))
     metrics = {}

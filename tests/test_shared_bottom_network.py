@@ -78,3 +78,13 @@ def test_tower_output_init_reaches_the_towers():
     assert_tower_output_init(lambda how: SharedBottom(input_dim=6, bottom_units=[5],
                                                       tower_units=[4], init="xavier_uniform",
                                                       tower_output_init=how), 6)
+
+
+def test_prediction_through_the_sparse_input_product():
+    from folding import assert_input_product_predicts_the_same
+
+    def make(layer, product):
+        return SharedBottom(input_dim=layer.output_dim if layer else 82, input_layer=layer,
+                            num_tasks=2, bottom_units=[6, 4], tower_units=[3], init="normal",
+                            init_scale=0.5, input_product=product)
+    assert_input_product_predicts_the_same(make, np.random.default_rng(11))

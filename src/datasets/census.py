@@ -52,6 +52,22 @@ def input_layer(cfg, fmap):
     return layer, layer.output_dim
 
 
+INPUT_PRODUCTS = ("matmul", "sparse")
+
+
+def input_product(cfg):
+    """The cell config key ``input_product`` names for a Census-Income
+    network's first product in prediction: None for ``matmul`` (the graph's
+    MatMul), :class:`src.layers.sparse_input.SparseInputProduct` (a CPU kernel
+    skipping the one-hot input's zeros) for ``sparse``."""
+    from src.engine.native import kernel_choice
+
+    def build(threads):
+        from src.layers.sparse_input import SparseInputProduct
+        return SparseInputProduct(threads=threads)
+    return kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
+
+
 def _synthetic(raw_dir, seed=1, scale=1.0):
     """Train and test files of 40,000 and 20,000 rows times ``scale``."""
     from src.synth import census

@@ -1,11 +1,10 @@
 """How the registry builds MMoE: Census-Income, one-hot plus numeric input."""
 from src.datasets import CENSUS
-from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer
+from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer, input_product
 from src.engine.native import kernel_choice
 from src.registry import ModelSpec
 
 
-INPUT_PRODUCTS = ("matmul", "sparse")
 MIXTURES = ("graph", "native")          # predict_mixture, train_mixture
 
 
@@ -16,19 +15,10 @@ def build_network(cfg, fmap):
                 num_experts=cfg.num_experts, expert_units=cfg.expert_units,
                 tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
                 tower_dropout=cfg.tower_dropout, mixture=cfg.mixture,
-                input_product=_input_product(cfg),
+                input_product=input_product(cfg),
                 predict_mixture=_mixture(cfg, fmap, "predict_mixture"),
                 train_mixture=_mixture(cfg, fmap, "train_mixture"),
                 tower_output_init=cfg.tower_output_init)
-
-
-def _input_product(cfg):
-    """The prediction's input product ``input_product`` names: None for
-    ``matmul`` (the graph's MatMul), the CPU kernel for ``sparse``."""
-    def build(threads):
-        from src.layers.sparse_input import SparseInputProduct
-        return SparseInputProduct(threads=threads)
-    return kernel_choice(cfg, "input_product", INPUT_PRODUCTS, build)
 
 
 def _mixture(cfg, fmap, key):

@@ -51,11 +51,17 @@ class PLE(nn.Cell):
     MMoE does: 2-D products (the level reads one input for every task, so the
     stacked kernels go side by side, ``(D, T*.)``), fewer multiply-adds from
     that size on, the same function and parameters.
+    ``input_product``: a cell computing ``x @ w + bias`` that replaces that
+    first level's product in prediction where it reads the raw input
+    (folded, or with no input layer), e.g.
+    :class:`src.layers.sparse_input.SparseInputProduct`, which skips the
+    one-hot input's zeros.
     """
 
     def __init__(self, input_dim, num_tasks=2, num_levels=2, task_experts=2, shared_experts=2,
                  expert_units=8, tower_units=(8,), init="truncated_normal", init_scale=0.01,
-                 tower_dropout=0.0, input_layer=None, tower_output_init="init"):
+                 tower_dropout=0.0, input_layer=None, tower_output_init="init",
+                 input_product=None):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         for name, value in (("input_dim", input_dim), ("num_tasks", num_tasks),
@@ -94,11 +100,17 @@ class PLE(nn.Cell):
         self.softmax = nn.Softmax(axis=-1)
         width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.num_levels > 1 else 0)
         self.fold_batch = fold_batch(self.input_layer, width)           # level 0's products
+        # the folded level 0's columns: task experts, task gates, shared experts, shared gate
+        self.input_product = input_product
+        self.direct_input = input_layer is None
+        self.first_level_cuts = tuple(int(c) for c in np.cumsum(
+            [0, t * m_t * u, t * (m_t + m_s), m_s * u, t * m_t + m_s]))
 
     def construct(self, x):
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
-        if x.shape[0] >= self.fold_batch:
-            own, shared, gates, shared_gate = self._folded_first_level(x)
+        folded = x.shape[0] >= self.fold_batch
+        if folded or (self.direct_input and self.input_product is not None and not self.training):
+            own, shared, gates, shared_gate = self._first_level_2d(x, folded)
         else:
             x = self.input_layer(x)
             own, shared, gates, shared_gate = self._level(
@@ -136,26 +148,43 @@ class PLE(nn.Cell):
                                        + self.shared_gate_biases[level])
         return own, shared, gates, shared_gate
 
-    def _folded_first_level(self, x):
-        """Level 0 as :meth:`_level` gives it, from the raw input through the
-        input layer's matrix: 2-D products, the stacked task kernels side by
-        side (used from ``fold_batch`` rows; below, the batched products over
-        the input repeated per task are the faster form)."""
+    def _first_level_2d(self, x, folded):
+        """Level 0 as :meth:`_level` gives it, from the raw input (``folded``:
+        through the input layer's matrix) by 2-D products, the stacked task
+        kernels side by side: one product per kernel, or in prediction
+        through ``input_product`` one call with every kernel side by side,
+        whose columns are then cut apart (as one product in training, the
+        cuts' gradients cost more than the products they save:
+        bench/notes.md). Used from ``fold_batch`` rows (below, the batched
+        products over the input repeated per task are the faster form in
+        training)."""
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
         d = self.input_dim
         kernels = [ops.transpose(self.task_expert_kernels[0], (1, 0, 2)).reshape((d, -1)),
                    ops.transpose(self.task_gate_kernels[0], (1, 0, 2)).reshape((d, -1)),
                    self.shared_expert_kernels[0]]
+        biases = [self.task_expert_biases[0].reshape((-1,)),
+                  self.task_gate_biases[0].reshape((-1,)), self.shared_expert_biases[0]]
         if self.num_levels > 1:
             kernels.append(self.shared_gate_kernels[0])
-        matrix = self.input_layer.matrix()
-        products = [self.matmul(x, self.matmul(matrix, k)) for k in kernels]
-        own = self.relu(products[0] + self.task_expert_biases[0].reshape((-1,)))
+            biases.append(self.shared_gate_biases[0])
+        if self.input_product is not None and not self.training:
+            kernel = ops.concat(kernels, axis=1)
+            if folded:
+                kernel = self.matmul(self.input_layer.matrix(), kernel)
+            out = self.input_product(x, kernel, ops.concat(biases, axis=0))
+            cut = self.first_level_cuts
+            products = [out[:, cut[i]:cut[i + 1]] for i in range(len(kernels))]
+        else:
+            if folded:
+                matrix = self.input_layer.matrix()
+                kernels = [self.matmul(matrix, k) for k in kernels]
+            products = [self.matmul(x, k) + b for k, b in zip(kernels, biases)]
+        own = self.relu(products[0])
         own = ops.transpose(own.reshape((-1, t, m_t, u)), (1, 0, 2, 3))              # (T, B, m_t, U)
-        gates = products[1] + self.task_gate_biases[0].reshape((-1,))
-        gates = self.softmax(ops.transpose(gates.reshape((-1, t, m_t + m_s)), (1, 0, 2)))
-        shared = self.relu(products[2] + self.shared_expert_biases[0]).reshape((-1, m_s, u))
+        gates = self.softmax(ops.transpose(products[1].reshape((-1, t, m_t + m_s)), (1, 0, 2)))
+        shared = self.relu(products[2]).reshape((-1, m_s, u))
         shared_gate = None
         if self.num_levels > 1:
-            shared_gate = self.softmax(products[3] + self.shared_gate_biases[0])
+            shared_gate = self.softmax(products[3])
         return own, shared, gates, shared_gate

@@ -1,6 +1,6 @@
 """How the registry builds PLE: Census-Income, one-hot plus numeric input."""
 from src.datasets import CENSUS
-from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer
+from src.datasets.census import CENSUS_QUICK_START, CENSUS_TRIAL, input_layer, input_product
 from src.registry import ModelSpec
 
 
@@ -11,9 +11,12 @@ def build_network(cfg, fmap):
                num_levels=cfg.num_levels, task_experts=cfg.task_experts,
                shared_experts=cfg.shared_experts, expert_units=cfg.expert_units,
                tower_units=cfg.tower_units, init=cfg.init, init_scale=cfg.init_scale,
-               tower_dropout=cfg.tower_dropout, tower_output_init=cfg.tower_output_init)
+               tower_dropout=cfg.tower_dropout, tower_output_init=cfg.tower_output_init,
+               input_product=input_product(cfg))
 
 
 SPEC = ModelSpec(name="ple", title="PLE", dataset=CENSUS, build_network=build_network,
+                 compute_keys=frozenset({"input_product"}),
+                 export_overrides={"input_product": "matmul"},
                  bench_train_batches=(32, 256, 2048), bench_predict_batch=8192,
                  trial=CENSUS_TRIAL, quick_start=CENSUS_QUICK_START)

@@ -24,11 +24,16 @@ class SharedBottom(nn.Cell):
     of ``fold_batch`` rows or more compute the bottom's first product from the
     raw input through the layer's matrix times its weight (fewer multiply-adds
     from that size on; the same function and parameters), as MMoE does.
+    ``input_product``: a cell computing ``x @ w + bias`` that replaces that
+    first product in prediction where it reads the raw input (folded, or
+    with no input layer), e.g.
+    :class:`src.layers.sparse_input.SparseInputProduct`, which skips the
+    one-hot input's zeros.
     """
 
     def __init__(self, input_dim, num_tasks=2, bottom_units=(32,), tower_units=(8,),
                  init="truncated_normal", init_scale=0.01, tower_dropout=0.0, input_layer=None,
-                 tower_output_init="init"):
+                 tower_output_init="init", input_product=None):
         super().__init__()
         self.input_layer = input_layer if input_layer is not None else nn.Identity()
         bottom_units = [int(u) for u in bottom_units]
@@ -43,12 +48,22 @@ class SharedBottom(nn.Cell):
                                  dropout=tower_dropout, output_init=tower_output_init)
         self.matmul = ops.MatMul()
         self.fold_batch = fold_batch(self.input_layer, bottom_units[0])
+        self.input_product = input_product
+        self.direct_input = input_layer is None
 
     def construct(self, x):
-        if x.shape[0] >= self.fold_batch:
+        folded = x.shape[0] >= self.fold_batch
+        raw_product = self.input_product is not None and not self.training
+        if folded or (raw_product and self.direct_input):
             layers = self.bottom.layers
             first = layers[0]
-            h = first.finish(self.matmul(x, self.matmul(self.input_layer.matrix(), first.weight)))
+            weight = first.weight
+            if folded:
+                weight = self.matmul(self.input_layer.matrix(), weight)
+            if raw_product:
+                h = self.input_product(x, weight, first.bias)
+            else:
+                h = first.finish(self.matmul(x, weight))
             for i in range(1, len(layers)):
                 h = layers[i](h)
         else:
