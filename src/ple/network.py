@@ -100,9 +100,9 @@ class PLE(nn.Cell):
         self.softmax = nn.Softmax(axis=-1)
         width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.num_levels > 1 else 0)
         self.fold_batch = fold_batch(self.input_layer, width)           # level 0's products
-        # the folded level 0's columns: task experts, task gates, shared experts, shared gate
         self.input_product = input_product
         self.direct_input = input_layer is None
+        # the columns of level 0's one call: task experts, task gates, shared experts, shared gate
         self.first_level_cuts = tuple(int(c) for c in np.cumsum(
             [0, t * m_t * u, t * (m_t + m_s), m_s * u, t * m_t + m_s]))
 
