@@ -41,6 +41,17 @@ class FieldEmbedding(nn.Module):
         return x @ self.matrix()
 
 
+def fold_batch(input_layer, width, fold=True):
+    """The batch size from which a network folds ``input_layer`` (a
+    :class:`FieldEmbedding`) into its next products of ``width`` columns, as
+    ours does (``src.layers.fields.fold_from``); None where it never folds
+    (the unfolded variant, the one-hot input, or a fold that never pays)."""
+    if not fold or input_layer is None:
+        return None
+    from src.layers.fields import fold_from
+    return fold_from(input_layer.input_dim, input_layer.output_dim, width)
+
+
 class CensusPeer(PeerModel):
     """A peer whose subclass builds its module in ``network(cfg,
     feature_map, num_tasks, input_layer, fold, generator)`` (``input_layer``:

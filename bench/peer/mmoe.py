@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.census import FOLD_VARIANTS, CensusPeer, fold_batch
 from bench.peer.common import TaskTowers, init_stack
 
 VARIANTS = FOLD_VARIANTS
@@ -38,10 +38,7 @@ class MMoENet(nn.Module):
         self.gate_bias = nn.Parameter(torch.zeros(t * e))
         self.towers = TaskTowers(t, u, list(tower_units), 1, init, init_scale, tower_dropout,
                                  generator)
-        self.fold_batch = None
-        if fold and input_layer is not None:
-            from src.layers.fields import fold_from
-            self.fold_batch = fold_from(input_layer.input_dim, f, e * u + t * e)
+        self.fold_batch = fold_batch(input_layer, e * u + t * e, fold)
 
     def forward(self, x):
         if self.fold_batch is not None and x.shape[0] >= self.fold_batch:

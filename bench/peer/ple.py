@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.census import FOLD_VARIANTS, CensusPeer, fold_batch
 from bench.peer.common import TaskTowers, init_matrix_, init_stack
 
 VARIANTS = FOLD_VARIANTS
@@ -52,12 +52,8 @@ class PLENet(nn.Module):
                 self.register_parameter(f"{name}{level}", nn.Parameter(value))
         self.towers = TaskTowers(t, u, list(tower_units), 1, init, init_scale, tower_dropout,
                                  generator, output_init=tower_output_init)
-        self.fold_batch = None
-        if fold and input_layer is not None:
-            from src.layers.fields import fold_from
-            width = (t * m_t * u + t * (m_t + m_s) + m_s * u
-                     + (t * m_t + m_s if self.levels > 1 else 0))
-            self.fold_batch = fold_from(input_layer.input_dim, self.input_dim, width)
+        width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.levels > 1 else 0)
+        self.fold_batch = fold_batch(input_layer, width, fold)
 
     def p(self, name, level):
         return getattr(self, f"{name}{level}")

@@ -13,7 +13,7 @@ unfolded per-field embeddings (see there).
 import torch
 from torch import nn
 
-from bench.peer.census import FOLD_VARIANTS, CensusPeer
+from bench.peer.census import FOLD_VARIANTS, CensusPeer, fold_batch
 from bench.peer.common import TaskTowers, mlp
 
 VARIANTS = FOLD_VARIANTS
@@ -33,10 +33,7 @@ class SharedBottomNet(nn.Module):
         self.towers = TaskTowers(self.num_tasks, self.width, list(tower_units), 1, init,
                                  init_scale, tower_dropout, generator,
                                  output_init=tower_output_init)
-        self.fold_batch = None
-        if fold and input_layer is not None:
-            from src.layers.fields import fold_from
-            self.fold_batch = fold_from(input_layer.input_dim, int(input_dim), units[0])
+        self.fold_batch = fold_batch(input_layer, units[0], fold)
 
     def forward(self, x):
         if self.fold_batch is not None and x.shape[0] >= self.fold_batch:

@@ -98,13 +98,14 @@ class PLE(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(axis=-1)
-        width = t * m_t * u + t * (m_t + m_s) + m_s * u + (t * m_t + m_s if self.num_levels > 1 else 0)
-        self.fold_batch = fold_batch(self.input_layer, width)           # level 0's products
         self.input_product = input_product
         self.direct_input = input_layer is None
-        # the columns of level 0's one call: task experts, task gates, shared experts, shared gate
-        self.first_level_cuts = tuple(int(c) for c in np.cumsum(
-            [0, t * m_t * u, t * (m_t + m_s), m_s * u, t * m_t + m_s]))
+        # level 0's product columns: task experts, task gates, shared experts (, shared gate)
+        widths = [t * m_t * u, t * (m_t + m_s), m_s * u]
+        if self.num_levels > 1:
+            widths.append(t * m_t + m_s)
+        self.first_level_cuts = tuple(int(c) for c in np.cumsum([0] + widths))
+        self.fold_batch = fold_batch(self.input_layer, self.first_level_cuts[-1])
 
     def construct(self, x):
         t, m_t, m_s, u = self.num_tasks, self.task_experts, self.shared_experts, self.expert_units
